@@ -1,0 +1,30 @@
+"""Physical and structural constants shared by data, models and decoding.
+
+Everything with a unit lives here, once. Derived quantities (vocabulary size,
+feature dimension seen by the model) are computed from data, not configured.
+"""
+
+#: Audio sample rate (Hz) that every corpus is resampled to.
+SAMPLE_RATE = 16000
+
+#: Log-mel filterbank: number of mel bins per frame.
+NUM_MEL_BINS = 80
+
+#: Feature frame shift and window length (seconds): 100 frames per second.
+FRAME_SHIFT = 0.010
+FRAME_LENGTH = 0.025
+
+#: The Conv2d front end reduces the frame rate by this factor (40 ms per encoder frame).
+SUBSAMPLING_FACTOR = 4
+
+#: Token id of the transducer blank, also used as the decoder's start-of-sequence context.
+BLANK_ID = 0
+
+
+def frames_after_subsampling(num_frames: int) -> int:
+    """Encoder frames T' produced from T feature frames by the x4 Conv2d front end.
+
+    Two stride-2 3x3 convolutions without padding: T' = ((T - 1) // 2 - 1) // 2.
+    Works on ints and on integer tensors alike.
+    """
+    return ((num_frames - 1) // 2 - 1) // 2
