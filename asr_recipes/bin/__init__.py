@@ -1,0 +1,11 @@
+"""Thin command-line entry points, one per recipe stage.
+
+Every entry point is ``python -m asr_recipes.bin.<stage> key=value ...`` and is
+configured by Hydra from the primary config ``conf/<stage>.yaml``, which lists
+``common/hydra`` first in its defaults (no chdir, no outputs/ folders). Pass
+``--cfg job`` to print the resolved config. Entry points only parse the config and
+call the library; they hold no logic a test would want to reach.
+"""
+
+#: Hydra ``config_path`` for modules in this package (the repository's conf/).
+CONFIG_PATH = "../../conf"
