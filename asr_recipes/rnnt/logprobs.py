@@ -1,0 +1,231 @@
+"""Arc log-probabilities (px, py) of the transducer lattice, from three kinds of joiner output.
+
+All functions return ``(px, py)`` for :func:`mutual_information_recursion`:
+
+* px: (B, S, T+1) for ``rnnt_type="regular"`` (column T, and column t_end[b] when a boundary is
+  given, are -inf: no symbol may be emitted on the one-past-last frame), else (B, S, T).
+  px[b, s, t] = log P(symbols[b, s] | s symbols emitted, frame t).
+* py: (B, S+1, T). py[b, s, t] = log P(blank | s symbols emitted, frame t).
+
+For ``rnnt_type="constrained"`` a symbol arc also pays the blank of the next context on the same
+frame: px += py[:, 1:, :]. Conventions (shapes, argument order, defaults) follow k2.
+"""
+
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from .checks import check_boundary, check_ndim, check_rnnt_type, check_symbols, check_termination_symbol
+
+NEG_INF = float("-inf")
+
+
+def _float(x: Tensor) -> Tensor:
+    """Losses are computed in float32 at least: half-precision inputs are upcast (autograd-safe)."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def fix_for_boundary(px: Tensor, boundary: Optional[Tensor] = None) -> Tensor:
+    """Regular transducers: writes -inf into px[b, :, t_end[b]] (in place) and returns px.
+
+    Without it a path could emit symbols on frame t_end, one past the utterance's last frame.
+    With boundary None, column T is already -inf by construction.
+    """
+    if boundary is None:
+        return px
+    B, S, T1 = px.shape
+    index = boundary[:, 3].reshape(B, 1, 1).expand(B, S, 1)
+    return px.scatter_(2, index, NEG_INF)
+
+
+def _finish(px: Tensor, py: Tensor, boundary: Optional[Tensor], rnnt_type: str) -> Tuple[Tensor, Tensor]:
+    if rnnt_type == "regular":
+        px = fix_for_boundary(px, boundary)
+    elif rnnt_type == "constrained":
+        px = px + py[:, 1:, :]
+    return px.contiguous(), py.contiguous()
+
+
+def _append_neg_inf_column(px: Tensor) -> Tensor:
+    """(B, S, T) -> (B, S, T+1) with -inf in the last column (regular lattices)."""
+    B, S, _ = px.shape
+    return torch.cat([px, px.new_full((B, S, 1), NEG_INF)], dim=2)
+
+
+def _check_lm_am(lm: Tensor, am: Tensor, symbols: Tensor, termination_symbol: int, rnnt_type: str):
+    check_rnnt_type(rnnt_type)
+    check_ndim("lm", lm, 3, "(B, S+1, C)")
+    check_ndim("am", am, 3, "(B, T, C)")
+    B, T, C = am.shape
+    if lm.shape[0] != B or lm.shape[2] != C:
+        raise ValueError(f"lm must have shape (B, S+1, C) with B={B}, C={C} from am {tuple(am.shape)}, got {tuple(lm.shape)}")
+    if lm.shape[1] < 1:
+        raise ValueError("lm must have at least one position (S+1 >= 1): position 0 is the start context")
+    S = lm.shape[1] - 1
+    check_symbols(symbols, B, S, C)
+    check_termination_symbol(termination_symbol, C)
+    return B, S, T, C
+
+
+def _simple_terms(lm: Tensor, am: Tensor, symbols: Tensor, termination_symbol: int, rnnt_type: str):
+    """Shared pieces of the additive ("simple") joiner lattice.
+
+    Returns (px_am (B,S,T[+1]), px_lm (B,S,1), py_am (B,1,T), py_lm (B,S+1,1), normalizers
+    (B,S+1,T), am_max (B,T,1), lm_max (B,S+1,1), am_probs (B,T,C), lm_probs (B,S+1,C)).
+    normalizers[b, s, t] = log sum_c exp(am[b, t, c] + lm[b, s, c]) is a batched matmul in
+    probability space after max-subtraction, so the (B, T, S+1, C) sum is never formed.
+    """
+    B, T, C = am.shape
+    S = lm.shape[1] - 1
+    am_max = am.amax(dim=2, keepdim=True)  # (B, T, 1)
+    lm_max = lm.amax(dim=2, keepdim=True)  # (B, S+1, 1)
+    am_probs = (am - am_max).exp()  # (B, T, C)
+    lm_probs = (lm - lm_max).exp()  # (B, S+1, C)
+    # `tiny` keeps log() finite when every product underflows.
+    normalizers = (torch.matmul(lm_probs, am_probs.transpose(1, 2)) + torch.finfo(am.dtype).tiny).log()
+    normalizers = normalizers + lm_max + am_max.transpose(1, 2)  # (B, S+1, T)
+
+    symbols = symbols.long()
+    # Gather from am^T (B, C, T) along C: no (B, S, T, C) expansion, whose backward would be huge.
+    px_am = torch.gather(am.transpose(1, 2), 1, symbols.unsqueeze(-1).expand(B, S, T))  # (B, S, T)
+    if rnnt_type == "regular":
+        px_am = _append_neg_inf_column(px_am)  # (B, S, T+1)
+    px_lm = torch.gather(lm[:, :S], 2, symbols.unsqueeze(-1))  # (B, S, 1)
+    py_am = am[:, :, termination_symbol].unsqueeze(1)  # (B, 1, T)
+    py_lm = lm[:, :, termination_symbol].unsqueeze(2)  # (B, S+1, 1)
+    return px_am, px_lm, py_am, py_lm, normalizers, am_max, lm_max, am_probs, lm_probs
+
+
+def _subtract_on_frames(px: Tensor, sub: Tensor) -> Tensor:
+    """px (B, S, T[+1]) minus sub (B, S or 1, T) on the first T columns (column T stays -inf)."""
+    T = sub.shape[2]
+    if px.shape[2] == T:
+        return px - sub
+    return torch.cat([px[:, :, :T] - sub, px[:, :, T:]], dim=2)
+
+
+def get_rnnt_logprobs(
+    lm: Tensor,
+    am: Tensor,
+    symbols: Tensor,
+    termination_symbol: int,
+    boundary: Optional[Tensor] = None,
+    rnnt_type: str = "regular",
+) -> Tuple[Tensor, Tensor]:
+    """Lattice of the additive joiner log_softmax(am[b, t] + lm[b, s]).
+
+    Args:
+      lm: (B, S+1, C) decoder ("language model") logits; lm[b, s] has seen s symbols
+        (position 0 is the start context).
+      am: (B, T, C) encoder ("acoustic model") logits.
+      symbols: (B, S) int64 label ids in [0, C), padded arbitrarily past each length.
+      termination_symbol: the blank id.
+      boundary: optional (B, 4) [s_begin, t_begin, s_end, t_end]; only t_end is used here.
+      rnnt_type: "regular", "modified" or "constrained".
+    Returns: (px, py), see the module docstring.
+    """
+    B, S, T, C = _check_lm_am(lm, am, symbols, termination_symbol, rnnt_type)
+    boundary = check_boundary(boundary, B, S, T, rnnt_type)
+    lm, am = _float(lm), _float(am)
+    px_am, px_lm, py_am, py_lm, normalizers, *_ = _simple_terms(lm, am, symbols, termination_symbol, rnnt_type)
+    px = _subtract_on_frames(px_am + px_lm, normalizers[:, :S])
+    py = py_am + py_lm - normalizers  # (B, S+1, T)
+    return _finish(px, py, boundary, rnnt_type)
+
+
+def get_rnnt_logprobs_smoothed(
+    lm: Tensor,
+    am: Tensor,
+    symbols: Tensor,
+    termination_symbol: int,
+    lm_only_scale: float = 0.1,
+    am_only_scale: float = 0.1,
+    boundary: Optional[Tensor] = None,
+    rnnt_type: str = "regular",
+) -> Tuple[Tensor, Tensor]:
+    """Like :func:`get_rnnt_logprobs`, log-linearly interpolated with LM-only and AM-only lattices.
+
+    log p = (1 - lm_only_scale - am_only_scale) * log p_joint + lm_only_scale * log p_lm
+            + am_only_scale * log p_am,
+    where p_lm = softmax(lm[b, s]) and p_am = softmax(am[b, t] + log u), u being the average of
+    softmax(lm) over all batch entries and positions (padding included, as in k2): a unigram
+    "LM" so that the AM-only distribution is a sensible prior-weighted one. Gradients flow
+    through u. Args and returns as in :func:`get_rnnt_logprobs`.
+    """
+    B, S, T, C = _check_lm_am(lm, am, symbols, termination_symbol, rnnt_type)
+    boundary = check_boundary(boundary, B, S, T, rnnt_type)
+    lm, am = _float(lm), _float(am)
+    px_am, px_lm, py_am, py_lm, normalizers, am_max, lm_max, am_probs, lm_probs = _simple_terms(
+        lm, am, symbols, termination_symbol, rnnt_type
+    )
+    tiny = torch.finfo(lm.dtype).tiny
+    lm_sums = lm_probs.sum(dim=2, keepdim=True)  # (B, S+1, 1)
+    unigram = (lm_probs / lm_sums).mean(dim=(0, 1)) + tiny  # (C,)
+    # AM-only normaliser: log sum_c exp(am[b, t, c]) * u[c], as one matrix-vector product.
+    am_only_norm = (torch.mv(am_probs.reshape(-1, C), unigram).reshape(B, T, 1).log() + am_max).transpose(1, 2)  # (B, 1, T)
+    log_unigram = unigram.log()
+    lm_only_norm = lm_sums.log() + lm_max  # (B, S+1, 1)
+
+    px = _subtract_on_frames(px_am + px_lm, normalizers[:, :S])  # (B, S, T[+1])
+    px_am_only = _subtract_on_frames(px_am + log_unigram[symbols.long()].unsqueeze(-1), am_only_norm)
+    px_lm_only = px_lm - lm_only_norm[:, :S]  # (B, S, 1)
+    py = py_am + py_lm - normalizers  # (B, S+1, T)
+    py_am_only = py_am + log_unigram[termination_symbol] - am_only_norm  # (B, 1, T)
+    py_lm_only = py_lm - lm_only_norm  # (B, S+1, 1)
+
+    combined_scale = 1.0 - lm_only_scale - am_only_scale
+    # A literal 0 scale would turn the -inf column of px into 0 * -inf = NaN.
+    lm_only_scale = lm_only_scale if lm_only_scale != 0.0 else 1e-20
+    am_only_scale = am_only_scale if am_only_scale != 0.0 else 1e-20
+    px = px * combined_scale + px_lm_only * lm_only_scale + px_am_only * am_only_scale
+    py = py * combined_scale + py_lm_only * lm_only_scale + py_am_only * am_only_scale
+    return _finish(px, py, boundary, rnnt_type)
+
+
+def get_rnnt_logprobs_joint(
+    logits: Tensor,
+    symbols: Tensor,
+    termination_symbol: int,
+    boundary: Optional[Tensor] = None,
+    rnnt_type: str = "regular",
+) -> Tuple[Tensor, Tensor]:
+    """Lattice of a full joiner: log_softmax over C of logits (B, T, S+1, C).
+
+    Only the gathered true-label and blank entries and the (B, T, S+1) normalisers are formed;
+    no (B, T, S+1, C) log-softmax copy is kept. Returns (px, py) as in the module docstring.
+    """
+    check_rnnt_type(rnnt_type)
+    check_ndim("logits", logits, 4, "(B, T, S+1, C)")
+    B, T, S1, C = logits.shape
+    S = S1 - 1
+    check_symbols(symbols, B, S, C)
+    check_termination_symbol(termination_symbol, C)
+    boundary = check_boundary(boundary, B, S, T, rnnt_type)
+    logits = _float(logits)
+    normalizers = torch.logsumexp(logits, dim=3).transpose(1, 2)  # (B, S+1, T)
+    index = symbols.long().reshape(B, 1, S, 1).expand(B, T, S, 1)
+    px = torch.gather(logits[:, :, :S], 3, index).squeeze(-1).transpose(1, 2)  # (B, S, T)
+    px = px - normalizers[:, :S]
+    if rnnt_type == "regular":
+        px = _append_neg_inf_column(px)  # (B, S, T+1)
+    py = logits[:, :, :, termination_symbol].transpose(1, 2) - normalizers  # (B, S+1, T)
+    return _finish(px, py, boundary, rnnt_type)
+
+
+def add_delay_penalty(px: Tensor, boundary: Optional[Tensor], rnnt_type: str, delay_penalty: float) -> Tensor:
+    """Adds delay_penalty * ((T_b - 1) / 2 - t) to every symbol arc on frame t (arXiv 2211.00490).
+
+    Symbols emitted early are rewarded, late ones penalised; the mean over frames is ~0 so the
+    loss scale hardly changes. T_b is t_end from boundary (or T).
+    """
+    if delay_penalty <= 0.0:
+        return px
+    B, S, T1 = px.shape
+    T = T1 - 1 if rnnt_type == "regular" else T1
+    if boundary is None:
+        offset = px.new_full((B, 1, 1), (T - 1) / 2)
+    else:
+        offset = ((boundary[:, 3] - 1) / 2).reshape(B, 1, 1)
+    frames = torch.arange(T1, device=px.device).reshape(1, 1, T1)
+    return px + ((offset - frames) * delay_penalty).to(px.dtype)

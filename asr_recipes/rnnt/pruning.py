@@ -1,0 +1,173 @@
+"""Pruning: choose a window of s_range label positions per frame, gather the joiner inputs for
+it, and build the pruned lattice from the joiner's (B, T, s_range, C) output.
+
+Frame t keeps label positions ranges[b, t] = [p_t, p_t + 1, ..., p_t + s_range - 1] with
+0 <= p_t <= S + 1 - s_range. Everything outside the window gets -inf, so the pruned loss is
+the exact negative log of the path mass that stays inside the windows.
+"""
+
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from .checks import check_boundary, check_ndim, check_rnnt_type, check_symbols, check_termination_symbol
+from .logprobs import NEG_INF, _append_neg_inf_column, _finish, _float
+
+
+def _suffix_min(x: Tensor) -> Tensor:
+    """x (B, T) -> y with y[:, t] = min(x[:, t:]): the largest non-decreasing lower bound of x."""
+    return torch.flip(torch.cummin(torch.flip(x, [1]), dim=1).values, [1])
+
+
+def _enforce_window_constraints(s_begin: Tensor, max_jump: int) -> Tensor:
+    """Repairs per-frame window starts s_begin (B, T) so that paths can get through.
+
+    Makes them non-decreasing, starting at 0 on frame 0, with s_begin[t+1] - s_begin[t] <=
+    max_jump: with a jump of max_jump = s_range - 1 the next window still contains the top node
+    of the current one (a path may climb to it and then take a blank); modified transducers
+    climb at most one symbol per frame, so max_jump = 1.
+    The jump limit is a monotonicity constraint on s_begin[t] - max_jump * t, hence two suffix
+    minima; clamping that quantity at 0 forces frame 0 to start at symbol 0.
+    """
+    B, T = s_begin.shape
+    s_begin = _suffix_min(s_begin)
+    ramp = max_jump * torch.arange(T, device=s_begin.device)
+    slack = _suffix_min(ramp - s_begin).clamp(min=0)  # non-decreasing and >= 0
+    return ramp - slack
+
+
+def get_rnnt_prune_ranges(px_grad: Tensor, py_grad: Tensor, boundary: Tensor, s_range: int) -> Tensor:
+    """Per-frame label windows from the occupation probabilities of the simple lattice.
+
+    Window start per frame (the paper's pruning bound, k2's published version):
+        p_t = argmax_p  sum_{u=p}^{p+s_range-1} py_grad[u, t]  -  px_grad[p-1, t]
+    i.e. blank mass leaving frame t inside the window minus mass entering it from below. The
+    last real frame's window is forced to contain the final label position, then starts are
+    repaired by :func:`_enforce_window_constraints`.
+
+    Args:
+      px_grad: (B, S, T+1) regular or (B, S, T) modified/constrained occupations.
+      py_grad: (B, S+1, T).
+      boundary: (B, 4) [0, 0, S_b, T_b] (only ends are used).
+      s_range: window size; capped at S+1. Must be >= 2 (regular) or >= 1 (modified).
+    Returns:
+      ranges (B, T, s_range) int64 label positions, all in [0, S].
+    """
+    check_ndim("px_grad", px_grad, 3, "(B, S, T+1) or (B, S, T)")
+    check_ndim("py_grad", py_grad, 3, "(B, S+1, T)")
+    B, S, T1 = px_grad.shape
+    T = py_grad.shape[2]
+    if tuple(py_grad.shape) != (B, S + 1, T) or T1 not in (T, T + 1):
+        raise ValueError(f"px_grad {tuple(px_grad.shape)} and py_grad {tuple(py_grad.shape)} do not form a lattice")
+    regular = T1 == T + 1
+    if boundary is None:
+        raise ValueError("boundary is required: a (B, 4) tensor [0, 0, S_b, T_b] of per-utterance lengths")
+    boundary = check_boundary(boundary, B, S, T, "regular")
+    if regular and s_range < 2:
+        raise ValueError(f"s_range must be >= 2 for regular transducers (a window of 1 admits no path), got {s_range}")
+    if not regular and s_range < 1:
+        raise ValueError(f"s_range must be >= 1, got {s_range}")
+    s_range = min(s_range, S + 1)
+    if regular:
+        # A window can climb at most s_range - 1 symbols per frame, so T_b frames reach at most
+        # T_b * (s_range - 1) symbols; longer transcripts cannot fit in any set of windows.
+        s_len, t_len = boundary[:, 2], boundary[:, 3]
+        too_long = s_len > t_len * (s_range - 1)
+        if bool(too_long.any()):
+            b = int(too_long.nonzero()[0, 0])
+            raise ValueError(
+                f"utterance {b} has {int(s_len[b])} symbols in {int(t_len[b])} frames; s_range={s_range} "
+                f"can cover at most {int(t_len[b]) * (s_range - 1)}. Use s_range >= "
+                f"ceil(S_b / T_b) + 1 or filter utterances with more tokens than frames."
+            )
+
+    num_starts = S + 2 - s_range  # candidate starts 0 .. S+1-s_range
+    # Blank occupation summed over each candidate window, via a strided view: (B, num_starts, s_range, T).
+    windows = py_grad.as_strided((B, num_starts, s_range, T), (py_grad.stride(0), py_grad.stride(1), py_grad.stride(1), py_grad.stride(2)))
+    blank_in_window = windows.sum(dim=2)  # (B, num_starts, T)
+    entering_from_below = torch.cat([px_grad.new_zeros(B, 1, T), px_grad[:, : num_starts - 1, :T]], dim=1)
+    s_begin = torch.argmax(blank_in_window - entering_from_below, dim=1)  # (B, T)
+
+    # From the last real frame on, the window must end at the final label position S_b.
+    frames = torch.arange(T, device=px_grad.device).reshape(1, T)
+    before_last = frames < (boundary[:, 3] - 1).reshape(B, 1)
+    final_start = (boundary[:, 2] - s_range + 1).clamp(min=0).reshape(B, 1)
+    s_begin = torch.where(before_last, s_begin, final_start)
+
+    s_begin = _enforce_window_constraints(s_begin, s_range - 1 if regular else 1)
+    return s_begin.unsqueeze(-1) + torch.arange(s_range, device=px_grad.device)  # (B, T, s_range)
+
+
+def do_rnnt_pruning(am: Tensor, lm: Tensor, ranges: Tensor) -> Tuple[Tensor, Tensor]:
+    """Joiner inputs for the kept (t, s) pairs.
+
+    Args:
+      am: (B, T, D_am) encoder output (ideally already projected to the joiner dim).
+      lm: (B, S+1, D_lm) decoder output (likewise).
+      ranges: (B, T, s_range) label positions from :func:`get_rnnt_prune_ranges`.
+    Returns:
+      am_pruned (B, T, s_range, D_am), an expanded view; lm_pruned (B, T, s_range, D_lm).
+    lm rows are picked with flat indices into (B*(S+1), D_lm), so the backward is an index_add
+    into that small tensor rather than a scatter into a (B, T, S+1, D) expansion.
+    """
+    check_ndim("am", am, 3, "(B, T, D)")
+    check_ndim("lm", lm, 3, "(B, S+1, D)")
+    check_ndim("ranges", ranges, 3, "(B, T, s_range)")
+    B, T, s_range = ranges.shape
+    if am.shape[:2] != (B, T) or lm.shape[0] != B:
+        raise ValueError(f"ranges {tuple(ranges.shape)} does not match am {tuple(am.shape)} / lm {tuple(lm.shape)}")
+    S1, D_lm = lm.shape[1], lm.shape[2]
+    am_pruned = am.unsqueeze(2).expand(B, T, s_range, am.shape[2])
+    rows = (ranges + S1 * torch.arange(B, device=ranges.device).reshape(B, 1, 1)).reshape(-1)
+    lm_pruned = lm.reshape(B * S1, D_lm).index_select(0, rows).reshape(B, T, s_range, D_lm)
+    return am_pruned, lm_pruned
+
+
+def _scatter_windows(values: Tensor, ranges: Tensor, num_positions: int) -> Tensor:
+    """(B, T, s_range) window values -> (B, num_positions, T), -inf outside each frame's window."""
+    B, T, _ = values.shape
+    full = values.new_full((B, T, num_positions), NEG_INF).scatter(2, ranges, values)  # (B, T, S+1)
+    return full.transpose(1, 2)
+
+
+def get_rnnt_logprobs_pruned(
+    logits: Tensor,
+    symbols: Tensor,
+    ranges: Tensor,
+    termination_symbol: int,
+    boundary: Tensor,
+    rnnt_type: str = "regular",
+) -> Tuple[Tensor, Tensor]:
+    """Lattice (px, py) of the full joiner evaluated only inside the windows.
+
+    Args:
+      logits: (B, T, s_range, C) joiner output for the pairs (t, ranges[b, t, k]).
+      symbols: (B, S) label ids. ranges: (B, T, s_range). termination_symbol: blank id.
+      boundary: (B, 4) [s_begin, t_begin, s_end, t_end] (t_end used for the regular fix).
+    Returns: px (B, S, T+1) / (B, S, T) and py (B, S+1, T), -inf outside the windows.
+    """
+    check_rnnt_type(rnnt_type)
+    check_ndim("logits", logits, 4, "(B, T, s_range, C)")
+    B, T, s_range, C = logits.shape
+    check_ndim("symbols", symbols, 2, "(B, S)")
+    S = symbols.shape[1]
+    check_symbols(symbols, B, S, C)
+    check_termination_symbol(termination_symbol, C)
+    if tuple(ranges.shape) != (B, T, s_range):
+        raise ValueError(f"ranges must have shape (B, T, s_range) = {(B, T, s_range)}, got {tuple(ranges.shape)}")
+    boundary = check_boundary(boundary, B, S, T, rnnt_type)
+    logits = _float(logits)
+
+    normalizers = torch.logsumexp(logits, dim=3)  # (B, T, s_range)
+    # The label arc leaving position s is symbols[s]; position S (end of transcript) has none,
+    # so it reads a dummy (blank) whose value is dropped below.
+    padded_symbols = torch.cat([symbols.long(), symbols.new_full((B, 1), termination_symbol).long()], dim=1)
+    window_symbols = torch.gather(padded_symbols.unsqueeze(1).expand(B, T, S + 1), 2, ranges)  # (B, T, s_range)
+    px_win = torch.gather(logits, 3, window_symbols.unsqueeze(-1)).squeeze(-1) - normalizers
+    py_win = logits[:, :, :, termination_symbol] - normalizers  # (B, T, s_range)
+    px = _scatter_windows(px_win, ranges, S + 1)[:, :S]  # (B, S, T): no label arc leaves position S
+    py = _scatter_windows(py_win, ranges, S + 1)  # (B, S+1, T)
+    if rnnt_type == "regular":
+        px = _append_neg_inf_column(px)
+    return _finish(px, py, boundary, rnnt_type)
