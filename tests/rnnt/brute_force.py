@@ -1,0 +1,73 @@
+"""Independent references for the loss tests: plain-Python dynamic programs, one node at a time.
+
+They share nothing with asr_recipes.rnnt (no wavefronts, no px/py layout): they walk the
+transducer lattice of ONE utterance directly from the joiner's log-softmax output.
+"""
+
+import math
+from typing import Optional, Sequence
+
+import numpy as np
+
+
+def log_softmax(x: np.ndarray) -> np.ndarray:
+    m = x.max(axis=-1, keepdims=True)
+    return x - m - np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
+
+
+def logadd(a: float, b: float) -> float:
+    if a == -math.inf:
+        return b
+    if b == -math.inf:
+        return a
+    m = max(a, b)
+    return m + math.log(math.exp(a - m) + math.exp(b - m))
+
+
+def transducer_log_likelihood(
+    log_probs: np.ndarray,
+    symbols: Sequence[int],
+    num_frames: int,
+    blank: int,
+    rnnt_type: str = "regular",
+    keep: Optional[np.ndarray] = None,
+    delay_penalty: float = 0.0,
+) -> float:
+    """log P(symbols | utterance) summed over all alignments, node by node.
+
+    Args:
+      log_probs: (T_max, S_max+1, C) normalised joiner output; [t, s] = after s symbols, frame t.
+      symbols: the utterance's S labels (S <= S_max).
+      num_frames: T <= T_max frames of this utterance.
+      rnnt_type: "regular" (symbol arcs stay on the frame), "modified" (every arc consumes a
+        frame), "constrained" (as modified; a symbol arc also pays the next context's blank).
+      keep: optional (T_max, S_max+1) bool: arcs leaving pairs (t, s) with keep False are
+        forbidden (pruning). For "constrained", the blank term at (t, s+1) must be kept too.
+      delay_penalty: adds delay_penalty * ((T - 1) / 2 - t) to each symbol arc on frame t.
+    """
+    S, T = len(symbols), num_frames
+    kept = (lambda t, s: True) if keep is None else (lambda t, s: bool(keep[t, s]))
+    alpha = [[-math.inf] * (T + 1) for _ in range(S + 1)]
+    alpha[0][0] = 0.0
+    for t in range(T + 1):
+        for s in range(S + 1):
+            a = alpha[s][t]
+            if a == -math.inf or t == T:
+                continue
+            if not kept(t, s):
+                continue
+            # blank: (s, t) -> (s, t + 1)
+            alpha[s][t + 1] = logadd(alpha[s][t + 1], a + log_probs[t, s, blank])
+            if s == S:
+                continue
+            w = log_probs[t, s, symbols[s]] + delay_penalty * ((T - 1) / 2 - t)
+            if rnnt_type == "regular":
+                # symbol: (s, t) -> (s + 1, t); processed before (s + 1, t) in this loop order.
+                alpha[s + 1][t] = logadd(alpha[s + 1][t], a + w)
+            else:
+                if rnnt_type == "constrained":
+                    if not kept(t, s + 1):
+                        continue
+                    w += log_probs[t, s + 1, blank]
+                alpha[s + 1][t + 1] = logadd(alpha[s + 1][t + 1], a + w)
+    return alpha[S][T]
