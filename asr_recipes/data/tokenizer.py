@@ -94,12 +94,9 @@ class Tokenizer(ABC):
         """N id sequences (lists or 1-D int tensors) -> N texts; blank and unk are dropped."""
         out = []
         for seq in ids:
-            seq = [int(i) for i in seq]
-            for i in seq:
-                self._check_id(i)
+            seq = [self._check_id(int(i)) for i in seq]
             text = self._decode_one([i for i in seq if i not in (self.blank_id, self.unk_id)])
-            # A dropped <unk> or a model emitting word boundaries back to back leaves
-            # stray spaces.
+            # Dropped <unk>s and back-to-back word boundaries leave stray spaces.
             out.append(self.normalize(text))
         return out
 
@@ -126,9 +123,10 @@ class Tokenizer(ABC):
         _write_atomic(out_dir / TOKENIZER_FILE, text.encode("utf-8"))
         return out_dir / TOKENIZER_FILE
 
-    def _check_id(self, token_id: int) -> None:
+    def _check_id(self, token_id: int) -> int:
         if not 0 <= token_id < self.vocab_size:
             raise ValueError(f"token id {token_id} is outside the vocabulary [0, {self.vocab_size})")
+        return token_id
 
 
 class SentencePieceTokenizer(Tokenizer):
@@ -303,6 +301,8 @@ def ensure_tokenizer(manifest: str | os.PathLike, out_dir: str | os.PathLike, ki
     log.info("training a %s tokenizer on %d transcripts from %s", kind, len(texts), manifest)
     tok = train_tokenizer(kind, texts, vocab_size, min_count=min_count,
                           word_boundary=word_boundary, character_coverage=character_coverage)
+    # save() writes tokenizer.json last; a crash must not leave the old one beside new files.
+    (out_dir / TOKENIZER_FILE).unlink(missing_ok=True)
     tok.save(out_dir)
     return tok
 
