@@ -1,0 +1,171 @@
+"""Transducer: Conformer encoder + stateless decoder + joiner, trained with pruned RNN-T.
+
+Training step (forward):
+
+    features (N, T, 80) --encoder--> encoder_out (N, T', De)
+    [blank] + tokens    --decoder--> decoder_out (N, U+1, Dd)
+    simple_am_proj(encoder_out) (N, T', V), simple_lm_proj(decoder_out) (N, U+1, V)
+        --rnnt_loss_smoothed--> simple_loss, occupation grads px_grad/py_grad
+        --get_rnnt_prune_ranges--> ranges (N, T', S)      S = prune_range
+    joiner projections of encoder_out / decoder_out, gathered at ranges (N, T', S, J)
+        --joiner (project_input=False)--> logits (N, T', S, V)
+        --rnnt_loss_pruned--> pruned_loss
+
+Both losses run in float32 with autocast off: the recursion is a long chain of
+log-adds that fp16/bf16 cannot carry. Length conventions: T' = frames_after_subsampling(T),
+U = max(token_lens); blank (0) is the start symbol of the decoder input.
+"""
+
+import torch
+import torchaudio
+from torch import Tensor, nn
+
+import asr_recipes.rnnt as k2
+from asr_recipes.constants import BLANK_ID
+from asr_recipes.models.conformer import make_pad_mask
+from asr_recipes.models.decoder import StatelessDecoder
+from asr_recipes.models.joiner import Joiner
+
+
+class Transducer(nn.Module):
+    """Args:
+        encoder: module with forward(features (N, T, F), feature_lens (N,)) ->
+            (encoder_out (N, T', De), encoder_lens (N,)) and attribute output_dim = De.
+        decoder: StatelessDecoder (output_dim = Dd, context_size, blank_id).
+        joiner: Joiner(De, Dd, J, vocab_size).
+        vocab_size: V, including blank.
+    """
+
+    def __init__(self, encoder: nn.Module, decoder: StatelessDecoder, joiner: Joiner, vocab_size: int):
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+        self.joiner = joiner
+        self.vocab_size = vocab_size
+        self.blank_id = decoder.blank_id
+        # cheap additive joiner of the simple loss; its lattice decides where to prune
+        self.simple_am_proj = nn.Linear(encoder.output_dim, vocab_size)
+        self.simple_lm_proj = nn.Linear(decoder.output_dim, vocab_size)
+
+    def encode(self, features: Tensor, feature_lens: Tensor) -> tuple[Tensor, Tensor]:
+        """(N, T, F), (N,) -> encoder_out (N, T', De), encoder_lens (N,) int64."""
+        return self.encoder(features, feature_lens)
+
+    def _labels(self, tokens: Tensor, token_lens: Tensor) -> tuple[Tensor, Tensor]:
+        """Validate the padded labels and build the loss/decoder views of them.
+
+        tokens (N, U_max) int64 padded with anything; token_lens (N,) int64.
+        Returns y (N, U) with padding replaced by blank, U = max(token_lens), and the
+        SOS-prefixed decoder input (N, U+1).
+        """
+        if tokens.ndim != 2 or tokens.dtype != torch.int64:
+            raise ValueError(f"tokens must be an (N, U) int64 tensor, got {tuple(tokens.shape)} {tokens.dtype}")
+        if token_lens.shape != (tokens.size(0),):
+            raise ValueError(f"token_lens must have shape ({tokens.size(0)},), got {tuple(token_lens.shape)}")
+        U = int(token_lens.max()) if tokens.size(0) else 0
+        if U > tokens.size(1) or int(token_lens.min()) < 0:
+            raise ValueError(f"token_lens must lie in [0, {tokens.size(1)}], got {token_lens.tolist()}")
+        y = tokens[:, :U].masked_fill(make_pad_mask(token_lens, U), self.blank_id)  # (N, U)
+        valid = ~make_pad_mask(token_lens, U)
+        bad = valid & ((y == self.blank_id) | (y < 0) | (y >= self.vocab_size))  # (N, U)
+        if bool(bad.any()):
+            n, u = (int(i) for i in bad.nonzero()[0])
+            raise ValueError(
+                f"utterance {n} of the batch has token id {int(y[n, u])} at position {u}; labels must be in "
+                f"[1, {self.vocab_size}) (0 is blank): check the tokenizer matches the model's vocab_size"
+            )
+        sos_y = nn.functional.pad(y, (1, 0), value=self.blank_id)  # (N, U+1): blank is the SOS context
+        return y, sos_y
+
+    def forward(
+        self,
+        features: Tensor,
+        feature_lens: Tensor,
+        tokens: Tensor,
+        token_lens: Tensor,
+        prune_range: int = 5,
+        am_scale: float = 0.0,
+        lm_scale: float = 0.25,
+        reduction: str = "sum",
+        delay_penalty: float = 0.0,
+    ) -> tuple[Tensor, Tensor]:
+        """Simple (smoothed) and pruned RNN-T losses.
+
+        Args:
+            features: (N, T, F) float, frames >= feature_lens are padding.
+            feature_lens: (N,) int64, each >= 7 (one encoder frame).
+            tokens: (N, U_max) int64 label ids in [1, V), padded with any value.
+            token_lens: (N,) int64 labels per utterance.
+            prune_range: S, label positions kept per frame (>= 2).
+            am_scale, lm_scale: am_only_scale / lm_only_scale of rnnt_loss_smoothed.
+            reduction: "sum", "mean" (over utterances) or "none" (per utterance).
+            delay_penalty: k2's delay penalty (0 = off), applied to both losses.
+        Returns:
+            (simple_loss, pruned_loss): scalars, or (N,) each with reduction="none"
+            (the caller drops non-finite utterances). Negative log-likelihoods in nats.
+        """
+        y, sos_y = self._labels(tokens, token_lens)  # (N, U), (N, U+1)
+        encoder_out, encoder_lens = self.encode(features, feature_lens)  # (N, T', De), (N,)
+        decoder_out = self.decoder(sos_y)  # (N, U+1, Dd)
+
+        boundary = torch.zeros(y.size(0), 4, dtype=torch.int64, device=y.device)  # (N, 4)
+        boundary[:, 2] = token_lens  # [s_begin, t_begin, s_end, t_end]
+        boundary[:, 3] = encoder_lens
+
+        am = self.simple_am_proj(encoder_out)  # (N, T', V)
+        lm = self.simple_lm_proj(decoder_out)  # (N, U+1, V)
+        with torch.autocast(device_type=features.device.type, enabled=False):
+            simple_loss, (px_grad, py_grad) = k2.rnnt_loss_smoothed(
+                lm=lm.float(),
+                am=am.float(),
+                symbols=y,
+                termination_symbol=self.blank_id,
+                lm_only_scale=lm_scale,
+                am_only_scale=am_scale,
+                boundary=boundary,
+                delay_penalty=delay_penalty,
+                reduction=reduction,
+                return_grad=True,
+            )
+
+        ranges = k2.get_rnnt_prune_ranges(px_grad, py_grad, boundary, s_range=prune_range)  # (N, T', S)
+        # project before gathering: the projections then run on T' + U+1 rows, not T' * S
+        am_pruned, lm_pruned = k2.do_rnnt_pruning(
+            am=self.joiner.encoder_proj(encoder_out), lm=self.joiner.decoder_proj(decoder_out), ranges=ranges
+        )  # (N, T', S, J) each
+        logits = self.joiner(am_pruned, lm_pruned, project_input=False)  # (N, T', S, V)
+        with torch.autocast(device_type=features.device.type, enabled=False):
+            pruned_loss = k2.rnnt_loss_pruned(
+                logits=logits.float(),
+                symbols=y,
+                ranges=ranges,
+                termination_symbol=self.blank_id,
+                boundary=boundary,
+                delay_penalty=delay_penalty,
+                reduction=reduction,
+            )
+        return simple_loss, pruned_loss
+
+    def full_loss(
+        self, features: Tensor, feature_lens: Tensor, tokens: Tensor, token_lens: Tensor, reduction: str = "sum"
+    ) -> Tensor:
+        """Unpruned RNN-T loss with the full joiner, via torchaudio (reference/comparison).
+
+        Same inputs as forward(). Evaluates the joiner on every (t, u) pair, so memory is
+        O(N T' (U+1) V): use it on small batches. Returns a scalar, or (N,) with "none".
+        """
+        y, sos_y = self._labels(tokens, token_lens)  # (N, U), (N, U+1)
+        encoder_out, encoder_lens = self.encode(features, feature_lens)  # (N, T', De), (N,)
+        decoder_out = self.decoder(sos_y)  # (N, U+1, Dd)
+        # torchaudio insists that T' equals max(encoder_lens)
+        encoder_out = encoder_out[:, : int(encoder_lens.max())]  # (N, T'', De)
+        logits = self.joiner(encoder_out.unsqueeze(2), decoder_out.unsqueeze(1))  # (N, T'', U+1, V)
+        with torch.autocast(device_type=features.device.type, enabled=False):
+            return torchaudio.functional.rnnt_loss(
+                logits.float(),
+                y.int(),
+                encoder_lens.int(),
+                token_lens.int(),
+                blank=self.blank_id,
+                reduction=reduction,
+            )

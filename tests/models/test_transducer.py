@@ -1,0 +1,131 @@
+"""Transducer losses at model level, against torchaudio's full RNN-T loss."""
+
+from pathlib import Path
+
+import pytest
+import torch
+import torchaudio
+import yaml
+
+from asr_recipes.constants import NUM_MEL_BINS, frames_after_subsampling
+from asr_recipes.models import build_transducer
+
+TINY = yaml.safe_load((Path(__file__).parents[2] / "conf" / "model" / "tiny.yaml").read_text())
+V = 20
+
+
+def make_model():
+    torch.manual_seed(0)
+    return build_transducer(TINY, vocab_size=V).eval()  # eval: batch norm uses running stats
+
+
+def make_batch(feature_lens=(100, 77, 45), token_lens=(8, 5, 3), pad_value=-1, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    N, T, U = len(feature_lens), max(feature_lens), max(token_lens)
+    features = torch.randn(N, T, NUM_MEL_BINS, generator=g)
+    tokens = torch.randint(1, V, (N, U), generator=g)
+    for n, L in enumerate(token_lens):
+        tokens[n, L:] = pad_value
+    return features, torch.tensor(feature_lens), tokens, torch.tensor(token_lens)
+
+
+def test_encode_shapes():
+    model = make_model()
+    features, feature_lens, _, _ = make_batch()
+    out, lens = model.encode(features, feature_lens)
+    assert out.shape == (3, frames_after_subsampling(100), TINY["d_model"])
+    assert lens.tolist() == [frames_after_subsampling(int(t)) for t in feature_lens]
+
+
+def test_pruned_loss_equals_full_loss_when_window_covers_all_labels():
+    model = make_model()
+    batch = make_batch()
+    U = int(batch[3].max())
+    with torch.no_grad():
+        full = model.full_loss(*batch, reduction="none")
+        for prune_range in (U + 1, U + 3):
+            simple, pruned = model(*batch, prune_range=prune_range, reduction="none")
+            assert simple.shape == pruned.shape == (3,)
+            torch.testing.assert_close(pruned, full, atol=1e-4, rtol=1e-5)
+
+
+def test_pruned_loss_is_never_below_full_loss():
+    # a pruned lattice keeps a subset of the alignment paths: -log(kept mass) >= -log(all mass)
+    model = make_model()
+    batch = make_batch()
+    with torch.no_grad():
+        full = model.full_loss(*batch, reduction="none")
+        _, pruned = model(*batch, prune_range=2, reduction="none")
+    assert torch.all(pruned >= full - 1e-4)
+    assert torch.any(pruned > full + 1e-3)  # with 8 labels and 2 kept positions something is lost
+
+
+def test_simple_loss_is_rnnt_loss_of_the_additive_joiner():
+    # with no smoothing the simple loss is plain RNN-T on logits am(t) + lm(u)
+    model = make_model()
+    features, feature_lens, tokens, token_lens = batch = make_batch()
+    with torch.no_grad():
+        simple, _ = model(*batch, lm_scale=0.0, am_scale=0.0, reduction="none")
+        enc, enc_lens = model.encode(features, feature_lens)
+        y = tokens.clamp(min=0)  # padding -> blank; positions past token_lens are ignored anyway
+        sos_y = torch.cat([torch.zeros(3, 1, dtype=torch.int64), y], dim=1)
+        am = model.simple_am_proj(enc[:, : int(enc_lens.max())])  # (N, T', V)
+        lm = model.simple_lm_proj(model.decoder(sos_y))  # (N, U+1, V)
+        expected = torchaudio.functional.rnnt_loss(
+            am[:, :, None, :] + lm[:, None, :, :], y.int(), enc_lens.int(), token_lens.int(), blank=0, reduction="none"
+        )
+    torch.testing.assert_close(simple, expected, atol=1e-4, rtol=1e-5)
+
+
+def test_reductions_and_token_padding_value():
+    model = make_model()
+    with torch.no_grad():
+        simple_none, pruned_none = model(*make_batch(pad_value=-1), reduction="none")
+        simple_sum, pruned_sum = model(*make_batch(pad_value=999), reduction="sum")
+        simple_mean, pruned_mean = model(*make_batch(pad_value=0), reduction="mean")
+        # extra all-padding label columns do not matter either
+        f, fl, t, tl = make_batch()
+        wide = torch.cat([t, torch.full((3, 4), 7)], dim=1)
+        _, pruned_wide = model(f, fl, wide, tl, reduction="none")
+    torch.testing.assert_close(simple_sum, simple_none.sum())
+    torch.testing.assert_close(pruned_sum, pruned_none.sum())
+    torch.testing.assert_close(pruned_mean, pruned_none.mean())
+    torch.testing.assert_close(pruned_wide, pruned_none)
+
+
+def test_training_step_gives_finite_gradients_everywhere():
+    model = make_model().train()
+    simple, pruned = model(*make_batch())
+    (0.5 * simple + pruned).backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        if not name.startswith("decoder.embedding"):  # blank's embedding row is frozen at 0
+            assert p.grad.abs().sum() > 0, name
+
+
+def test_losses_are_float32_under_bf16_autocast():
+    model = make_model()
+    batch = make_batch()
+    with torch.no_grad():
+        ref_simple, ref_pruned = model(*batch)
+        with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+            simple, pruned = model(*batch)
+    assert simple.dtype == pruned.dtype == torch.float32
+    torch.testing.assert_close(simple, ref_simple, rtol=0.05, atol=0)
+    torch.testing.assert_close(pruned, ref_pruned, rtol=0.05, atol=0)
+
+
+def test_bad_labels_raise_clear_errors():
+    model = make_model()
+    f, fl, t, tl = make_batch()
+    bad = t.clone()
+    bad[1, 2] = 0
+    with pytest.raises(ValueError, match="utterance 1 of the batch has token id 0 at position 2"):
+        model(f, fl, bad, tl)
+    bad[1, 2] = V
+    with pytest.raises(ValueError, match=f"token id {V}"):
+        model(f, fl, bad, tl)
+    with pytest.raises(ValueError, match="token_lens must lie in"):
+        model(f, fl, t, torch.tensor([9, 5, 3]))
+    with pytest.raises(ValueError, match="int64"):
+        model(f, fl, t.int(), tl)
