@@ -102,36 +102,53 @@ def recursion_torch(
     ends = _by_wavefront(d_end, s_end)
     d_first, d_last = min(begins), max(ends)
 
-    # Forward (alpha) recursion over wavefronts.
-    alpha = px.new_full((D, B, S + 1), NEG_INF)
-    via_blank = px.new_empty((B, S + 1))
-    via_symbol = px.new_full((B, S + 1), NEG_INF)  # column 0 has no symbol predecessor
+    # Forward (alpha) recursion. Node values live in columns 1..S+1 of a (D, B, S+2) buffer whose
+    # column 0 stays -inf, so that for every wavefront one strided view pairs each node's two
+    # predecessors: [:, 0, s] = alpha[d-1, s-1] (symbol arc), [:, 1, s] = alpha[d-1, s] (blank).
+    # Adding the matching arc weights and one logaddexp then updates a whole wavefront: two
+    # tensor ops per step. Views are made once up front because per-step Python indexing would
+    # cost as much as the arithmetic on these small tensors.
+    a_buf = px.new_full((D, B, S + 2), NEG_INF)
+    a_pairs = a_buf.as_strided((D, B, 2, S + 1), (B * (S + 2), S + 2, 1, 1)).unbind(0)
+    a_nodes = a_buf[:, :, 1:].unbind(0)
+    into = px.new_full((D, B, 2, S + 1), NEG_INF)  # arc weights into each node
+    into[:, :, 0, 1:] = X
+    into[:, :, 1, :] = Y
+    into_by_d = into.unbind(0)
+    tmp = px.new_empty((B, 2, S + 1))
+    tmp_symbol, tmp_blank = tmp.unbind(1)
     for d in range(d_first, d_last + 1):
         if d > d_first:
-            prev = alpha[d - 1]
-            torch.add(prev, Y[d - 1], out=via_blank)
-            torch.add(prev[:, :S], X[d - 1], out=via_symbol[:, 1:])
-            torch.logaddexp(via_blank, via_symbol, out=alpha[d])
+            torch.add(a_pairs[d - 1], into_by_d[d - 1], out=tmp)
+            torch.logaddexp(tmp_symbol, tmp_blank, out=a_nodes[d])
         if d in begins:  # exact: nothing can reach a begin node, so overwrite with log(1)
             bs, ss = begins[d]
-            alpha[d, bs, ss] = 0.0
+            a_buf[d, bs, [s + 1 for s in ss]] = 0.0
+    alpha = a_buf[:, :, 1:]  # (D, B, S+1)
     batch = torch.arange(B, device=device)
     scores = alpha[d_end, batch, s_end]  # (B,)
     if not need_grad:
         return scores, None, None
 
-    # Backward (beta) recursion: beta[d, s] = log-weight of all paths from node (d, s) to the end.
-    beta = px.new_full((D, B, S + 1), NEG_INF)
-    via_symbol.fill_(NEG_INF)  # now column S has no symbol successor
+    # Backward (beta) recursion, mirrored: node values in columns 0..S, column S+1 stays -inf;
+    # [:, 0, s] = beta[d+1, s] (blank arc), [:, 1, s] = beta[d+1, s+1] (symbol arc).
+    b_buf = px.new_full((D, B, S + 2), NEG_INF)
+    b_pairs = b_buf.as_strided((D, B, 2, S + 1), (B * (S + 2), S + 2, 1, 1)).unbind(0)
+    b_nodes = b_buf[:, :, : S + 1].unbind(0)
+    out_of = into  # reuse the buffer: arc weights out of each node
+    out_of[:, :, 0, :] = Y
+    out_of[:, :, 1, :S] = X
+    out_of[:, :, 1, S] = NEG_INF
+    out_by_d = out_of.unbind(0)
+    tmp_blank, tmp_symbol = tmp.unbind(1)
     for d in range(d_last, d_first - 1, -1):
         if d < d_last:
-            nxt = beta[d + 1]
-            torch.add(nxt, Y[d], out=via_blank)
-            torch.add(nxt[:, 1:], X[d], out=via_symbol[:, :S])
-            torch.logaddexp(via_blank, via_symbol, out=beta[d])
+            torch.add(b_pairs[d + 1], out_by_d[d], out=tmp)
+            torch.logaddexp(tmp_blank, tmp_symbol, out=b_nodes[d])
         if d in ends:
             bs, ss = ends[d]
-            beta[d, bs, ss] = 0.0
+            b_buf[d, bs, ss] = 0.0
+    beta = b_buf[:, :, : S + 1]  # (D, B, S+1)
 
     # Arc occupations. With no surviving path (score -inf) every alpha+w+beta is -inf as well;
     # subtracting 0 instead of -inf keeps those occupations at exactly 0 rather than NaN.
