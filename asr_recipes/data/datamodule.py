@@ -1,0 +1,260 @@
+"""Train / valid / test DataLoaders from cut manifests and a plain config dict.
+
+``DataModule(config, tokenizer)`` with ``config`` as in ``conf/data/default.yaml``
+(resolved to plain Python, e.g. ``OmegaConf.to_container(cfg.data, resolve=True)``)::
+
+    dm = DataModule(cfg, tokenizer)
+    for epoch in range(start_epoch, num_epochs):
+        loader = dm.train_dataloader(epoch, rank, world_size, sampler_state)
+        for step, batch in enumerate(loader):  # see AsrDataset for the batch dict
+            ...
+            state = DataModule.sampler_state(loader, batches_consumed)  # into the checkpoint
+
+Cut manifests are read lazily; each manifest set is scanned once by the filters
+(:mod:`asr_recipes.data.filters`), whose counts are logged. Training batches come from
+a rank-aware lhotse ``DynamicBucketingSampler`` (every rank draws the same batch
+sequence and keeps every ``world_size``-th batch, so ranks see disjoint cuts), get
+optional MUSAN noise (``CutMix``) and ``SpecAugment``; valid/test batches get neither.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from lhotse import CutSet, load_manifest
+from lhotse.dataset import CutMix, DynamicBucketingSampler, SpecAugment
+from lhotse.dataset.dataloading import make_worker_init_fn
+from torch.utils.data import DataLoader
+
+from asr_recipes.data.dataset import AsrDataset
+from asr_recipes.data.filters import DropIds, FilterConfig, scan_cuts
+from asr_recipes.data.manifests import manifest_path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SpecAugConfig:
+    """lhotse ``SpecAugment`` settings (training batches only)."""
+
+    enabled: bool = True
+    time_warp_factor: int = 80
+    num_feature_masks: int = 2
+    features_mask_size: int = 27
+    num_frame_masks: int = 10
+    frames_mask_size: int = 100
+    max_frames_mask_fraction: float = 0.15
+
+
+@dataclass(frozen=True)
+class MusanConfig:
+    """Noise mixing into training cuts; off while ``parts`` is empty."""
+
+    #: MUSAN parts whose cuts (fbank stage, corpus=musan) are mixed in:
+    #: ``<manifest_dir>/musan_cuts_<part>.jsonl.gz``.
+    parts: tuple[str, ...] = ()
+    #: Probability that a training cut gets noise.
+    prob: float = 0.5
+    #: SNR range (dB) sampled uniformly per mixed cut.
+    snr: tuple[float, float] = (10.0, 20.0)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Everything the data pipeline reads from ``conf/data/*.yaml``.
+
+    Cut manifests are found by the fbank stage's naming scheme,
+    ``<manifest_dir>/<corpus>_cuts_<part>.jsonl.gz``; test sets are named by their part.
+    ``max_duration`` is the total seconds of audio per batch; utterance length bounds
+    are under ``filters``.
+    """
+
+    manifest_dir: str
+    corpus: str
+    train_parts: tuple[str, ...]
+    valid_parts: tuple[str, ...]
+    test_parts: tuple[str, ...] = ()
+    max_duration: float = 200.0
+    num_buckets: int = 30
+    num_workers: int = 2
+    shuffle: bool = True
+    drop_last: bool = True
+    seed: int = 42
+    filters: FilterConfig = field(default_factory=FilterConfig)
+    specaug: SpecAugConfig = field(default_factory=SpecAugConfig)
+    musan: MusanConfig = field(default_factory=MusanConfig)
+
+    @classmethod
+    def from_dict(cls, cfg: Mapping[str, Any]) -> "DataConfig":
+        """Build from a plain mapping; unknown keys are an error naming the key."""
+        cfg = dict(cfg)
+        _check_keys("data", cfg, cls)
+        nested = {"filters": FilterConfig, "specaug": SpecAugConfig, "musan": MusanConfig}
+        for key, sub_cls in nested.items():
+            sub = dict(cfg.get(key) or {})
+            _check_keys(f"data.{key}", sub, sub_cls)
+            if key == "musan":
+                sub["parts"] = _as_tuple(sub.get("parts"))
+                if "snr" in sub:
+                    sub["snr"] = tuple(float(x) for x in sub["snr"])
+            cfg[key] = sub_cls(**sub)
+        for key in ("train_parts", "valid_parts", "test_parts"):
+            if key in cfg:
+                cfg[key] = _as_tuple(cfg[key])
+        missing = [f.name for f in dataclasses.fields(cls)
+                   if f.name not in cfg and f.default is dataclasses.MISSING
+                   and f.default_factory is dataclasses.MISSING]
+        if missing:
+            raise ValueError(f"Missing key(s) {missing} in data config.")
+        return cls(**cfg)
+
+
+def _as_tuple(value) -> tuple[str, ...]:
+    """null -> (), "a" -> ("a",), [a, b] -> (a, b)."""
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _check_keys(where: str, cfg: Mapping, cls) -> None:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(cfg) - known)
+    if unknown:
+        raise ValueError(f"Unknown key(s) {unknown} in {where} config; known keys: {sorted(known)}.")
+
+
+class DataModule:
+    """Builds the DataLoaders of one recipe. See the module docstring for usage."""
+
+    def __init__(self, config: DataConfig | Mapping[str, Any], tokenizer):
+        self.config = config if isinstance(config, DataConfig) else DataConfig.from_dict(config)
+        self.tokenizer = tokenizer
+        self._dropped: dict[tuple[str, ...], frozenset[str]] = {}
+
+    # ----------------------------------------------------------------- cuts
+    def _path(self, corpus: str, part: str) -> Path:
+        path = manifest_path(self.config.manifest_dir, corpus, "cuts", part)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"Cut manifest {path} not found: run the fbank stage (python -m asr_recipes.bin.fbank "
+                f"corpus={corpus} parts=[{part}] out_dir={self.config.manifest_dir}) or fix "
+                f"data.manifest_dir / data.corpus / the parts."
+            )
+        return path
+
+    def _cuts(self, name: str, parts: tuple[str, ...], mode: str) -> CutSet:
+        """Lazily read and concatenate the cuts of ``parts``, minus those the filters drop."""
+        if not parts:
+            raise ValueError(f"No parts configured for {name} (data.{name}_parts).")
+        paths = [self._path(self.config.corpus, p) for p in parts]
+        cuts = CutSet.from_jsonl_lazy(paths[0])
+        for p in paths[1:]:
+            cuts = cuts + CutSet.from_jsonl_lazy(p)
+        key = (mode, *map(str, paths))
+        if key not in self._dropped:
+            report = scan_cuts(cuts, self.tokenizer, self.config.filters, name, mode)
+            self._dropped[key] = frozenset(report.dropped_ids)
+        return cuts.filter(DropIds(self._dropped[key]))
+
+    # ----------------------------------------------------------- samplers
+    def _sampler(self, cuts: CutSet, train: bool, rank: int, world_size: int):
+        cfg = self.config
+        return DynamicBucketingSampler(
+            cuts,
+            max_duration=cfg.max_duration,
+            num_buckets=cfg.num_buckets,
+            shuffle=cfg.shuffle if train else False,
+            drop_last=cfg.drop_last if train else False,
+            world_size=world_size,
+            rank=rank,
+            seed=cfg.seed,
+        )
+
+    def _loader(self, dataset: AsrDataset, sampler, rank: int, world_size: int, seed: int) -> DataLoader:
+        workers = self.config.num_workers
+        return DataLoader(
+            dataset,
+            sampler=sampler,
+            batch_size=None,  # the sampler yields whole batches (CutSets)
+            num_workers=workers,
+            persistent_workers=False,
+            # Distinct augmentation RNG per worker and rank (lhotse's seeding helper).
+            worker_init_fn=make_worker_init_fn(rank=rank, world_size=world_size, seed=seed) if workers else None,
+        )
+
+    # ------------------------------------------------------------- public
+    def train_dataloader(
+        self, epoch: int, rank: int = 0, world_size: int = 1, sampler_state: Mapping | None = None
+    ) -> DataLoader:
+        """Training batches of ``epoch`` for ``rank`` of ``world_size`` (shuffled per epoch).
+
+        ``sampler_state`` (from :meth:`sampler_state`, saved mid-``epoch``) makes the
+        loader resume with the batch after the last one consumed.
+        """
+        cfg = self.config
+        sampler = self._sampler(self._cuts("train", cfg.train_parts, "train"), True, rank, world_size)
+        sampler.set_epoch(epoch)
+        if sampler_state is not None:
+            if sampler_state.get("epoch") != epoch:
+                raise ValueError(
+                    f"sampler_state was saved in epoch {sampler_state.get('epoch')}, "
+                    f"cannot resume epoch {epoch} with it."
+                )
+            # lhotse consumes the dict it loads; keep the caller's checkpoint intact.
+            sampler.load_state_dict(copy.deepcopy(dict(sampler_state)))
+        cut_transforms = []
+        if cfg.musan.parts:
+            noise = CutSet.from_cuts(
+                c for p in cfg.musan.parts for c in load_manifest(self._path("musan", p))
+            )
+            # Same duration and id as the clean cut: feature_lens, filters and ids stay valid.
+            cut_transforms.append(
+                CutMix(noise, snr=cfg.musan.snr, p=cfg.musan.prob, pad_to_longest=False,
+                       preserve_id=True, seed="randomized")
+            )
+        input_transforms = []
+        if cfg.specaug.enabled:
+            params = dataclasses.asdict(cfg.specaug)
+            del params["enabled"]
+            input_transforms.append(SpecAugment(**params))
+        dataset = AsrDataset(self.tokenizer, cut_transforms, input_transforms)
+        return self._loader(dataset, sampler, rank, world_size, seed=cfg.seed + epoch)
+
+    def valid_dataloader(self, rank: int = 0, world_size: int = 1) -> DataLoader:
+        """Validation batches, no augmentation, fixed order; every rank gets all unless
+        ``world_size`` > 1 is given (then disjoint shares, to be all-reduced)."""
+        sampler = self._sampler(self._cuts("valid", self.config.valid_parts, "valid"), False, rank, world_size)
+        return self._loader(AsrDataset(self.tokenizer), sampler, rank, world_size, seed=self.config.seed)
+
+    def test_dataloaders(self) -> dict[str, DataLoader]:
+        """``{test part: loader}`` over all cuts of each test part, no augmentation."""
+        return {
+            part: self._loader(
+                AsrDataset(self.tokenizer),
+                self._sampler(self._cuts(part, (part,), "test"), False, rank=0, world_size=1),
+                rank=0, world_size=1, seed=self.config.seed,
+            )
+            for part in self.config.test_parts
+        }
+
+    @staticmethod
+    def sampler_state(loader: DataLoader, batches_consumed: int) -> dict:
+        """State that resumes ``loader``'s epoch right after ``batches_consumed`` batches.
+
+        ``batches_consumed`` counts the batches of the current epoch the training loop
+        took from the loader, including those before a previous resume. Worker
+        prefetching makes the sampler itself run ahead of the loop, so its own
+        ``state_dict()`` would skip batches; this corrects its batch count.
+        """
+        state = loader.sampler.state_dict()
+        try:
+            stats = state["diagnostics"]["stats_per_epoch"][state["epoch"]]
+            stats["kept_batches"], stats["discarded_batches"] = batches_consumed, 0
+        except KeyError as e:  # lhotse changed its state layout
+            raise RuntimeError(f"Unexpected lhotse sampler state layout (missing {e}); update sampler_state().") from e
+        return state
