@@ -188,3 +188,18 @@ def test_icefall_sequence_backpropagates_finite_gradients():
     # The padded utterance (no labels) still gets gradient only through its real frames.
     assert encoder_out.grad[2, 8:].abs().max() == 0
     assert encoder_out.grad[2, :8].abs().max() > 0
+
+
+def test_do_rnnt_pruning_gradient_matches_dense_gather():
+    gen = torch.Generator().manual_seed(6)
+    B, T, S, D, R = 3, 7, 5, 4, 3
+    lm = torch.randn(B, S + 1, D, generator=gen, dtype=torch.float64, requires_grad=True)
+    am = torch.randn(B, T, D, generator=gen, dtype=torch.float64)
+    ranges = torch.randint(0, S + 2 - R, (B, T, 1), generator=gen) + torch.arange(R)
+    upstream = torch.randn(B, T, R, D, generator=gen, dtype=torch.float64)
+    _, lm_pruned = k2.do_rnnt_pruning(am, lm, ranges)
+    (grad,) = torch.autograd.grad(lm_pruned, lm, upstream)
+    dense = torch.gather(lm.unsqueeze(1).expand(B, T, S + 1, D), 2, ranges.unsqueeze(-1).expand(B, T, R, D))
+    (ref,) = torch.autograd.grad(dense, lm, upstream)
+    torch.testing.assert_close(grad, ref)
+    assert torch.autograd.gradcheck(lambda x: k2.do_rnnt_pruning(am, x, ranges)[1], (lm,))
