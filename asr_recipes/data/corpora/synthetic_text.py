@@ -98,13 +98,13 @@ def sample_sentences(grammar: Grammar, split: str, count: int, seed: int) -> lis
 
 # --------------------------------------------------------------------------------------
 # English "commands": spoken commands and digit strings over 47 words. Digit strings
-# have at least five digits so that fast speakers still take 1.5 s.
+# have at least five digits (seven alone) so that fast speakers still take 1.5 s.
 _DIGITS = ("ZERO", "ONE", "TWO", "THREE", "FOUR", "FIVE", "SIX", "SEVEN", "EIGHT", "NINE", "OH")
 COMMANDS = Grammar(
     templates=(
         ("DIAL {digit} {digit} {digit} {digit} {digit} {digit_opt} {digit_opt}", 3.0),
         ("{please} CALL {digit} {digit} {digit} {digit} {digit} {digit_opt}", 2.0),
-        ("{digit} {digit} {digit} {digit} {digit} {digit} {digit_opt}", 2.0),
+        ("{digit} {digit} {digit} {digit} {digit} {digit} {digit}", 2.0),
         ("{please} SET A TIMER FOR {amount} {unit} {now}", 2.0),
         ("{please} SET THE ALARM FOR {hour} {minute} {now}", 1.5),
         ("{please} TURN {on_off} THE {device} IN THE {room}", 1.5),
@@ -226,7 +226,7 @@ _ZH_ACTIVITIES = (
     "去 公园", "去 学校", "去 商店", "去 医院", "吃 米饭", "吃 面条", "吃 水果", "喝 茶",
     "喝 咖啡", "看 电影", "看 书", "看 电视", "买 水果", "买 衣服", "买 菜", "打 电话",
     "写 作业", "听 音乐", "学习 中文", "坐 公交车", "坐 地铁", "做 饭", "打 篮球",
-    "跑步", "游泳", "唱歌", "洗 衣服", "打扫 房间",
+    "在 公园 跑步", "去 海边 游泳", "在 家 唱歌", "洗 衣服", "打扫 房间",
 )
 MANDARIN = Grammar(
     templates=(
