@@ -4,6 +4,7 @@ corpus=librispeech dl_dir=<dir> out_dir=<dir> parts=[...] download=false`` (conf
 import logging
 
 import hydra
+from lhotse.audio.utils import AudioLoadingError
 from omegaconf import DictConfig
 
 from asr_recipes.bin import CONFIG_PATH
@@ -20,7 +21,7 @@ def main(cfg: DictConfig) -> None:
         if cfg.download:
             corpus.download(cfg.dl_dir, parts)
         manifests = corpus.prepare(cfg.dl_dir, cfg.out_dir, parts)
-    except CorpusLayoutError as e:
+    except (CorpusLayoutError, AudioLoadingError) as e:
         # A user error with its fix in the message: no traceback needed.
         raise SystemExit(f"error: {e}") from None
     for part, kinds in manifests.items():

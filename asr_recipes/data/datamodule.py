@@ -184,7 +184,9 @@ class DataModule:
             num_workers=workers,
             persistent_workers=False,
             # Distinct augmentation RNG per worker and rank (lhotse's seeding helper).
-            worker_init_fn=make_worker_init_fn(rank=rank, world_size=world_size, seed=seed) if workers else None,
+            worker_init_fn=(
+                make_worker_init_fn(rank=rank, world_size=world_size, seed=seed) if workers else None
+            ),
         )
 
     # ------------------------------------------------------------- public
@@ -228,7 +230,8 @@ class DataModule:
     def valid_dataloader(self, rank: int = 0, world_size: int = 1) -> DataLoader:
         """Validation batches, no augmentation, fixed order; every rank gets all unless
         ``world_size`` > 1 is given (then disjoint shares, to be all-reduced)."""
-        sampler = self._sampler(self._cuts("valid", self.config.valid_parts, "valid"), False, rank, world_size)
+        cuts = self._cuts("valid", self.config.valid_parts, "valid")
+        sampler = self._sampler(cuts, False, rank, world_size)
         return self._loader(AsrDataset(self.tokenizer), sampler, rank, world_size, seed=self.config.seed)
 
     def test_dataloaders(self) -> dict[str, DataLoader]:
@@ -256,5 +259,7 @@ class DataModule:
             stats = state["diagnostics"]["stats_per_epoch"][state["epoch"]]
             stats["kept_batches"], stats["discarded_batches"] = batches_consumed, 0
         except KeyError as e:  # lhotse changed its state layout
-            raise RuntimeError(f"Unexpected lhotse sampler state layout (missing {e}); update sampler_state().") from e
+            raise RuntimeError(
+                f"Unexpected lhotse sampler state layout (missing {e}); update sampler_state()."
+            ) from e
         return state

@@ -219,7 +219,9 @@ def compute_fbank(
         log.info("%s %s: computing fbank for %d cuts with %d job(s)", corpus, part, len(cuts), num_jobs)
         done, failed = _compute_part(cuts, storage_dir, num_jobs)
         for f in failed:
-            log.warning("%s %s: skipping cut %s: cannot read %s: %s", corpus, part, f.cut_id, f.audio_path, f.error)
+            log.warning(
+                "%s %s: skipping cut %s: cannot read %s: %s", corpus, part, f.cut_id, f.audio_path, f.error
+            )
         if len(failed) > max_failed_fraction * len(cuts):
             shutil.rmtree(storage_dir, ignore_errors=True)
             files = sorted({f.audio_path for f in failed})

@@ -91,7 +91,9 @@ class FilterReport:
 MODES = ("train", "valid", "test")
 
 
-def scan_cuts(cuts: Iterable, tokenizer, config: FilterConfig, name: str, mode: str = "train") -> FilterReport:
+def scan_cuts(
+    cuts: Iterable, tokenizer, config: FilterConfig, name: str, mode: str = "train"
+) -> FilterReport:
     """Apply the filters of ``mode`` to every cut of ``cuts`` once; log and return the report.
 
     Args:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from lhotse import load_manifest
+from lhotse.audio.utils import AudioLoadingError
 from lhotse.recipes.aishell import prepare_aishell
 from lhotse.recipes.librispeech import prepare_librispeech
 from lhotse.recipes.musan import prepare_musan
@@ -168,3 +169,23 @@ def test_prepare_cli_writes_manifests(librispeech_dir, tmp_path, monkeypatch):
     recs = load_manifest(tmp_path / "m" / "librispeech_recordings_dev-clean.jsonl.gz")
     assert set(recs.ids) == set(truth["dev-clean"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dl", "m"]  # Hydra wrote nothing
+
+
+def test_download_skips_corpora_already_on_disk(librispeech_dir, tmp_path):
+    """No network here: each download() must return without fetching anything."""
+    dl, _ = librispeech_dir
+    assert get_corpus("librispeech").download(dl, ["dev-clean"]) == dl.absolute() / "LibriSpeech"
+    write_aishell(tmp_path / "a")
+    assert get_corpus("aishell").download(tmp_path / "a", ["dev"]) == (tmp_path / "a" / "aishell").absolute()
+    write_musan(tmp_path / "m", {"music": [1.0], "noise": [1.0], "speech": [1.0]})
+    assert get_corpus("musan").download(tmp_path / "m", ["noise"]) == (tmp_path / "m" / "musan").absolute()
+
+
+def test_unreadable_audio_during_preparation_names_the_fix(librispeech_dir, tmp_path):
+    dl, truth = librispeech_dir
+    bad = next(iter(truth["dev-clean"].values()))["path"]
+    bad.write_bytes(b"not audio at all" * 10)
+    with pytest.raises(AudioLoadingError, match="re-download or remove it") as e:
+        get_corpus("librispeech").prepare(dl, tmp_path / "m", ["dev-clean"])
+    assert str(bad) in str(e.value)
+    assert not list((tmp_path / "m").glob("*.jsonl.gz"))

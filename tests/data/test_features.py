@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
-from lhotse import CutSet, Fbank, FbankConfig, Recording, RecordingSet, load_manifest
+from lhotse import CutSet, Fbank, FbankConfig, Recording, RecordingSet
 from lhotse.recipes.librispeech import prepare_librispeech
 from lhotse.utils import compute_num_frames
 

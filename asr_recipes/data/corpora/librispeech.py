@@ -72,7 +72,8 @@ def check_layout(dl_dir: str | Path, parts: Sequence[str]) -> Path:
             if (dl_dir / part).is_dir():
                 hint = f" Found {dl_dir / part}: dl_dir must be the parent of the LibriSpeech/ directory."
             raise CorpusLayoutError(f"LibriSpeech part {part!r} not found: expected {expected}.{hint} {fix}")
-        if next(part_dir.glob("*/*/*.trans.txt"), None) is None or next(part_dir.glob("*/*/*.flac"), None) is None:
+        has_files = all(next(part_dir.glob(f"*/*/*{ext}"), None) for ext in (".trans.txt", ".flac"))
+        if not has_files:
             raise CorpusLayoutError(
                 f"LibriSpeech part {part!r} has the wrong layout: expected {expected}, "
                 f"found no such files under {part_dir}. {fix}"
@@ -104,6 +105,8 @@ def prepare(
             ) from e
         for part in missing:
             if not manifest_path(tmp_dir, NAME, "recordings", part).is_file():
-                raise CorpusLayoutError(f"LibriSpeech part {part!r}: lhotse found no utterances in {corpus_dir / part}.")
+                raise CorpusLayoutError(
+                    f"LibriSpeech part {part!r}: lhotse found no utterances in {corpus_dir / part}."
+                )
 
     return prepare_once(out_dir, NAME, parts, run)
