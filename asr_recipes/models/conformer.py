@@ -171,6 +171,11 @@ class Conformer(nn.Module):
             t' >= out_lens[n] are padding (not zero: they hold whatever the layers make of them).
             (N,) int64 out_lens = frames_after_subsampling(x_lens).
         """
+        if x_lens.shape != (x.size(0),) or (x_lens.numel() and int(x_lens.max()) > x.size(1)):
+            raise ValueError(
+                f"feature lengths must be (N,) = ({x.size(0)},) with values <= T = {x.size(1)}, "
+                f"got shape {tuple(x_lens.shape)} and max {int(x_lens.max()) if x_lens.numel() else None}"
+            )
         x, lens = self.subsampling(x, x_lens)  # (N, T', D), (N,)
         if lens.numel() and int(lens.min()) < 1:
             bad = int(torch.argmin(lens))

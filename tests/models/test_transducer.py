@@ -129,3 +129,53 @@ def test_bad_labels_raise_clear_errors():
         model(f, fl, t, torch.tensor([9, 5, 3]))
     with pytest.raises(ValueError, match="int64"):
         model(f, fl, t.int(), tl)
+
+
+
+def test_decoding_time_path_reproduces_the_training_lattice():
+    # what a decoder does: project encoder frames once, run the decoder on the last
+    # context_size tokens (left-padded with blank), join pre-projected vectors
+    model = make_model()
+    features, feature_lens, tokens, token_lens = make_batch()
+    c = model.decoder.context_size
+    with torch.no_grad():
+        enc, enc_lens = model.encode(features, feature_lens)
+        sos_y = torch.cat([torch.zeros(3, 1, dtype=torch.int64), tokens.clamp(min=0)], dim=1)  # (N, U+1)
+        lattice = model.joiner(enc.unsqueeze(2), model.decoder(sos_y).unsqueeze(1))  # (N, T', U+1, V)
+        enc_proj = model.joiner.encoder_proj(enc)  # (N, T', J)
+        for n in range(3):
+            history = [0] * c + tokens[n, : token_lens[n]].tolist()
+            for u in range(int(token_lens[n]) + 1):
+                context = torch.tensor([history[u : u + c]])  # (1, c): last c tokens after u labels
+                dec_proj = model.joiner.decoder_proj(model.decoder(context, need_pad=False))  # (1, 1, J)
+                for t in range(int(enc_lens[n])):
+                    step = model.joiner(enc_proj[n, t], dec_proj[0, 0], project_input=False)  # (V,)
+                    torch.testing.assert_close(step, lattice[n, t, u], atol=1e-5, rtol=1e-5)
+
+
+def test_pruned_training_memorises_a_batch():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny ops: one thread is faster and immune to a busy machine
+    try:
+        torch.manual_seed(0)
+        model = build_transducer(TINY, vocab_size=12).train()
+        opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+        g = torch.Generator().manual_seed(0)
+        features = torch.randn(4, 80, NUM_MEL_BINS, generator=g)
+        feature_lens = torch.tensor([80, 70, 60, 50])
+        tokens = torch.randint(1, 12, (4, 5), generator=g)
+        token_lens = torch.tensor([5, 4, 3, 2])
+        first = None
+        for step in range(200):
+            simple, pruned = model(features, feature_lens, tokens, token_lens, prune_range=3)
+            pruned_scale = 0.0 if step < 10 else 1.0  # bounds are meaningless before the simple loss learns
+            opt.zero_grad()
+            (0.5 * simple + pruned_scale * pruned).backward()
+            opt.step()
+            first = pruned.item() if first is None else first
+        assert pruned.item() < 0.05 * first
+        with torch.no_grad():  # eval mode (batch-norm running stats) still knows the batch
+            full = model.eval().full_loss(features, feature_lens, tokens, token_lens, reduction="none")
+        assert torch.all(full < 1.0), full  # each label sequence has probability > 1/e
+    finally:
+        torch.set_num_threads(threads)
