@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from lhotse import CutSet, load_manifest
-from lhotse.dataset import CutMix, DynamicBucketingSampler, SpecAugment
+from lhotse.dataset import CutMix, DynamicBucketingSampler, DynamicCutSampler, SpecAugment
 from lhotse.dataset.dataloading import make_worker_init_fn
 from torch.utils.data import DataLoader
 
@@ -135,6 +135,7 @@ class DataModule:
         self.config = config if isinstance(config, DataConfig) else DataConfig.from_dict(config)
         self.tokenizer = tokenizer
         self._dropped: dict[tuple[str, ...], frozenset[str]] = {}
+        self._kept_seconds: dict[tuple[str, ...], float] = {}
 
     # ----------------------------------------------------------------- cuts
     def _path(self, corpus: str, part: str) -> Path:
@@ -147,8 +148,10 @@ class DataModule:
             )
         return path
 
-    def _cuts(self, name: str, parts: tuple[str, ...], mode: str) -> CutSet:
-        """Lazily read and concatenate the cuts of ``parts``, minus those the filters drop."""
+    def _cuts(self, name: str, parts: tuple[str, ...], mode: str) -> tuple[CutSet, float]:
+        """Lazily read and concatenate the cuts of ``parts``, minus those the filters drop.
+
+        Returns the cuts and their total duration in seconds after filtering."""
         if not parts:
             raise ValueError(f"No parts configured for {name} (data.{name}_parts).")
         paths = [self._path(self.config.corpus, p) for p in parts]
@@ -159,21 +162,32 @@ class DataModule:
         if key not in self._dropped:
             report = scan_cuts(cuts, self.tokenizer, self.config.filters, name, mode)
             self._dropped[key] = frozenset(report.dropped_ids)
-        return cuts.filter(DropIds(self._dropped[key]))
+            self._kept_seconds[key] = report.kept_duration
+            if report.kept == 0:
+                raise ValueError(
+                    f"No {name} cuts left after filtering {', '.join(map(str, paths))}: check the "
+                    "filters (data.filters) and the transcripts; the log above says why cuts were dropped."
+                )
+        return cuts.filter(DropIds(self._dropped[key])), self._kept_seconds[key]
 
     # ----------------------------------------------------------- samplers
-    def _sampler(self, cuts: CutSet, train: bool, rank: int, world_size: int):
+    def _sampler(self, cuts_and_seconds: tuple[CutSet, float], train: bool, rank: int, world_size: int):
         cfg = self.config
-        return DynamicBucketingSampler(
-            cuts,
+        cuts, seconds = cuts_and_seconds
+        # Every bucket should fill at least two batches, or drop_last discards small sets
+        # entirely (one bucket per cut drops every batch of a 20-cut corpus).
+        num_buckets = min(cfg.num_buckets, int(seconds / cfg.max_duration / 2))
+        common = dict(
             max_duration=cfg.max_duration,
-            num_buckets=cfg.num_buckets,
             shuffle=cfg.shuffle if train else False,
             drop_last=cfg.drop_last if train else False,
             world_size=world_size,
             rank=rank,
             seed=cfg.seed,
         )
+        if num_buckets < 2:  # too little data to bucket (lhotse needs >= 2 buckets)
+            return DynamicCutSampler(cuts, **common)
+        return DynamicBucketingSampler(cuts, num_buckets=num_buckets, **common)
 
     def _loader(self, dataset: AsrDataset, sampler, rank: int, world_size: int, seed: int) -> DataLoader:
         workers = self.config.num_workers

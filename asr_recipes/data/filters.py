@@ -70,6 +70,8 @@ class FilterReport:
     #: Kept cuts whose tokens contain <unk>.
     num_with_unk: int = 0
     unk_example: str | None = None
+    #: Seconds of audio in the kept cuts.
+    kept_duration: float = 0.0
 
     @property
     def kept(self) -> int:
@@ -131,6 +133,8 @@ def scan_cuts(
             report.dropped[reason] += 1
             report.dropped_ids.add(cut.id)
             report.examples.setdefault(reason, f"{cut.id}: {detail}".rstrip(": "))
+        else:
+            report.kept_duration += cut.duration
     report.log()
     return report
 
