@@ -56,7 +56,7 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
         frames = x.transpose(1, 2).reshape(N * T, C)  # (N*T, C): one row per frame
         valid = (~pad_mask).reshape(N * T).nonzero().squeeze(1)  # (M,) indices of valid frames
         normed = super().forward(frames.index_select(0, valid))  # (M, C), a (batch, features) input
-        out = frames.new_zeros(N * T, C).index_copy(0, valid, normed)  # (N*T, C)
+        out = normed.new_zeros(N * T, C).index_copy(0, valid, normed)  # (N*T, C), dtype as autocast chose
         return out.view(N, T, C).transpose(1, 2)  # (N, C, T)
 
 
