@@ -153,6 +153,7 @@ class Conformer(nn.Module):
         conv_norm: str = "batch",
     ):
         super().__init__()
+        self.feature_dim = feature_dim
         self.output_dim = d_model
         self.subsampling = Conv2dSubsampling(feature_dim, d_model, subsampling_channels)
         self.pos_enc = RelPositionalEncoding(d_model, dropout)
@@ -171,6 +172,11 @@ class Conformer(nn.Module):
             t' >= out_lens[n] are padding (not zero: they hold whatever the layers make of them).
             (N,) int64 out_lens = frames_after_subsampling(x_lens).
         """
+        if x.ndim != 3 or x.size(2) != self.feature_dim:
+            raise ValueError(
+                f"features must be (N, T, {self.feature_dim}), got {tuple(x.shape)}: the model was built "
+                f"for feature_dim={self.feature_dim}; extract features with the same number of mel bins"
+            )
         if x_lens.shape != (x.size(0),) or (x_lens.numel() and int(x_lens.max()) > x.size(1)):
             raise ValueError(
                 f"feature lengths must be (N,) = ({x.size(0)},) with values <= T = {x.size(1)}, "

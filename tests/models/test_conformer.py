@@ -105,6 +105,8 @@ def test_errors_name_the_problem():
     x, _ = padded_batch([30, 6], T=30)
     with pytest.raises(ValueError, match="utterance 1 of the batch has 6 feature frames"):
         enc(x, torch.tensor([30, 6]))
+    with pytest.raises(ValueError, match="feature_dim=80"):
+        enc(torch.randn(2, 30, 40), torch.tensor([30, 30]))
     with pytest.raises(ValueError, match="values <= T = 30"):
         enc(x, torch.tensor([31, 20]))
     with pytest.raises(ValueError, match="kernel_size must be odd"):
