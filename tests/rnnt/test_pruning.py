@@ -203,3 +203,17 @@ def test_do_rnnt_pruning_gradient_matches_dense_gather():
     (ref,) = torch.autograd.grad(dense, lm, upstream)
     torch.testing.assert_close(grad, ref)
     assert torch.autograd.gradcheck(lambda x: k2.do_rnnt_pruning(am, x, ranges)[1], (lm,))
+
+
+def test_transcript_too_long_for_the_windows_gets_infinite_loss_not_an_error():
+    # 5 labels in 2 frames with s_range 2 (one label per frame at most): no path survives.
+    gen = torch.Generator().manual_seed(7)
+    px_grad, py_grad = torch.rand(1, 5, 3, generator=gen), torch.rand(1, 6, 2, generator=gen)
+    boundary = torch.tensor([[0, 0, 5, 2]])
+    ranges = k2.get_rnnt_prune_ranges(px_grad, py_grad, boundary, 2)
+    assert (ranges >= 0).all() and (ranges <= 5).all() and ranges[0, 0, 0] == 0
+    logits = torch.randn(1, 2, 2, 4, generator=gen, requires_grad=True)
+    loss = k2.rnnt_loss_pruned(logits, torch.tensor([[1, 2, 3, 1, 2]]), ranges, 0, boundary, reduction="none")
+    assert torch.isinf(loss).all()
+    loss.sum().backward()
+    assert torch.isfinite(logits.grad).all()
