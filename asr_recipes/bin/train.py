@@ -1,0 +1,53 @@
+"""Train a transducer: ``python -m asr_recipes.bin.train experiment=<recipe> exp_dir=...``.
+
+Works as one process or under torchrun (``torchrun --nproc_per_node N -m asr_recipes.bin.train``).
+Re-running the same command resumes from the newest checkpoint in exp_dir.
+"""
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from asr_recipes.bin import CONFIG_PATH
+from asr_recipes.data.datamodule import DataModule
+from asr_recipes.data.tokenizer import load_tokenizer
+from asr_recipes.models.build import ModelConfig, build_transducer, count_parameters
+from asr_recipes.training import distributed
+from asr_recipes.training.monitor import setup_logging
+from asr_recipes.training.trainer import Trainer, TrainerConfig, seed_everything
+
+
+@hydra.main(config_path=CONFIG_PATH, config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    dist_info = distributed.setup(cfg.device)
+    setup_logging(cfg.exp_dir, dist_info.is_main)
+    tokenizer = load_tokenizer(cfg.tokenizer_dir)
+    model_config = ModelConfig.from_mapping(resolved["model"]).to_dict()
+    seed_everything(cfg.trainer.seed)  # identical initial weights on every rank and every run
+    model = build_transducer(model_config, vocab_size=tokenizer.vocab_size)
+    if dist_info.is_main:
+        import logging
+
+        logging.getLogger(__name__).info("model: %.2fM parameters, vocabulary %d", count_parameters(model) / 1e6,
+                                         tokenizer.vocab_size)
+        _ensure_dir(cfg.exp_dir)
+        OmegaConf.save(cfg, f"{cfg.exp_dir}/train-config.yaml")
+    trainer_cfg = TrainerConfig.from_dict(
+        {**resolved["trainer"], "exp_dir": cfg.exp_dir, "loss": resolved["loss"], "optim": resolved["optim"]}
+    )
+    try:
+        Trainer(trainer_cfg, model, model_config, tokenizer, DataModule(resolved["data"], tokenizer), dist_info,
+                record=resolved).fit()
+    finally:
+        distributed.cleanup()
+
+
+def _ensure_dir(path: str) -> bool:
+    from pathlib import Path
+
+    Path(path).mkdir(parents=True, exist_ok=True)
+    return True
+
+
+if __name__ == "__main__":
+    main()

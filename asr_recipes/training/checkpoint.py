@@ -1,0 +1,126 @@
+"""Self-describing, atomically written checkpoints and their discovery for resuming.
+
+A checkpoint is one ``torch.save`` dict. Besides weights and training state it carries
+everything needed to rebuild the model and its input pipeline without the training config:
+
+    format          "asr-recipes/1"
+    model_config    architecture mapping for models.build_transducer
+    vocab_size, feature_dim
+    tokenizer       Tokenizer.to_dict() (sentencepiece model bytes embedded)
+    feature_config  fbank settings the model was trained on
+    model           state_dict;  model_avg: running-average state_dict (float64) or None
+    optimizer, scheduler, grad_scaler, sampler, rng     (training state)
+    progress        {"epoch", "step", "batches_in_epoch", "average_count", "train_seconds"}
+    train_config    the resolved training config, for the record
+
+Files in an experiment directory: ``epoch-<N>.pt`` at the end of each epoch,
+``checkpoint-<step>.pt`` every save_every_n steps (the newest K kept), and ``latest.txt``
+naming the newest file, updated after the file itself is complete.
+"""
+
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import torch
+
+log = logging.getLogger(__name__)
+
+FORMAT = "asr-recipes/1"
+LATEST = "latest.txt"
+_STEP_RE = re.compile(r"^checkpoint-(\d+)\.pt$")
+_EPOCH_RE = re.compile(r"^epoch-(\d+)\.pt$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, truncated or not one of ours."""
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(path: Path, state: Dict[str, Any]) -> None:
+    """Writes ``state`` to ``path`` via a temp file + fsync + rename, then points latest.txt at it.
+
+    A process killed at any moment leaves either the old file set or the new one, never a
+    truncated checkpoint under a real name.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        torch.save({"format": FORMAT, **state}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _atomic_write_text(path.parent / LATEST, path.name + "\n")
+
+
+def load_checkpoint(path: Path, map_location: str = "cpu") -> Dict[str, Any]:
+    """Loads one of our checkpoints; raises CheckpointError naming the file if it is not usable."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as e:  # truncated zip, pickle errors ...
+        raise CheckpointError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e}); delete it to fall "
+                              "back to an older one") from e
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an asr-recipes checkpoint (format {FORMAT!r} expected)")
+    return ckpt
+
+
+def step_checkpoints(exp_dir: Path) -> List[Path]:
+    """checkpoint-<step>.pt files, oldest first."""
+    found = [(int(m.group(1)), p) for p in Path(exp_dir).glob("checkpoint-*.pt") if (m := _STEP_RE.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def epoch_checkpoint(exp_dir: Path, epoch: int) -> Path:
+    return Path(exp_dir) / f"epoch-{epoch}.pt"
+
+
+def epoch_checkpoints(exp_dir: Path) -> List[Path]:
+    found = [(int(m.group(1)), p) for p in Path(exp_dir).glob("epoch-*.pt") if (m := _EPOCH_RE.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def prune_step_checkpoints(exp_dir: Path, keep_last_k: int) -> None:
+    """Deletes all but the newest ``keep_last_k`` checkpoint-<step>.pt files (0 keeps all)."""
+    if keep_last_k <= 0:
+        return
+    for old in step_checkpoints(exp_dir)[:-keep_last_k]:
+        old.unlink(missing_ok=True)
+
+
+def resume_candidates(exp_dir: Path) -> List[Path]:
+    """Checkpoints to try when resuming, best first: the one latest.txt names, then the rest
+    newest first by modification time (used if the named one is unreadable)."""
+    exp_dir = Path(exp_dir)
+    files = sorted(step_checkpoints(exp_dir) + epoch_checkpoints(exp_dir), key=lambda p: p.stat().st_mtime, reverse=True)
+    latest = exp_dir / LATEST
+    if latest.is_file():
+        named = exp_dir / latest.read_text().strip()
+        if named in files:
+            files.remove(named)
+            files.insert(0, named)
+    return files
+
+
+def load_latest(exp_dir: Path, map_location: str = "cpu") -> Optional[Dict[str, Any]]:
+    """The newest readable checkpoint in exp_dir (with its path under "path"), or None if none."""
+    for path in resume_candidates(exp_dir):
+        try:
+            ckpt = load_checkpoint(path, map_location)
+        except CheckpointError as e:
+            log.warning("skipping unusable checkpoint: %s", e)
+            continue
+        ckpt["path"] = str(path)
+        return ckpt
+    return None

@@ -1,0 +1,72 @@
+"""Process-group setup for torchrun (or a single plain process).
+
+torchrun exports RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR/PORT; a plain ``python -m`` run has
+none of them and trains as rank 0 of 1 without a process group. CUDA uses NCCL with one GPU
+per local rank; CPU uses gloo (which is how the multi-process tests run on this machine).
+"""
+
+import datetime
+import logging
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int
+    local_rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        """Only the main process writes checkpoints, logs and TensorBoard events."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def setup(device: str = "auto") -> DistInfo:
+    """Initialises the process group if launched by torchrun; picks the device for this rank."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("device=cuda was requested but no CUDA device is visible; use device=cpu")
+        torch.cuda.set_device(local_rank)
+        dev = torch.device("cuda", local_rank)
+    else:
+        dev = torch.device(device)
+    if world_size > 1 and not dist.is_initialized():
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=30))
+        log.info("rank %d/%d on %s (%s)", rank, world_size, dev, backend)
+    return DistInfo(rank=rank, local_rank=local_rank, world_size=world_size, device=dev)
+
+
+def cleanup() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce_sum(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Sums a tensor over ranks (no-op for one process)."""
+    if info.distributed:
+        values = values.clone()
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    return values
+
+
+def barrier(info: DistInfo) -> None:
+    if info.distributed:
+        dist.barrier()

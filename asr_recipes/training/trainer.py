@@ -1,0 +1,317 @@
+"""The training loop, written out: one process or one rank of a torchrun job.
+
+    trainer = Trainer(cfg, model, model_config, tokenizer, data, dist_info)
+    trainer.fit()
+
+Per optimizer step: per-utterance losses -> drop non-finite utterances (counted; the step is
+skipped if none is left) -> loss per encoder frame -> backward (GradScaler under fp16) ->
+gradient clipping -> skip the update if the gradient is not finite (counted) -> optimizer ->
+Eden lr -> running average every ``average_period`` steps -> TensorBoard / progress bar.
+A checkpoint is written every ``save_every_n`` steps, at each epoch end, and when
+``max_steps`` or ``max_minutes`` is reached. Starting again with the same exp_dir resumes
+from the newest checkpoint, mid-epoch included.
+"""
+
+import logging
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from asr_recipes.constants import FRAME_LENGTH, FRAME_SHIFT, NUM_MEL_BINS, SAMPLE_RATE
+from asr_recipes.training import checkpoint as ckpt_io
+from asr_recipes.training.averaging import init_running_average, update_running_average
+from asr_recipes.training.distributed import DistInfo, all_reduce_sum
+from asr_recipes.training.monitor import TrainMonitor
+from asr_recipes.training.objective import LossConfig, TransducerObjective, encoder_frames, finite_mask
+from asr_recipes.training.schedules import EdenConfig, EdenScheduler
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr: float = 0.003
+    betas: tuple = (0.9, 0.98)
+    eps: float = 1e-8
+    weight_decay: float = 1e-6
+    grad_clip: float = 5.0
+    schedule: EdenConfig = field(default_factory=EdenConfig)
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    exp_dir: str
+    seed: int = 42
+    num_epochs: int = 30
+    max_steps: Optional[int] = None  # stop (with a checkpoint) after this many steps in total
+    max_minutes: Optional[float] = None  # ... or this much training time in total (resumes included)
+    amp: str = "auto"  # auto (fp16 on CUDA, off on CPU) | off | fp16 | bf16
+    save_every_n: int = 1000
+    keep_last_k: int = 5
+    average_period: int = 100
+    log_every_n: int = 20
+    validate: bool = True
+    tensorboard: bool = True
+    progress_bar: bool = True
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    @classmethod
+    def from_dict(cls, cfg: Dict[str, Any]) -> "TrainerConfig":
+        """From plain dicts (the resolved Hydra config); unknown keys are an error."""
+        cfg = dict(cfg)
+        loss = LossConfig(**cfg.pop("loss", {}))
+        optim = dict(cfg.pop("optim", {}))
+        schedule = EdenConfig(**optim.pop("schedule", {}))
+        if "betas" in optim:
+            optim["betas"] = tuple(optim["betas"])
+        return cls(loss=loss, optim=OptimConfig(schedule=schedule, **optim), **cfg)
+
+
+def feature_config() -> Dict[str, Any]:
+    """What the model's input features are; stored in checkpoints for decoding/transcription."""
+    return {"type": "fbank", "num_mel_bins": NUM_MEL_BINS, "sample_rate": SAMPLE_RATE,
+            "frame_shift": FRAME_SHIFT, "frame_length": FRAME_LENGTH}
+
+
+def _rng_state() -> Dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainerConfig, model: nn.Module, model_config: Dict[str, Any], tokenizer, data,
+                 dist_info: DistInfo, record: Optional[Dict[str, Any]] = None):
+        """
+        Args:
+          cfg: loop settings. model: a Transducer (moved to the rank's device here).
+          model_config: its architecture mapping (stored in checkpoints).
+          tokenizer: the tokenizer object (``to_dict()`` stored in checkpoints).
+          data: a DataModule (train_dataloader / valid_dataloader / sampler_state).
+          dist_info: from training.distributed.setup(). record: resolved config, saved as-is.
+        """
+        self.cfg = cfg
+        self.dist = dist_info
+        self.device = dist_info.device
+        self.exp_dir = Path(cfg.exp_dir)
+        self.model = model.to(self.device)
+        self.model_config = dict(model_config)
+        self.tokenizer = tokenizer
+        self.data = data
+        self.record = record or {}
+        self.objective = TransducerObjective(self.model, cfg.loss)
+        if dist_info.distributed:
+            # The full loss leaves the simple projections unused.
+            self.objective = DistributedDataParallel(
+                self.objective, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=cfg.loss.type == "full",
+            )
+        o = cfg.optim
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=o.lr, betas=tuple(o.betas), eps=o.eps,
+                                           weight_decay=o.weight_decay)
+        self.scheduler = EdenScheduler(self.optimizer, EdenConfig(**{**asdict(o.schedule), "base_lr": o.lr}))
+        amp = cfg.amp if cfg.amp != "auto" else ("fp16" if self.device.type == "cuda" else "off")
+        self.amp_dtype = {"off": None, "fp16": torch.float16, "bf16": torch.bfloat16}[amp]
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        self.model_avg = init_running_average(self.model) if dist_info.is_main else None
+        self.progress = {"epoch": 0, "step": 0, "batches_in_epoch": 0, "average_count": 0, "train_seconds": 0.0}
+        self.sampler_state = None
+        self._resume_rng = None
+        self.monitor = TrainMonitor(self.exp_dir, dist_info.is_main, cfg.tensorboard, cfg.progress_bar)
+
+    # ------------------------------------------------------------------ checkpoints
+    def _state(self, sampler_state) -> Dict[str, Any]:
+        return {
+            "model_config": self.model_config,
+            "vocab_size": self.tokenizer.vocab_size,
+            "feature_dim": NUM_MEL_BINS,
+            "tokenizer": self.tokenizer.to_dict(),
+            "feature_config": feature_config(),
+            "model": self.model.state_dict(),
+            "model_avg": self.model_avg,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "grad_scaler": self.scaler.state_dict(),
+            "sampler": sampler_state,
+            "rng": _rng_state(),
+            "progress": dict(self.progress),
+            "loss_config": asdict(self.cfg.loss),
+            "train_config": self.record,
+        }
+
+    def save(self, path: Path, sampler_state) -> None:
+        if not self.dist.is_main:
+            return
+        ckpt_io.save_checkpoint(path, self._state(sampler_state))
+        log.info("saved %s (epoch %d, step %d)", path, self.progress["epoch"], self.progress["step"])
+
+    def resume(self) -> bool:
+        """Loads the newest checkpoint of exp_dir (every rank reads rank 0's files)."""
+        ckpt = ckpt_io.load_latest(self.exp_dir, map_location="cpu")
+        if ckpt is None:
+            return False
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["grad_scaler"])
+        if self.dist.is_main and ckpt["model_avg"] is not None:
+            self.model_avg = ckpt["model_avg"]
+        self.progress = dict(ckpt["progress"])
+        self.sampler_state = ckpt["sampler"]
+        if self.dist.world_size == 1:
+            # Exact continuation. Applied again once the epoch's batch iterator exists, because
+            # creating it draws from the RNG (the uninterrupted run drew at the epoch start).
+            self._resume_rng = ckpt["rng"]
+            _set_rng_state(ckpt["rng"])
+        else:  # ranks must not share dropout/augmentation randomness
+            seed_everything(self.cfg.seed + 1000 * self.dist.rank + self.progress["step"])
+        log.info("resumed from %s: epoch %d, step %d, %d batches into the epoch", ckpt["path"],
+                 self.progress["epoch"], self.progress["step"], self.progress["batches_in_epoch"])
+        return True
+
+    # ------------------------------------------------------------------ loop
+    def _budget_reached(self, started: float) -> bool:
+        cfg = self.cfg
+        if cfg.max_steps is not None and self.progress["step"] >= cfg.max_steps:
+            return True
+        elapsed = self.progress["train_seconds"] + time.time() - started
+        return cfg.max_minutes is not None and elapsed >= 60 * cfg.max_minutes
+
+    def fit(self) -> None:
+        seed_everything(self.cfg.seed + 1000 * self.dist.rank)
+        self.resume()
+        started = time.time()
+        base_seconds = self.progress["train_seconds"]
+        stopped = False
+        while self.progress["epoch"] < self.cfg.num_epochs and not stopped:
+            if self._budget_reached(started):
+                break
+            stopped = self.train_epoch(started, base_seconds)
+            if not stopped:
+                self.progress["epoch"] += 1
+                self.progress["batches_in_epoch"] = 0
+                self.progress["train_seconds"] = base_seconds + time.time() - started
+                valid = self.validate() if self.cfg.validate else None
+                if valid is not None:
+                    self.monitor.valid(self.progress["epoch"], self.progress["step"], valid)
+                self.save(ckpt_io.epoch_checkpoint(self.exp_dir, self.progress["epoch"]), None)
+        self.monitor.close()
+        log.info("training stopped at epoch %d, step %d (%.1f min of training)", self.progress["epoch"],
+                 self.progress["step"], self.progress["train_seconds"] / 60)
+
+    def train_epoch(self, started: float, base_seconds: float) -> bool:
+        """Runs (the rest of) the current epoch; True if a step/time budget stopped it early."""
+        epoch = self.progress["epoch"]
+        state = self.sampler_state if self.progress["batches_in_epoch"] > 0 else None
+        self.sampler_state = None
+        loader = self.data.train_dataloader(epoch, self.dist.rank, self.dist.world_size, sampler_state=state)
+        self.objective.train()
+        self.monitor.start_epoch(epoch)
+        batches = iter(loader)
+        if self._resume_rng is not None:
+            _set_rng_state(self._resume_rng)
+            self._resume_rng = None
+        for batch in batches:
+            self.train_step(batch)
+            self.progress["batches_in_epoch"] += 1
+            self.progress["train_seconds"] = base_seconds + time.time() - started
+            step = self.progress["step"]
+            budget = self._budget_reached(started)
+            if budget or (self.cfg.save_every_n > 0 and step % self.cfg.save_every_n == 0):
+                self.save(self.exp_dir / f"checkpoint-{step}.pt",
+                          self.data.sampler_state(loader, self.progress["batches_in_epoch"]))
+                if self.dist.is_main:
+                    ckpt_io.prune_step_checkpoints(self.exp_dir, self.cfg.keep_last_k)
+            if budget:
+                return True
+        return False
+
+    def train_step(self, batch: Dict[str, Any]) -> None:
+        dev = self.device
+        features = batch["features"].to(dev)
+        feature_lens = batch["feature_lens"].to(dev)
+        tokens, token_lens = batch["tokens"].to(dev), batch["token_lens"].to(dev)
+        step = self.progress["step"]
+        lr = self.scheduler.step(step, self.progress["epoch"])
+        with torch.autocast(dev.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+            total, parts = self.objective(features, feature_lens, tokens, token_lens, step)
+        keep = finite_mask(total)  # (N,)
+        frames = encoder_frames(feature_lens).to(total.dtype)
+        # Dropped utterances contribute an exact 0 (where(), not multiplication: nan * 0 = nan).
+        loss_sum = torch.where(keep, total, torch.zeros_like(total)).sum()
+        counts = all_reduce_sum(torch.stack([(frames * keep).sum(), keep.sum().to(frames.dtype),
+                                             torch.tensor(float(len(keep)), device=dev)]).detach(), self.dist)
+        kept_frames, kept_utts, all_utts = counts.tolist()
+        self.monitor.count("dropped_utterances", int(all_utts - kept_utts))
+        # Mean over all ranks' frames; DDP averages gradients over ranks, hence the world_size.
+        loss = loss_sum * self.dist.world_size / max(kept_frames, 1.0)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
+        if kept_utts == 0 or not math.isfinite(float(grad_norm)):
+            # Nothing trainable in this batch (all ranks agree: counts and grads are all-reduced).
+            self.monitor.count("skipped_steps", 1)
+            self.scaler.update()  # lowers the fp16 loss scale when the gradient overflowed
+            self.progress["step"] += 1
+            return
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.progress["step"] += 1
+        step = self.progress["step"]
+        if self.model_avg is not None and step % self.cfg.average_period == 0:
+            update_running_average(self.model_avg, self.model, self.cfg.average_period / step)
+            self.progress["average_count"] = step
+        parts_sum = {k: float(torch.where(keep, v.detach(), torch.zeros_like(v)).sum()) for k, v in parts.items()}
+        self.monitor.train_step(step, lr=lr, grad_norm=float(grad_norm), loss_sum=float(loss_sum.detach()),
+                                parts=parts_sum, frames=float((frames * keep).sum()), utts=int(keep.sum()),
+                                log_every_n=self.cfg.log_every_n)
+
+    @torch.no_grad()
+    def validate(self) -> Optional[Dict[str, float]]:
+        """Validation losses per encoder frame over all ranks' shares of the valid set."""
+        loader = self.data.valid_dataloader(self.dist.rank, self.dist.world_size)
+        self.objective.eval()
+        module = self.objective.module if isinstance(self.objective, DistributedDataParallel) else self.objective
+        sums: Dict[str, float] = {}
+        frames = 0.0
+        for batch in loader:
+            dev = self.device
+            feature_lens = batch["feature_lens"].to(dev)
+            total, parts = module(batch["features"].to(dev), feature_lens, batch["tokens"].to(dev),
+                                  batch["token_lens"].to(dev), step=self.progress["step"])
+            keep = finite_mask(total)
+            frames += float((encoder_frames(feature_lens) * keep).sum())
+            for k, v in {"loss": total, **parts}.items():
+                sums[k] = sums.get(k, 0.0) + float(torch.where(keep, v, torch.zeros_like(v)).sum())
+        self.objective.train()
+        names = sorted(sums)
+        totals = all_reduce_sum(torch.tensor([sums.get(k, 0.0) for k in names] + [frames], dtype=torch.float64,
+                                             device=self.device), self.dist).tolist()
+        if totals[-1] == 0:
+            return None
+        return {k: v / totals[-1] for k, v in zip(names, totals[:-1])}

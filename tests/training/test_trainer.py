@@ -1,0 +1,142 @@
+"""The training loop on a tiny synthesized corpus: resume exactness, bad batches, checkpoints."""
+
+import math
+
+import pytest
+import torch
+
+from asr_recipes.data.datamodule import DataModule
+from asr_recipes.data.tokenizer import load_tokenizer, tokenizer_from_dict
+from asr_recipes.models.build import build_transducer
+from asr_recipes.training import checkpoint as ckpt_io
+from asr_recipes.training.distributed import DistInfo
+from asr_recipes.training.objective import LossConfig
+from asr_recipes.training.trainer import OptimConfig, Trainer, TrainerConfig, seed_everything
+from tests.conftest import tiny_data_config
+
+MODEL = dict(d_model=32, num_heads=2, ff_dim=64, num_layers=2, kernel_size=7, dropout=0.1,
+             subsampling_channels=8, conv_norm="batch", decoder_dim=32, context_size=2, joiner_dim=32)
+CPU = DistInfo(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
+
+
+def make_trainer(corpus, exp_dir, **overrides):
+    tokenizer = load_tokenizer(corpus.lang)
+    seed_everything(0)
+    model = build_transducer(MODEL, tokenizer.vocab_size)
+    cfg = dict(exp_dir=str(exp_dir), seed=0, num_epochs=3, save_every_n=4, keep_last_k=2, average_period=2,
+               log_every_n=1, progress_bar=False, tensorboard=True,
+               loss=LossConfig(warm_step=4), optim=OptimConfig(lr=0.003))
+    cfg.update(overrides)
+    return Trainer(TrainerConfig(**cfg), model, MODEL, tokenizer, DataModule(tiny_data_config(corpus), tokenizer), CPU)
+
+
+def test_resume_mid_epoch_gives_the_same_parameters_as_one_run(tiny_corpus, tmp_path):
+    steps_per_epoch = sum(1 for _ in make_trainer(tiny_corpus, tmp_path / "probe").data.train_dataloader(0))
+    assert steps_per_epoch >= 3
+    k = steps_per_epoch + 1  # the restart happens inside the second epoch
+    one_run = make_trainer(tiny_corpus, tmp_path / "a", max_steps=2 * k)
+    one_run.fit()
+    first = make_trainer(tiny_corpus, tmp_path / "b", max_steps=k)
+    first.fit()
+    assert first.progress["step"] == k and first.progress["batches_in_epoch"] == 1
+    second = make_trainer(tiny_corpus, tmp_path / "b", max_steps=2 * k)
+    second.fit()
+    assert second.progress == {**one_run.progress, "train_seconds": second.progress["train_seconds"]}
+    for (name, a), b in zip(one_run.model.state_dict().items(), second.model.state_dict().values()):
+        assert torch.equal(a, b), name
+    for name, a in one_run.model_avg.items():
+        assert torch.equal(a, second.model_avg[name]), name
+
+
+def test_checkpoints_are_self_describing_and_pruned(tiny_corpus, tmp_path):
+    trainer = make_trainer(tiny_corpus, tmp_path, num_epochs=2)
+    trainer.fit()
+    steps = [p.name for p in ckpt_io.step_checkpoints(tmp_path)]
+    assert len(steps) == 2  # keep_last_k
+    assert [p.name for p in ckpt_io.epoch_checkpoints(tmp_path)] == ["epoch-1.pt", "epoch-2.pt"]
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    ckpt = ckpt_io.load_checkpoint(tmp_path / "epoch-2.pt")
+    # Rebuild model and tokenizer from the checkpoint alone.
+    model = build_transducer(ckpt["model_config"], ckpt["vocab_size"], ckpt["feature_dim"])
+    model.load_state_dict(ckpt["model"])
+    tok = tokenizer_from_dict(ckpt["tokenizer"])
+    assert tok.encode(["CALL HOME"]) == trainer.tokenizer.encode(["CALL HOME"])
+    model.eval()
+    trainer.model.eval()
+    x, x_lens = torch.randn(2, 100, 80), torch.tensor([100, 80])
+    torch.testing.assert_close(model.encode(x, x_lens)[0], trainer.model.encode(x, x_lens)[0])
+    assert ckpt["feature_config"]["num_mel_bins"] == 80
+    assert ckpt["progress"]["epoch"] == 2 and ckpt["sampler"] is None
+
+
+def test_validation_loss_falls_while_training(tiny_corpus, tmp_path):
+    trainer = make_trainer(tiny_corpus, tmp_path, num_epochs=1, save_every_n=0)
+    before = trainer.validate()["loss"]
+    trainer.fit()
+    after = trainer.validate()["loss"]
+    assert after < before
+
+
+def _batch(tiny_corpus, trainer):
+    return next(iter(trainer.data.train_dataloader(0)))
+
+
+def test_non_finite_utterances_are_dropped_and_counted(tiny_corpus, tmp_path):
+    trainer = make_trainer(tiny_corpus, tmp_path)
+    batch = _batch(tiny_corpus, trainer)
+    # Utterance 0 gets far more labels than its windows can climb (4 per frame with
+    # prune_range 5): its pruned loss is +inf, the others train normally.
+    N = batch["tokens"].shape[0]
+    too_many = 4 * int(batch["feature_lens"][0]) // 4 + 50
+    tokens = torch.randint(2, trainer.tokenizer.vocab_size, (N, too_many))
+    tokens[1:, : batch["tokens"].shape[1]] = batch["tokens"][1:]
+    batch["tokens"] = tokens
+    batch["token_lens"] = batch["token_lens"].clone()
+    batch["token_lens"][0] = too_many
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.train_step(batch)
+    assert trainer.monitor.counters["dropped_utterances"] == 1
+    assert trainer.monitor.counters["skipped_steps"] == 0
+    changed = [k for k, v in trainer.model.state_dict().items() if not torch.equal(v, before[k])]
+    assert changed
+    for k in changed:
+        assert torch.isfinite(trainer.model.state_dict()[k]).all(), k
+
+
+def test_all_non_finite_batch_skips_the_step_without_touching_weights(tiny_corpus, tmp_path):
+    trainer = make_trainer(tiny_corpus, tmp_path)
+    batch = _batch(tiny_corpus, trainer)
+    batch["features"][:] = float("inf")
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    opt_before = len(trainer.optimizer.state)
+    trainer.train_step(batch)
+    assert trainer.monitor.counters["skipped_steps"] == 1
+    assert trainer.monitor.counters["dropped_utterances"] == len(batch["cut_ids"])
+    for k, v in trainer.model.state_dict().items():
+        if v.is_floating_point():  # BatchNorm running stats may move; weights must not
+            if "running" not in k:
+                assert torch.equal(v, before[k]), k
+    assert len(trainer.optimizer.state) == opt_before
+
+
+def test_full_loss_option_trains_on_the_same_batches(tiny_corpus, tmp_path):
+    trainer = make_trainer(tiny_corpus, tmp_path, loss=LossConfig(type="full"), num_epochs=1)
+    trainer.fit()
+    valid = trainer.validate()
+    assert set(valid) == {"loss", "full"} and math.isfinite(valid["loss"])
+
+
+def test_budget_in_minutes_stops_and_a_rerun_does_nothing(tiny_corpus, tmp_path):
+    trainer = make_trainer(tiny_corpus, tmp_path, max_minutes=1e-6)
+    trainer.fit()
+    assert trainer.progress["step"] == 1
+    again = make_trainer(tiny_corpus, tmp_path, max_minutes=1e-6)
+    again.fit()
+    assert again.progress["step"] == 1
+
+
+def test_unknown_config_keys_are_rejected():
+    with pytest.raises(TypeError):
+        TrainerConfig.from_dict({"exp_dir": "x", "num_epoch": 3})
+    with pytest.raises(ValueError, match="loss.type"):
+        LossConfig(type="ctc")
