@@ -99,6 +99,13 @@ def prune_step_checkpoints(exp_dir: Path, keep_last_k: int) -> None:
         old.unlink(missing_ok=True)
 
 
+def remove_stale_temp_files(exp_dir: Path) -> None:
+    """Deletes half-written temp files left by a process killed while saving."""
+    for tmp in Path(exp_dir).glob(".*.tmp-*"):
+        log.warning("removing %s, left by an interrupted checkpoint write", tmp)
+        tmp.unlink(missing_ok=True)
+
+
 def resume_candidates(exp_dir: Path) -> List[Path]:
     """Checkpoints to try when resuming, best first: the one latest.txt names, then the rest
     newest first by modification time (used if the named one is unreadable)."""

@@ -12,8 +12,10 @@ A checkpoint is written every ``save_every_n`` steps, at each epoch end, and whe
 from the newest checkpoint, mid-epoch included.
 """
 
+import json
 import logging
 import math
+import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -61,6 +63,9 @@ class TrainerConfig:
     validate: bool = True
     tensorboard: bool = True
     progress_bar: bool = True
+    # Diagnostics: every rank appends one JSON line per step (cut ids, loss, parameter
+    # checksum) to <trace_dir>/rank-<r>.jsonl, to check data sharding and replica sync.
+    trace_dir: Optional[str] = None
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
 
@@ -171,6 +176,8 @@ class Trainer:
 
     def resume(self) -> bool:
         """Loads the newest checkpoint of exp_dir (every rank reads rank 0's files)."""
+        if self.dist.is_main:
+            ckpt_io.remove_stale_temp_files(self.exp_dir)
         ckpt = ckpt_io.load_latest(self.exp_dir, map_location="cpu")
         if ckpt is None:
             return False
@@ -198,8 +205,12 @@ class Trainer:
         cfg = self.cfg
         if cfg.max_steps is not None and self.progress["step"] >= cfg.max_steps:
             return True
+        if cfg.max_minutes is None:
+            return False
         elapsed = self.progress["train_seconds"] + time.time() - started
-        return cfg.max_minutes is not None and elapsed >= 60 * cfg.max_minutes
+        over = torch.tensor(float(elapsed >= 60 * cfg.max_minutes), device=self.device)
+        # Clocks differ between ranks: stop when any rank is over, or the others would hang.
+        return bool(all_reduce_sum(over, self.dist) > 0)
 
     def fit(self) -> None:
         seed_everything(self.cfg.seed + 1000 * self.dist.rank)
@@ -283,6 +294,8 @@ class Trainer:
         self.scaler.update()
         self.progress["step"] += 1
         step = self.progress["step"]
+        if self.cfg.trace_dir:
+            self._trace(batch, float(loss_sum.detach()))
         if self.model_avg is not None and step % self.cfg.average_period == 0:
             update_running_average(self.model_avg, self.model, self.cfg.average_period / step)
             self.progress["average_count"] = step
@@ -290,6 +303,17 @@ class Trainer:
         self.monitor.train_step(step, lr=lr, grad_norm=float(grad_norm), loss_sum=float(loss_sum.detach()),
                                 parts=parts_sum, frames=float((frames * keep).sum()), utts=int(keep.sum()),
                                 log_every_n=self.cfg.log_every_n)
+
+    @torch.no_grad()
+    def _trace(self, batch: Dict[str, Any], loss_sum: float) -> None:
+        path = Path(self.cfg.trace_dir) / f"rank-{self.dist.rank}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        checksum = sum(float(p.double().sum()) for p in self.model.parameters())
+        record = {"step": self.progress["step"], "epoch": self.progress["epoch"], "rank": self.dist.rank,
+                  "pid": os.getpid(), "cut_ids": list(batch["cut_ids"]), "loss_sum": loss_sum,
+                  "param_checksum": checksum}
+        with open(path, "a") as f:
+            f.write(json.dumps(record) + "\n")
 
     @torch.no_grad()
     def validate(self) -> Optional[Dict[str, float]]:
