@@ -12,7 +12,8 @@ import torch
 from torch import Tensor
 
 from .checks import check_boundary, check_ndim, check_rnnt_type, check_symbols, check_termination_symbol
-from .logprobs import NEG_INF, _append_neg_inf_column, _finish, _float
+from .fused_logprobs import window_logprobs
+from .logprobs import NEG_INF, _append_neg_inf_column, _finish
 
 
 def _suffix_min(x: Tensor) -> Tensor:
@@ -175,15 +176,13 @@ def get_rnnt_logprobs_pruned(
     if tuple(ranges.shape) != (B, T, s_range):
         raise ValueError(f"ranges must have shape (B, T, s_range) = {(B, T, s_range)}, got {tuple(ranges.shape)}")
     boundary = check_boundary(boundary, B, S, T, rnnt_type)
-    logits = _float(logits)
 
-    normalizers = torch.logsumexp(logits, dim=3)  # (B, T, s_range)
     # The label arc leaving position s is symbols[s]; position S (end of transcript) has none,
     # so it reads a dummy (blank) whose value is dropped below.
     padded_symbols = torch.cat([symbols.long(), symbols.new_full((B, 1), termination_symbol).long()], dim=1)
     window_symbols = torch.gather(padded_symbols.unsqueeze(1).expand(B, T, S + 1), 2, ranges)  # (B, T, s_range)
-    px_win = torch.gather(logits, 3, window_symbols.unsqueeze(-1)).squeeze(-1) - normalizers
-    py_win = logits[:, :, :, termination_symbol] - normalizers  # (B, T, s_range)
+    # log_softmax(logits) at those labels and at blank in one pass (float32 at least), no (B, T, s_range, C) copies.
+    px_win, py_win = window_logprobs(logits, window_symbols, termination_symbol)  # (B, T, s_range) each
     px = _scatter_windows(px_win, ranges, S + 1)[:, :S]  # (B, S, T): no label arc leaves position S
     py = _scatter_windows(py_win, ranges, S + 1)  # (B, S+1, T)
     if rnnt_type == "regular":
