@@ -42,7 +42,8 @@ def _blocks(C: int) -> Tuple[int, int]:
 
 if triton is not None:
 
-    @triton.jit
+    # N (= B * T * s_range) changes every batch: do not recompile for its divisibility; C is fixed.
+    @triton.jit(do_not_specialize=["N"])
     def _forward_kernel(
         logits_ptr, targets_ptr, px_ptr, py_ptr, lse_ptr, N, C, blank,
         BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
@@ -75,7 +76,7 @@ if triton is not None:
         tl.store(py_ptr + rows, y - lse, mask=row_ok)
         tl.store(lse_ptr + rows, lse, mask=row_ok)
 
-    @triton.jit
+    @triton.jit(do_not_specialize=["N"])
     def _backward_kernel(
         logits_ptr, targets_ptr, lse_ptr, g_px_ptr, g_py_ptr, grad_ptr, N, C, blank,
         BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,

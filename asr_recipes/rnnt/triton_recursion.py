@@ -101,7 +101,8 @@ if triton is not None:
         y = tl.load(y_row + w, mask=above & (w < y_end), other=float("-inf"))
         return x, y
 
-    @triton.jit
+    # Sizes vary from batch to batch: no recompilation per divisibility-by-16 / equal-to-1 pattern.
+    @triton.jit(do_not_specialize=["B", "S", "T", "T1", "D"])
     def _sweep_kernel(
         px_ptr,
         py_ptr,
@@ -177,7 +178,7 @@ if triton is not None:
                 tl.store(row + s, beta)
                 x0, y0, x1, y1 = x1, y1, x2, y2
 
-    @triton.jit
+    @triton.jit(do_not_specialize=["B", "S", "T", "T1", "D"])
     def _occupation_kernel(
         px_ptr,
         py_ptr,
