@@ -241,6 +241,10 @@ class DataModule:
         dataset = AsrDataset(self.tokenizer, cut_transforms, input_transforms)
         return self._loader(dataset, sampler, rank, world_size, seed=cfg.seed + epoch)
 
+    def train_cuts(self) -> CutSet:
+        """The (lazy) training cuts after filtering, without augmentation or sampling."""
+        return self._cuts("train", self.config.train_parts, "train")[0]
+
     def valid_dataloader(self, rank: int = 0, world_size: int = 1) -> DataLoader:
         """Validation batches, no augmentation, fixed order; every rank gets all unless
         ``world_size`` > 1 is given (then disjoint shares, to be all-reduced)."""

@@ -33,6 +33,7 @@ from asr_recipes.training.averaging import init_running_average, update_running_
 from asr_recipes.training.distributed import DistInfo, all_reduce_sum
 from asr_recipes.training.monitor import TrainMonitor
 from asr_recipes.training.objective import LossConfig, TransducerObjective, encoder_frames, finite_mask
+from asr_recipes.training.prescan import oom_prescan
 from asr_recipes.training.schedules import EdenConfig, EdenScheduler
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,8 @@ class TrainerConfig:
     # Diagnostics: every rank appends one JSON line per step (cut ids, loss, parameter
     # checksum) to <trace_dir>/rank-<r>.jsonl, to check data sharding and replica sync.
     trace_dir: Optional[str] = None
+    # Try the most memory-hungry batches before training: auto = on CUDA only.
+    oom_prescan: str = "auto"  # auto | on | off
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
 
@@ -215,6 +218,8 @@ class Trainer:
     def fit(self) -> None:
         seed_everything(self.cfg.seed + 1000 * self.dist.rank)
         self.resume()
+        if self.cfg.oom_prescan == "on" or (self.cfg.oom_prescan == "auto" and self.device.type == "cuda"):
+            self.prescan()
         started = time.time()
         base_seconds = self.progress["train_seconds"]
         stopped = False
@@ -261,15 +266,32 @@ class Trainer:
                 return True
         return False
 
-    def train_step(self, batch: Dict[str, Any]) -> None:
+    def prescan(self) -> None:
+        """Forward + backward on the most memory-hungry batches; an OOM becomes advice."""
+        # The pre-scan must not change what training does afterwards: keep RNG states and the
+        # buffers a forward pass updates (BatchNorm statistics), on the CPU to spare device memory.
+        rng = _rng_state()
+        buffers = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+
+        def step(batch):
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = self._forward_backward(batch)[0]
+            del loss
+            self.optimizer.zero_grad(set_to_none=True)
+
+        oom_prescan(step, self.data.train_cuts(), self.data.config.max_duration, self.tokenizer, self.device)
+        self.model.load_state_dict(buffers)
+        _set_rng_state(rng)
+
+    def _forward_backward(self, batch: Dict[str, Any]):
+        """Loss per frame of the batch's finite utterances, backpropagated; returns
+        (loss, total (N,), parts, keep (N,), frames (N,), (kept_frames, kept_utts, all_utts))."""
         dev = self.device
         features = batch["features"].to(dev)
         feature_lens = batch["feature_lens"].to(dev)
         tokens, token_lens = batch["tokens"].to(dev), batch["token_lens"].to(dev)
-        step = self.progress["step"]
-        lr = self.scheduler.step(step, self.progress["epoch"])
         with torch.autocast(dev.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
-            total, parts = self.objective(features, feature_lens, tokens, token_lens, step)
+            total, parts = self.objective(features, feature_lens, tokens, token_lens, self.progress["step"])
         keep = finite_mask(total)  # (N,)
         frames = encoder_frames(feature_lens).to(total.dtype)
         # Dropped utterances contribute an exact 0 (where(), not multiplication: nan * 0 = nan).
@@ -277,11 +299,17 @@ class Trainer:
         counts = all_reduce_sum(torch.stack([(frames * keep).sum(), keep.sum().to(frames.dtype),
                                              torch.tensor(float(len(keep)), device=dev)]).detach(), self.dist)
         kept_frames, kept_utts, all_utts = counts.tolist()
-        self.monitor.count("dropped_utterances", int(all_utts - kept_utts))
         # Mean over all ranks' frames; DDP averages gradients over ranks, hence the world_size.
         loss = loss_sum * self.dist.world_size / max(kept_frames, 1.0)
-        self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        return loss_sum, total, parts, keep, frames, (kept_frames, kept_utts, all_utts)
+
+    def train_step(self, batch: Dict[str, Any]) -> None:
+        lr = self.scheduler.step(self.progress["step"], self.progress["epoch"])
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_sum, total, parts, keep, frames, counts = self._forward_backward(batch)
+        kept_frames, kept_utts, all_utts = counts
+        self.monitor.count("dropped_utterances", int(all_utts - kept_utts))
         self.scaler.unscale_(self.optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
         if kept_utts == 0 or not math.isfinite(float(grad_norm)):
