@@ -59,8 +59,17 @@ def available() -> bool:
     return triton is not None and (INTERPRETED or torch.cuda.is_available())
 
 
+# Warps per sweep program; None: the heuristic below. A tuning knob for GPU benchmarks: one warp
+# keeps the per-step shift in warp shuffles (no barrier) but issues every instruction of the
+# step for BLOCK_S/32 positions per lane; more warps split that work but shift through shared
+# memory with a barrier per step. Which wins at BLOCK_S = 128 can only be measured.
+SWEEP_NUM_WARPS: Optional[int] = None
+
+
 def _recursion_num_warps(block_s: int) -> int:
     """One warp while the wavefront fits in <= 8 registers per lane, so the shift is warp-local."""
+    if SWEEP_NUM_WARPS is not None:
+        return SWEEP_NUM_WARPS
     return 1 if block_s <= 256 else min(8, block_s // 256)
 
 
