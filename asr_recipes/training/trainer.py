@@ -204,13 +204,18 @@ class Trainer:
         return True
 
     # ------------------------------------------------------------------ loop
-    def _budget_reached(self, started: float) -> bool:
+    def _tick(self) -> None:
+        """Wall time of this stage so far, previous runs of it included (validation counts too)."""
+        self.progress["train_seconds"] = self._seconds_before + time.time() - self._started
+
+    def _budget_reached(self) -> bool:
         cfg = self.cfg
         if cfg.max_steps is not None and self.progress["step"] >= cfg.max_steps:
             return True
         if cfg.max_minutes is None:
             return False
-        elapsed = self.progress["train_seconds"] + time.time() - started
+        self._tick()
+        elapsed = self.progress["train_seconds"]
         over = torch.tensor(float(elapsed >= 60 * cfg.max_minutes), device=self.device)
         # Clocks differ between ranks: stop when any rank is over, or the others would hang.
         return bool(all_reduce_sum(over, self.dist) > 0)
@@ -220,26 +225,26 @@ class Trainer:
         self.resume()
         if self.cfg.oom_prescan == "on" or (self.cfg.oom_prescan == "auto" and self.device.type == "cuda"):
             self.prescan()
-        started = time.time()
-        base_seconds = self.progress["train_seconds"]
+        self._started = time.time()
+        self._seconds_before = self.progress["train_seconds"]
         stopped = False
         while self.progress["epoch"] < self.cfg.num_epochs and not stopped:
-            if self._budget_reached(started):
+            if self._budget_reached():
                 break
-            stopped = self.train_epoch(started, base_seconds)
+            stopped = self.train_epoch()
             if not stopped:
                 self.progress["epoch"] += 1
                 self.progress["batches_in_epoch"] = 0
-                self.progress["train_seconds"] = base_seconds + time.time() - started
                 valid = self.validate() if self.cfg.validate else None
                 if valid is not None:
                     self.monitor.valid(self.progress["epoch"], self.progress["step"], valid)
+                self._tick()
                 self.save(ckpt_io.epoch_checkpoint(self.exp_dir, self.progress["epoch"]), None)
         self.monitor.close()
         log.info("training stopped at epoch %d, step %d (%.1f min of training)", self.progress["epoch"],
                  self.progress["step"], self.progress["train_seconds"] / 60)
 
-    def train_epoch(self, started: float, base_seconds: float) -> bool:
+    def train_epoch(self) -> bool:
         """Runs (the rest of) the current epoch; True if a step/time budget stopped it early."""
         epoch = self.progress["epoch"]
         state = self.sampler_state if self.progress["batches_in_epoch"] > 0 else None
@@ -254,9 +259,9 @@ class Trainer:
         for batch in batches:
             self.train_step(batch)
             self.progress["batches_in_epoch"] += 1
-            self.progress["train_seconds"] = base_seconds + time.time() - started
+            self._tick()
             step = self.progress["step"]
-            budget = self._budget_reached(started)
+            budget = self._budget_reached()
             if budget or (self.cfg.save_every_n > 0 and step % self.cfg.save_every_n == 0):
                 self.save(self.exp_dir / f"checkpoint-{step}.pt",
                           self.data.sampler_state(loader, self.progress["batches_in_epoch"]))
