@@ -1,0 +1,20 @@
+"""Decoding: search strategies over encoder output, checkpoints to decode with, and the
+decode / average / transcribe / results stages built on them.
+
+Search (whisper ``decoding.py`` style: an options dataclass and one class per method):
+    DecodingOptions(method, beam=4, max_sym_per_frame=1, max_sym_per_utt=None)
+    decode(model, encoder_out (N, T', D), encoder_lens (N,), options) -> list[DecodingResult]
+    search_methods() -> ("greedy_search", "beam_search", "modified_beam_search")
+    DecodingResult.tokens (best token ids), .score, .hyps (best first)
+"""
+
+from asr_recipes.decoding.beam import BeamSearch
+from asr_recipes.decoding.greedy import GreedySearch
+from asr_recipes.decoding.modified_beam import ModifiedBeamSearch
+from asr_recipes.decoding.options import DecodingOptions, DecodingResult, Hypothesis
+from asr_recipes.decoding.search import SearchStrategy, decode, get_search, make_search, search_methods
+
+__all__ = [
+    "BeamSearch", "DecodingOptions", "DecodingResult", "GreedySearch", "Hypothesis", "ModifiedBeamSearch",
+    "SearchStrategy", "decode", "get_search", "make_search", "search_methods",
+]

@@ -1,0 +1,83 @@
+"""What a search is asked to do (DecodingOptions) and what it returns (DecodingResult).
+
+Length conventions shared by every search method: encoder frames T' (40 ms each) come
+from ``Transducer.encode``; ``max_sym_per_frame`` bounds the non-blank symbols emitted
+while one encoder frame is current, ``max_sym_per_utt`` bounds the symbols of a whole
+hypothesis. Neither blank nor ``<unk>`` is ever emitted. Scores are natural-log
+probabilities of the path(s) a hypothesis stands for under the joiner's log-softmax.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from asr_recipes.data.tokenizer import UNK_ID
+
+
+@dataclass(frozen=True)
+class DecodingOptions:
+    """Settings of one search method; frozen so one object can key a results file.
+
+    Attributes:
+        method: a registered search name (``asr_recipes.decoding.search_methods()``).
+        beam: hypotheses kept per utterance (beam methods only).
+        max_sym_per_frame: >= 1. Character tokens with x4 subsampling often need 2-3.
+        max_sym_per_utt: cap on the symbols of one utterance; None = no cap beyond
+            T' * max_sym_per_frame, which every method respects anyway (so no search can
+            loop forever, even with a model that never predicts blank).
+        unk_id: the ``<unk>`` id that is never emitted (None: the vocabulary has none).
+    """
+
+    method: str = "greedy_search"
+    beam: int = 4
+    max_sym_per_frame: int = 1
+    max_sym_per_utt: Optional[int] = None
+    unk_id: Optional[int] = UNK_ID
+
+    def __post_init__(self):
+        if not isinstance(self.beam, int) or self.beam < 1:
+            raise ValueError(f"beam must be an integer >= 1, got {self.beam!r}")
+        if not isinstance(self.max_sym_per_frame, int) or self.max_sym_per_frame < 1:
+            raise ValueError(f"max_sym_per_frame must be an integer >= 1, got {self.max_sym_per_frame!r}")
+        if self.max_sym_per_utt is not None and (not isinstance(self.max_sym_per_utt, int)
+                                                 or self.max_sym_per_utt < 0):
+            raise ValueError(f"max_sym_per_utt must be null or an integer >= 0, got {self.max_sym_per_utt!r}")
+
+    def symbol_cap(self, num_frames: int) -> int:
+        """Most symbols an utterance of ``num_frames`` encoder frames may get."""
+        cap = num_frames * self.max_sym_per_frame
+        return cap if self.max_sym_per_utt is None else min(cap, self.max_sym_per_utt)
+
+    def settings_key(self, uses_beam: bool) -> str:
+        """The part of a results-file key that describes these settings,
+        e.g. ``beam-4-max-sym-per-frame-1`` (``beam`` only for beam methods)."""
+        parts = [f"beam-{self.beam}"] if uses_beam else []
+        parts.append(f"max-sym-per-frame-{self.max_sym_per_frame}")
+        if self.max_sym_per_utt is not None:
+            parts.append(f"max-sym-per-utt-{self.max_sym_per_utt}")
+        return "-".join(parts)
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """One token sequence (no blank, no unk) and its log-probability."""
+
+    tokens: tuple[int, ...]
+    score: float
+
+
+@dataclass(frozen=True)
+class DecodingResult:
+    """Search output for one utterance: hypotheses best first (one for greedy search)."""
+
+    hyps: tuple[Hypothesis, ...] = field(default=())
+
+    @property
+    def tokens(self) -> list[int]:
+        """Token ids of the best hypothesis."""
+        return list(self.hyps[0].tokens) if self.hyps else []
+
+    @property
+    def score(self) -> float:
+        return self.hyps[0].score if self.hyps else float("-inf")

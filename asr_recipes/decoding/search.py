@@ -1,0 +1,139 @@
+"""Search strategies over a Transducer's encoder output, and their shared machinery.
+
+Each method is one small subclass of :class:`SearchStrategy` that registers itself under
+its ``name``; adding a method adds a class (whisper ``decoding.py`` style):
+
+    options = DecodingOptions(method="modified_beam_search", beam=4)
+    results = decode(model, encoder_out, encoder_lens, options)  # list[DecodingResult]
+
+The joiner's input projections are applied once: ``encoder_proj`` to all frames of the
+batch before the search, ``decoder_proj`` once per distinct decoder context
+(:class:`DecoderCache`), so a search step costs one tanh + output linear per hypothesis.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from typing import ClassVar, Sequence
+
+import torch
+from torch import Tensor
+
+from asr_recipes.decoding.options import DecodingOptions, DecodingResult
+
+_REGISTRY: dict[str, type["SearchStrategy"]] = {}
+
+
+class SearchStrategy(ABC):
+    """Base of the search methods.
+
+    Subclasses set ``name`` (the ``DecodingOptions.method`` value) and ``uses_beam``
+    (whether ``beam`` changes their output, which then goes into results-file keys), and
+    implement :meth:`search`.
+    """
+
+    name: ClassVar[str]
+    uses_beam: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.name in _REGISTRY:
+            raise ValueError(f"search method {cls.name!r} is registered twice")
+        _REGISTRY[cls.name] = cls
+
+    def __init__(self, model, options: DecodingOptions):
+        """model: a Transducer (``.decoder``, ``.joiner``, ``.blank_id``), in eval mode."""
+        self.model = model
+        self.options = options
+        self.blank_id = model.blank_id
+        self.context_size = model.decoder.context_size
+
+    @abstractmethod
+    def search(self, encoder_out: Tensor, encoder_lens: Tensor) -> list[DecodingResult]:
+        """
+        Args:
+            encoder_out: (N, T', D) encoder frames; frames t >= encoder_lens[n] are padding.
+            encoder_lens: (N,) int64 valid encoder frames per utterance.
+        Returns:
+            N results, in batch order.
+        """
+
+    # ----------------------------------------------------------- helpers
+    def project_encoder(self, encoder_out: Tensor) -> Tensor:
+        """(N, T', D) -> (N, T', J): the joiner's encoder projection, once per frame."""
+        return self.model.joiner.encoder_proj(encoder_out)
+
+    def log_probs(self, enc_proj: Tensor, dec_proj: Tensor) -> Tensor:
+        """(R, J), (R, J) already projected -> (R, V) float32 log-probabilities, with
+        ``<unk>`` at -inf so that no search can emit it (its probability mass is dropped)."""
+        logits = self.model.joiner(enc_proj, dec_proj, project_input=False)  # (R, V)
+        log_probs = logits.float().log_softmax(dim=-1)  # (R, V)
+        if self.options.unk_id is not None and self.options.unk_id < log_probs.size(-1):
+            log_probs[:, self.options.unk_id] = float("-inf")
+        return log_probs
+
+    def context(self, tokens: Sequence[int]) -> tuple[int, ...]:
+        """The decoder's input for a hypothesis: its last context_size tokens, left-padded
+        with blank (blank is also the start symbol)."""
+        c = self.context_size
+        tail = tuple(tokens[-c:]) if tokens else ()
+        return (self.blank_id,) * (c - len(tail)) + tail
+
+
+class DecoderCache:
+    """Projected decoder outputs keyed by context (a tuple of context_size token ids).
+
+    A stateless decoder's output depends on its context alone, so each context is run
+    through decoder + ``decoder_proj`` once per search, batched over the contexts that
+    are new at a step.
+    """
+
+    def __init__(self, model, device: torch.device):
+        self.decoder = model.decoder
+        self.decoder_proj = model.joiner.decoder_proj
+        self.device = device
+        self._cache: dict[tuple[int, ...], Tensor] = {}
+
+    def __call__(self, contexts: Sequence[tuple[int, ...]]) -> Tensor:
+        """K contexts -> (K, J) projected decoder outputs."""
+        new = list(dict.fromkeys(c for c in contexts if c not in self._cache))
+        if new:
+            y = torch.tensor(new, dtype=torch.int64, device=self.device)  # (K', context_size)
+            out = self.decoder_proj(self.decoder(y, need_pad=False).squeeze(1))  # (K', J)
+            self._cache.update(zip(new, out))
+        return torch.stack([self._cache[c] for c in contexts])  # (K, J)
+
+
+def log_add(a: float | None, b: float) -> float:
+    """log(exp(a) + exp(b)); a None (nothing there yet) gives b."""
+    if a is None or a == -math.inf:
+        return b
+    hi, lo = (a, b) if a >= b else (b, a)
+    return hi + math.log1p(math.exp(lo - hi))
+
+
+def search_methods() -> tuple[str, ...]:
+    """Names of the registered search methods."""
+    return tuple(_REGISTRY)
+
+
+def get_search(method: str) -> type[SearchStrategy]:
+    """The strategy class registered as ``method``; a clear error for an unknown name."""
+    try:
+        return _REGISTRY[method]
+    except KeyError:
+        raise ValueError(f"unknown decoding method {method!r}; choose from {', '.join(_REGISTRY)}") from None
+
+
+def make_search(model, options: DecodingOptions) -> SearchStrategy:
+    return get_search(options.method)(model, options)
+
+
+@torch.inference_mode()
+def decode(model, encoder_out: Tensor, encoder_lens: Tensor, options: DecodingOptions) -> list[DecodingResult]:
+    """Run ``options.method`` on a batch: (N, T', D), (N,) -> N DecodingResults."""
+    if encoder_out.ndim != 3 or encoder_lens.shape != (encoder_out.size(0),):
+        raise ValueError(f"expected encoder_out (N, T', D) and encoder_lens (N,), got "
+                         f"{tuple(encoder_out.shape)} and {tuple(encoder_lens.shape)}")
+    return make_search(model, options).search(encoder_out, encoder_lens)

@@ -1,0 +1,192 @@
+"""Search methods against references written here: a plain per-utterance greedy loop and
+an exhaustive sum over all alignments (nothing pruned) on a tiny vocabulary."""
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from asr_recipes.decoding import DecodingOptions, decode, search_methods
+from asr_recipes.models.build import build_transducer
+
+BLANK, UNK = 0, 1
+TINY = dict(d_model=16, num_heads=2, ff_dim=32, num_layers=1, kernel_size=3, dropout=0.0, subsampling_channels=4,
+            conv_norm="layer", decoder_dim=16, context_size=2, joiner_dim=16)
+
+
+def make_model(vocab_size=12, context_size=2, blank_bias=1.0, unk_bias=0.0, seed=0):
+    """Random weights, sharpened so that frames get 0, 1 or several symbols."""
+    torch.manual_seed(seed)
+    model = build_transducer({**TINY, "context_size": context_size}, vocab_size).eval()
+    with torch.no_grad():
+        model.joiner.output_linear.weight.mul_(4.0)
+        model.joiner.output_linear.bias[BLANK] += blank_bias
+        model.joiner.output_linear.bias[UNK] += unk_bias
+    return model
+
+
+def encoder_batch(lens, seed=1, dim=16):
+    torch.manual_seed(seed)
+    lens = torch.tensor(lens)
+    enc = torch.randn(len(lens), int(lens.max()), dim)  # (N, T', D)
+    enc[torch.arange(enc.size(1))[None, :] >= lens[:, None]] = 1e3  # padding must not matter
+    return enc, lens
+
+
+def token_log_probs(model, frame, tokens):
+    """(V,) log-softmax of the joiner at one encoder frame (D,) after `tokens`, unprojected path."""
+    c = model.decoder.context_size
+    ctx = ([BLANK] * c + list(tokens))[-c:]
+    dec = model.decoder(torch.tensor([ctx]), need_pad=False)[:, 0]  # (1, Dd)
+    return model.joiner(frame[None], dec)[0].log_softmax(-1)  # (V,)
+
+
+@torch.no_grad()
+def reference_greedy(model, enc, T, max_sym, cap):
+    """One utterance, frame by frame, symbol by symbol; <unk> is never chosen."""
+    tokens, score, per_frame = [], 0.0, []
+    for t in range(T):
+        emitted = 0
+        while emitted < max_sym:
+            lp = token_log_probs(model, enc[t], tokens)
+            lp[UNK] = -math.inf
+            if len(tokens) >= cap:
+                lp[BLANK + 1:] = -math.inf
+            k = int(lp.argmax())
+            score += float(lp[k])
+            if k == BLANK:
+                break
+            tokens.append(k)
+            emitted += 1
+        per_frame.append(emitted)
+    return tokens, score, per_frame
+
+
+@pytest.mark.parametrize("context_size,max_sym,max_utt", [(2, 1, None), (2, 3, None), (1, 2, None), (2, 3, 7)])
+def test_batched_greedy_equals_per_utterance_greedy(context_size, max_sym, max_utt):
+    model = make_model(context_size=context_size)
+    enc, lens = encoder_batch([30, 25, 17, 9, 1])
+    options = DecodingOptions("greedy_search", max_sym_per_frame=max_sym, max_sym_per_utt=max_utt)
+    results = decode(model, enc, lens, options)
+    per_frame_counts = []
+    for n, T in enumerate(lens.tolist()):
+        tokens, score, per_frame = reference_greedy(model, enc[n], T, max_sym, options.symbol_cap(T))
+        assert results[n].tokens == tokens, n
+        assert results[n].score == pytest.approx(score, abs=1e-3)
+        per_frame_counts += per_frame
+    # the case is not trivial: silent frames, and frames with several symbols when allowed
+    assert 0 in per_frame_counts and 1 in per_frame_counts
+    if max_sym > 1:
+        assert max(per_frame_counts) > 1
+
+
+@pytest.mark.parametrize("max_sym", [1, 2, 3])
+def test_modified_beam_search_with_beam_1_equals_greedy(max_sym):
+    model = make_model()
+    enc, lens = encoder_batch([30, 25, 17, 9], seed=3)
+    greedy = decode(model, enc, lens, DecodingOptions("greedy_search", max_sym_per_frame=max_sym))
+    beam1 = decode(model, enc, lens, DecodingOptions("modified_beam_search", beam=1, max_sym_per_frame=max_sym))
+    assert [r.tokens for r in beam1] == [r.tokens for r in greedy]
+    assert [r.score for r in beam1] == pytest.approx([r.score for r in greedy], abs=1e-3)
+    assert any(len(r.tokens) > 0 for r in greedy)
+
+
+@torch.no_grad()
+def exhaustive_sequence_scores(model, enc, max_sym, forced_advance):
+    """log P(sequence) summed over every alignment of the T frames of `enc` (T, D).
+
+    On each frame a path emits a string of 0..max_sym real symbols and then blank, except
+    (forced_advance) that a string of exactly max_sym symbols moves on without blank."""
+    V = model.joiner.output_linear.out_features
+    symbols = [k for k in range(V) if k not in (BLANK, UNK)]
+    paths = {(): 0.0}
+    for t in range(enc.size(0)):
+        nxt = {}
+        for prefix, score in paths.items():
+            for length in range(max_sym + 1):
+                for string in itertools.product(symbols, repeat=length):
+                    seq, s = prefix, score
+                    for k in string:
+                        s += float(token_log_probs(model, enc[t], seq)[k])
+                        seq = seq + (k,)
+                    if not (forced_advance and length == max_sym):
+                        s += float(token_log_probs(model, enc[t], seq)[BLANK])
+                    nxt[seq] = float(torch.logaddexp(torch.tensor(nxt.get(seq, -math.inf)), torch.tensor(s)))
+        paths = nxt
+    return paths
+
+
+@pytest.mark.parametrize("method,forced_advance", [("modified_beam_search", True), ("beam_search", False)])
+@pytest.mark.parametrize("max_sym", [1, 2])
+def test_unpruned_beam_search_gives_every_sequence_its_total_probability(method, forced_advance, max_sym):
+    model = make_model(vocab_size=4, blank_bias=0.0, unk_bias=1.0)  # blank, unk, 2 symbols
+    enc, lens = encoder_batch([3, 2], seed=5)
+    results = decode(model, enc, lens, DecodingOptions(method, beam=10_000, max_sym_per_frame=max_sym))
+    for n, T in enumerate(lens.tolist()):
+        expected = exhaustive_sequence_scores(model, enc[n, :T], max_sym, forced_advance)
+        got = {h.tokens: h.score for h in results[n].hyps}
+        assert got.keys() == expected.keys()
+        for seq, score in expected.items():
+            assert got[seq] == pytest.approx(score, abs=1e-4), seq
+        # sum over all sequences < 1: only <unk>'s mass is missing
+        assert math.log(sum(math.exp(s) for s in got.values())) < 0
+
+
+@pytest.mark.parametrize("method", ["beam_search", "modified_beam_search"])
+def test_beam_results_are_sorted_and_never_contain_blank_or_unk(method):
+    model = make_model(unk_bias=3.0)  # <unk> would often win if it were allowed
+    enc, lens = encoder_batch([20, 13, 6], seed=7)
+    results = decode(model, enc, lens, DecodingOptions(method, beam=4, max_sym_per_frame=2))
+    for r in results:
+        scores = [h.score for h in r.hyps]
+        assert 1 <= len(scores) <= 4 and scores == sorted(scores, reverse=True)
+        assert len({h.tokens for h in r.hyps}) == len(r.hyps)
+        assert all(k not in (BLANK, UNK) for h in r.hyps for k in h.tokens)
+    assert any(r.tokens for r in results)
+
+
+@pytest.mark.parametrize("method", ["greedy_search", "beam_search", "modified_beam_search"])
+@pytest.mark.parametrize("max_sym,max_utt", [(1, None), (2, None), (2, 5)])
+def test_symbol_caps_hold_for_a_model_that_never_predicts_blank(method, max_sym, max_utt):
+    model = make_model(blank_bias=-1e4)
+    enc, lens = encoder_batch([12, 7, 3], seed=2)
+    options = DecodingOptions(method, beam=3, max_sym_per_frame=max_sym, max_sym_per_utt=max_utt)
+    results = decode(model, enc, lens, options)
+    for r, T in zip(results, lens.tolist()):
+        cap = T * max_sym if max_utt is None else min(T * max_sym, max_utt)
+        assert all(len(h.tokens) <= cap for h in r.hyps)
+        if method != "beam_search":  # these leave a frame at the cap without a blank
+            assert len(r.tokens) == cap
+
+
+def test_projections_run_once_per_frame_and_per_new_context():
+    model = make_model()
+    enc, lens = encoder_batch([15, 9], seed=4)
+    calls = {"enc": [], "dec": []}
+    model.joiner.encoder_proj.register_forward_hook(lambda m, i, o: calls["enc"].append(i[0].shape))
+    model.joiner.decoder_proj.register_forward_hook(lambda m, i, o: calls["dec"].append(i[0].reshape(-1, 16)))
+    for method in ("beam_search", "modified_beam_search"):
+        calls["enc"].clear(), calls["dec"].clear()
+        decode(model, enc, lens, DecodingOptions(method, beam=4, max_sym_per_frame=2))
+        assert calls["enc"] == [enc.shape]
+        rows = torch.cat(calls["dec"])  # every decoder output projected, in order
+        if method == "modified_beam_search":  # one cache for the batch: no row twice
+            assert len(torch.unique(rows, dim=0)) == len(rows)
+    calls["dec"].clear()
+    greedy = decode(model, enc, lens, DecodingOptions("greedy_search", max_sym_per_frame=2))
+    # the start context of each utterance, then one new context per emitted symbol
+    assert len(torch.cat(calls["dec"])) == len(lens) + sum(len(r.tokens) for r in greedy)
+
+
+def test_methods_and_options_are_validated():
+    assert set(search_methods()) >= {"greedy_search", "beam_search", "modified_beam_search"}
+    model = make_model()
+    enc, lens = encoder_batch([4])
+    with pytest.raises(ValueError, match="unknown decoding method 'beam'.*greedy_search"):
+        decode(model, enc, lens, DecodingOptions("beam"))
+    with pytest.raises(ValueError, match="max_sym_per_frame"):
+        DecodingOptions(max_sym_per_frame=0)
+    with pytest.raises(ValueError, match="beam"):
+        DecodingOptions(beam=0)
+    assert DecodingOptions(beam=8, max_sym_per_frame=3).settings_key(uses_beam=True) == "beam-8-max-sym-per-frame-3"
