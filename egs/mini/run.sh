@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Demo recipe: synthesized English speech (espeak-ng + sox, no download) in the LibriSpeech
+# layout, character tokens, the small Conformer transducer trained on a CPU.
+#
+#   bash egs/mini/run.sh                                  # everything (what `make demo` runs)
+#   bash egs/mini/run.sh --stage 4 --stop-stage 4 --train-args "trainer.num_epochs=2"
+#
+# Stages: 0 synthesize corpus, 1 lhotse manifests, 2 fbank, 3 tokenizer, 4 train,
+# 5 average checkpoints, 6 decode dev/test (greedy + modified beam), 7 append to RESULTS.md.
+# Hyper-parameters live in conf/experiment/mini.yaml. Finished stages leave a done-marker
+# (<data-dir>/.done/stage-N for 0-3, <exp-dir>/.done/stage-N for 4-7); delete it to redo one.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/../../local/common.sh"
+RECIPE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+stage=0                          # first stage to run
+stop_stage=7                     # last stage to run
+dl_dir=$RECIPE_DIR/download      # stage 0 writes the corpus to <dl-dir>/LibriSpeech
+data_dir=$RECIPE_DIR/data        # manifests, features, tokenizer
+exp_dir=$RECIPE_DIR/exp          # checkpoints, logs, TensorBoard, decoding results
+results_md=$RECIPE_DIR/RESULTS.md  # stage 7 appends its table here
+task=commands                    # synthesized task: commands (47 words) | sentences (~290 words)
+size=full                        # corpus size: tiny (8/3/3 utterances) | full (2500/200/200) | N per split
+seed=0                           # corpus synthesis seed
+nj=2                             # parallel jobs for synthesis and fbank
+token_kind=char                  # tokenizer: char | bpe | unigram
+vocab_size=null                  # null for char (all characters); bpe/unigram need a size
+epoch=10                         # decode this epoch's model (= trainer.num_epochs in conf/experiment/mini.yaml)
+avg=3                            # ... averaged over this many epochs
+beam=4                           # modified beam search width
+max_sym_per_frame=3              # letters per encoder frame (40 ms) in both searches
+experiment=mini                  # conf/experiment/<name>.yaml, used by train and decode
+python=$([ -x "$ASR_RECIPES_ROOT/.venv/bin/python" ] && echo "$ASR_RECIPES_ROOT/.venv/bin/python" || echo python3)  # Python with asr_recipes installed
+train_args=""                    # extra Hydra overrides for training, e.g. "model=tiny trainer.num_epochs=1"
+decode_args=""                   # extra Hydra overrides for decoding, e.g. "data.max_duration=100"
+. "$ASR_RECIPES_ROOT/local/parse_options.sh"
+
+# Python gets absolute paths: the stages do not depend on the caller's directory.
+dl_dir=$(realpath -m "$dl_dir")
+data_dir=$(realpath -m "$data_dir")
+exp_dir=$(realpath -m "$exp_dir")
+results_md=$(realpath -m "$results_md")
+lang_dir=$data_dir/lang_$token_kind
+parts="[train-clean-100,dev-clean,test-clean]"  # the parts a synthesized corpus has
+
+if should_run 0 "$data_dir"; then
+  log "Stage 0: synthesize the $task corpus ($size) in $dl_dir/LibriSpeech"
+  "$python" -m asr_recipes.bin.synthesize out_dir="$dl_dir" layout=librispeech task="$task" \
+    size="$size" seed="$seed" num_jobs="$nj"
+  mark_done "$data_dir" 0
+fi
+
+if should_run 1 "$data_dir"; then
+  log "Stage 1: lhotse manifests in $data_dir/manifests"
+  "$python" -m asr_recipes.bin.prepare corpus=librispeech dl_dir="$dl_dir" \
+    out_dir="$data_dir/manifests" parts="$parts"
+  mark_done "$data_dir" 1
+fi
+
+if should_run 2 "$data_dir"; then
+  log "Stage 2: fbank features in $data_dir/fbank"
+  OMP_NUM_THREADS=1 "$python" -m asr_recipes.bin.fbank corpus=librispeech \
+    manifest_dir="$data_dir/manifests" out_dir="$data_dir/fbank" parts="$parts" num_jobs="$nj"
+  mark_done "$data_dir" 2
+fi
+
+if should_run 3 "$data_dir"; then
+  log "Stage 3: $token_kind tokenizer in $lang_dir"
+  "$python" -m asr_recipes.bin.tokenizer \
+    cuts="$data_dir/manifests/librispeech_supervisions_train-clean-100.jsonl.gz" \
+    out_dir="$lang_dir" kind="$token_kind" vocab_size="$vocab_size"
+  mark_done "$data_dir" 3
+fi
+
+if should_run 4 "$exp_dir"; then
+  log "Stage 4: train in $exp_dir (rerunning resumes from the newest checkpoint)"
+  read -r -a extra <<< "$train_args"
+  "$python" -m asr_recipes.bin.train experiment="$experiment" exp_dir="$exp_dir" \
+    tokenizer_dir="$lang_dir" data.manifest_dir="$data_dir/fbank" "${extra[@]}"
+  mark_done "$exp_dir" 4
+fi
+
+if should_run 5 "$exp_dir"; then
+  log "Stage 5: average the models of epochs $((epoch - avg + 1))..$epoch"
+  "$python" -m asr_recipes.bin.average exp_dir="$exp_dir" epoch="$epoch" avg="$avg"
+  mark_done "$exp_dir" 5
+fi
+
+if should_run 6 "$exp_dir"; then
+  log "Stage 6: decode (greedy and modified beam search) into $exp_dir/<method>/"
+  read -r -a extra <<< "$decode_args"
+  "$python" -m asr_recipes.bin.decode experiment="$experiment" exp_dir="$exp_dir" \
+    epoch="$epoch" avg="$avg" "methods=[greedy_search,modified_beam_search]" beam="$beam" \
+    max_sym_per_frame="$max_sym_per_frame" data.manifest_dir="$data_dir/fbank" "${extra[@]}"
+  mark_done "$exp_dir" 6
+fi
+
+if should_run 7 "$exp_dir"; then
+  log "Stage 7: append the results to $results_md"
+  "$python" -m asr_recipes.bin.results exp_dir="$exp_dir" results_md="$results_md" \
+    "title='mini: synthesized $task ($size), $experiment experiment'"
+  mark_done "$exp_dir" 7
+fi
