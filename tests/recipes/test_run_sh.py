@@ -1,0 +1,195 @@
+"""Contract tests for every egs/*/run.sh: syntax, shared helpers, options, stage layout, no work
+outside stage guards, and entry-point overrides that exist in the entry points' configs."""
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from tests.recipes import recipe_sh
+
+REPO = Path(__file__).resolve().parents[2]
+RECIPES = sorted(p.parent.name for p in (REPO / "egs").glob("*/run.sh"))
+
+COMMON_OPTIONS = ["--stage", "--stop-stage", "--dl-dir", "--data-dir", "--exp-dir", "--results-md", "--nj",
+                  "--python", "--train-args", "--decode-args", "--epoch", "--avg", "--experiment"]
+CORPUS_STAGES = {0: ["prepare", "prepare"], 1: ["prepare"], 2: ["prepare", "fbank"], 3: ["fbank"],
+                 4: ["tokenizer"], 5: ["train"], 6: ["average"], 7: ["decode"], 8: ["results"]}
+EXPECTED = {
+    "mini": {
+        "options": COMMON_OPTIONS + ["--task", "--size"],
+        "stages": {0: ["synthesize"], 1: ["prepare"], 2: ["fbank"], 3: ["tokenizer"], 4: ["train"],
+                   5: ["average"], 6: ["decode"], 7: ["results"]},
+    },
+    "librispeech": {
+        "options": COMMON_OPTIONS + ["--ngpu", "--torchrun-args", "--full-libri", "--use-musan", "--vocab-size"],
+        "stages": CORPUS_STAGES,
+    },
+    "aishell": {
+        "options": COMMON_OPTIONS + ["--ngpu", "--torchrun-args", "--use-musan"],
+        "stages": CORPUS_STAGES,
+    },
+}
+
+
+def run_sh(recipe):
+    return REPO / "egs" / recipe / "run.sh"
+
+
+def bash(recipe, *args, cwd):
+    env = {k: v for k, v in os.environ.items() if k != "ASR_RECIPES_ROOT"}
+    return subprocess.run(["bash", str(run_sh(recipe)), *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
+def tree(path: Path) -> list:
+    return sorted((str(p.relative_to(path)), p.stat().st_mtime_ns) for p in path.rglob("*"))
+
+
+def test_the_three_recipes_exist_and_have_expectations():
+    assert {"mini", "librispeech", "aishell"} <= set(RECIPES)
+    assert set(RECIPES) <= set(EXPECTED), "add the new recipe's options and stages to EXPECTED"
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_bash_syntax(recipe):
+    r = subprocess.run(["bash", "-n", str(run_sh(recipe))], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_strict_mode_then_common_then_options(recipe):
+    lines = [line for _, line in recipe_sh.logical_lines(run_sh(recipe).read_text())]
+    assert lines[0] == "set -euo pipefail"
+    common = next(i for i, line in enumerate(lines) if line.endswith('/local/common.sh"'))
+    options = next(i for i, line in enumerate(lines) if line.endswith('/local/parse_options.sh"'))
+    assert lines[common].startswith(". ") and lines[options].startswith(". ")
+    assert 0 < common < options
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_help_lists_the_options_and_does_nothing(recipe, tmp_path):
+    before = tree(REPO / "egs" / recipe)
+    r = bash(recipe, "--help", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    listed = {line.split()[0] for line in r.stdout.splitlines() if line.strip().startswith("--")}
+    assert set(EXPECTED[recipe]["options"]) <= listed, set(EXPECTED[recipe]["options"]) - listed
+    assert list(tmp_path.iterdir()) == [] and tree(REPO / "egs" / recipe) == before
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+@pytest.mark.parametrize("stages", [["--stage", "99"], ["--stage", "0", "--stop-stage", "-1"]])
+def test_no_stage_selected_runs_nothing(recipe, stages, tmp_path):
+    """A missing interpreter proves no Python ran; empty dirs prove nothing was written."""
+    before = tree(REPO / "egs" / recipe)
+    work = tmp_path / "work"
+    work.mkdir()
+    r = bash(recipe, *stages, "--python", str(tmp_path / "no-such-python"), "--dl-dir", str(tmp_path / "dl"),
+             "--data-dir", str(tmp_path / "data"), "--exp-dir", str(tmp_path / "exp"),
+             "--results-md", str(tmp_path / "RESULTS.md"), cwd=work)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "" and r.stderr == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["work"] and list(work.iterdir()) == []
+    assert tree(REPO / "egs" / recipe) == before
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_unknown_option_is_an_error(recipe, tmp_path):
+    r = bash(recipe, "--stgae", "3", cwd=tmp_path)
+    assert r.returncode != 0 and "unknown option --stgae" in r.stderr
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_no_work_outside_stage_guards(recipe):
+    assert recipe_sh.work_outside_stages(run_sh(recipe).read_text()) == []
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_stages_run_their_entry_points_and_leave_done_markers(recipe):
+    stages, _ = recipe_sh.parse(run_sh(recipe).read_text())
+    assert {s.number: s.entry_points() for s in stages} == EXPECTED[recipe]["stages"]
+    assert [s.number for s in stages] == sorted(s.number for s in stages)
+    for s in stages:
+        assert s.marker_dir, s.guard
+        assert s.lines[-1][1] == f"mark_done {s.marker_dir} {s.number}", f"stage {s.number} must end with mark_done"
+        assert s.lines[0][1].startswith(f'log "Stage {s.number}:'), f"stage {s.number} must log what it does"
+    defaults = recipe_sh.defaults(run_sh(recipe).read_text())
+    assert int(defaults["stop_stage"]) == stages[-1].number and int(defaults["stage"]) == 0
+
+
+def test_checker_reports_work_outside_stages():
+    script = "\n".join([
+        "set -euo pipefail",
+        'RECIPE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)',
+        "stage=0  # first stage",
+        "mkdir -p data  # work before any guard",
+        "files=$(ls data)",
+        "python -m asr_recipes.bin.prepare \\",
+        "  corpus=librispeech",
+        'case "$x" in',
+        '  true) y=1 ;;',
+        '  *) rm -rf data ;;',
+        "esac",
+        "if should_run 1 data; then",
+        '  if [ -d x ]; then echo nested; fi',
+        '  log "Stage 1: x"',
+        "  mark_done data 1",
+        "fi",
+        "touch after",
+    ])
+    assert recipe_sh.work_outside_stages(script) == [
+        "line 4: mkdir -p data", "line 5: files=$(ls data)",
+        "line 6: python -m asr_recipes.bin.prepare corpus=librispeech", "line 10: *) rm -rf data ;;",
+        "line 17: touch after",
+    ]
+    with pytest.raises(ValueError, match="no closing fi"):
+        recipe_sh.parse("if should_run 2 exp; then\n  echo x\n")
+
+
+def _compose(entry_point: str, overrides: list):
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose(config_name=entry_point, overrides=overrides)
+
+
+def _has_key(cfg, dotted: str) -> bool:
+    parent, _, last = dotted.rpartition(".")
+    node = OmegaConf.select(cfg, parent) if parent else cfg
+    return OmegaConf.is_dict(node) and last in node.keys()  # `in node` is False for ??? values
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_overrides_name_existing_keys_and_every_required_one(recipe):
+    """Each `python -m asr_recipes.bin.X key=...` names keys of conf/X.yaml (a typo would fail at
+    run time, hours into a recipe) and gives every ??? key; experiment=... names a real file."""
+    text = run_sh(recipe).read_text()
+    defaults = recipe_sh.defaults(text)
+    stages, _ = recipe_sh.parse(text)
+    for stage in stages:
+        for entry_point, args in stage.invocations():
+            assert (REPO / "asr_recipes" / "bin" / f"{entry_point}.py").is_file(), entry_point
+            pairs = [a.split("=", 1) for a in args if "=" in a and not a.startswith("$")]
+            groups = []
+            for key, value in pairs:
+                if key == "experiment":
+                    value = defaults["experiment"] if value == "$experiment" else value
+                    assert (REPO / "conf" / "experiment" / f"{value}.yaml").is_file()
+                    groups.append(f"experiment={value}")
+            cfg = _compose(entry_point, groups)
+            for key, _ in pairs:
+                if key != "experiment":
+                    assert _has_key(cfg, key), f"stage {stage.number}: {entry_point} has no config key {key!r}"
+            given = {key for key, _ in pairs}
+            required = set(OmegaConf.missing_keys(cfg))
+            assert required <= given, f"stage {stage.number}: {entry_point} needs {required - given}"
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_decoded_epoch_is_the_last_trained_one(recipe):
+    """--epoch defaults to the experiment's trainer.num_epochs, so average/decode find epoch-N.pt."""
+    defaults = recipe_sh.defaults(run_sh(recipe).read_text())
+    cfg = _compose("train", [f"experiment={defaults['experiment']}"])
+    assert int(defaults["epoch"]) == cfg.trainer.num_epochs
+    assert 1 <= int(defaults["avg"]) <= int(defaults["epoch"])
