@@ -1,0 +1,111 @@
+"""Every Hydra config composes: each primary conf/<stage>.yaml alone, and each experiment with
+every primary config that selects one. The experiments are checked against the setups they
+claim to reproduce (values from icefall's published RESULTS.md commands, written out here)."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from asr_recipes.data.corpora import aishell, librispeech
+from asr_recipes.data.datamodule import DataConfig
+from asr_recipes.models.build import ModelConfig
+from asr_recipes.training.trainer import TrainerConfig
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+PRIMARY = sorted(p.stem for p in CONF.glob("*.yaml"))
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+#: Parts of a synthesized LibriSpeech-layout corpus (asr_recipes.data.corpora.synthetic).
+SYNTHESIZED_PARTS = {"train-clean-100", "dev-clean", "test-clean"}
+
+
+def compose_cfg(name, overrides=(), hydra_cfg=False):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name=name, overrides=list(overrides), return_hydra_config=hydra_cfg)
+
+
+def with_required(name, overrides=()):
+    """The config with every ??? key given a placeholder, fully resolved to plain containers."""
+    missing = OmegaConf.missing_keys(compose_cfg(name, overrides))
+    cfg = compose_cfg(name, [*overrides, *(f"{key}=/placeholder/{key}" for key in sorted(missing))])
+    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+
+
+def selects_experiment(name):
+    defaults = yaml.safe_load((CONF / f"{name}.yaml").read_text()).get("defaults", [])
+    return any(isinstance(d, dict) and "experiment" in d for d in defaults)
+
+
+def test_the_recipes_experiments_exist():
+    assert {"mini", "librispeech", "aishell"} <= set(EXPERIMENTS)
+    assert {"train", "decode"} <= {p for p in PRIMARY if selects_experiment(p)}
+
+
+@pytest.mark.parametrize("name", PRIMARY)
+def test_primary_config_composes_and_resolves(name):
+    assert isinstance(with_required(name), dict)
+    hydra = compose_cfg(name, hydra_cfg=True).hydra
+    assert hydra.run.dir == "." and hydra.output_subdir is None  # conf/common/hydra.yaml took effect
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+@pytest.mark.parametrize("name", [p for p in PRIMARY if selects_experiment(p)])
+def test_experiment_composes_with_every_stage_that_selects_it(name, experiment):
+    cfg = with_required(name, [f"experiment={experiment}"])
+    DataConfig.from_dict(cfg["data"])  # unknown or mistyped data keys are errors
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiment_builds_what_train_builds(experiment):
+    """The objects bin/train.py builds from the resolved config (unknown keys are errors there)."""
+    cfg = with_required("train", [f"experiment={experiment}"])
+    ModelConfig.from_mapping(cfg["model"])
+    DataConfig.from_dict(cfg["data"])
+    TrainerConfig.from_dict({**cfg["trainer"], "exp_dir": "exp", "loss": cfg["loss"], "optim": cfg["optim"]})
+
+
+def _group(group, option):
+    return yaml.safe_load((CONF / group / f"{option}.yaml").read_text())
+
+
+def test_librispeech_is_icefall_pruned_transducer_stateless2():
+    cfg = with_required("train", ["experiment=librispeech"])
+    assert cfg["model"] == _group("model", "conformer_large")
+    loss = cfg["loss"]
+    assert (loss["type"], loss["prune_range"], loss["lm_scale"], loss["am_scale"], loss["simple_loss_scale"]) == (
+        "pruned", 5, 0.25, 0.0, 0.5)
+    data = cfg["data"]
+    assert data["corpus"] == "librispeech" and data["max_duration"] == 300
+    assert data["train_parts"] == ["train-clean-100", "train-clean-360", "train-other-500"]
+    assert data["test_parts"] == ["test-clean", "test-other"]
+    assert set(data["train_parts"] + data["valid_parts"] + data["test_parts"]) <= set(librispeech.KNOWN_PARTS)
+    assert cfg["trainer"]["num_epochs"] == 26  # icefall: --num-epochs 26, decoded at its epoch 25 (0-based)
+
+
+def test_aishell_is_icefall_pruned_transducer_stateless2_with_context_1():
+    cfg = with_required("train", ["experiment=aishell"])
+    assert cfg["model"] == {**_group("model", "conformer_large"), "context_size": 1}
+    data = cfg["data"]
+    assert data["corpus"] == "aishell" and data["max_duration"] == 200
+    assert (data["train_parts"], data["test_parts"]) == (["train"], ["dev", "test"])
+    assert set(data["train_parts"] + data["valid_parts"] + data["test_parts"]) <= set(aishell.SPLITS)
+    assert cfg["loss"]["prune_range"] == 5 and cfg["loss"]["lm_scale"] == 0.25
+
+
+def test_mini_uses_the_small_model_on_the_synthesized_parts():
+    cfg = with_required("train", ["experiment=mini"])
+    assert cfg["model"] == _group("model", "small")
+    data = cfg["data"]
+    assert data["corpus"] == "librispeech"
+    assert set(data["train_parts"] + data["valid_parts"] + data["test_parts"]) <= SYNTHESIZED_PARTS
+    assert data["test_parts"] == ["dev-clean", "test-clean"]
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_decode_sees_the_experiment_test_parts(experiment):
+    train = with_required("train", [f"experiment={experiment}"])
+    decode = with_required("decode", [f"experiment={experiment}"])
+    assert decode["data"]["test_parts"] == train["data"]["test_parts"]
+    assert decode["data"]["corpus"] == train["data"]["corpus"]
