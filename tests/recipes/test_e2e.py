@@ -1,0 +1,184 @@
+"""The recipes end to end on tiny synthesized corpora in the real layouts (no downloads): every
+stage from data preparation to RESULTS.md, with the tiny model and a few training steps.
+
+Outputs are checked with independent readers: lhotse for cut manifests and features, torch for
+checkpoints, TensorBoard's EventAccumulator for the logs, kaldialign for the error rates."""
+
+import ast
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import kaldialign
+import pytest
+import torch
+from lhotse import load_manifest
+
+from asr_recipes.data.corpora.synthetic import synthesize_aishell_layout, synthesize_librispeech_layout
+from asr_recipes.models.build import build_transducer
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+METHODS = ("greedy_search", "modified_beam_search")
+#: A couple of steps per epoch of the tiny model; no worker processes; CPU even under torchrun.
+TRAIN_ARGS = ("model=tiny trainer.num_epochs=2 trainer.save_every_n=3 data.num_workers=0 data.max_duration=10 "
+              "trainer.progress_bar=false trainer.log_every_n=1 device=cpu")
+DECODE_ARGS = "data.num_workers=0 device=cpu"
+
+
+def run_recipe(recipe, cwd, *args, timeout=600):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = ["bash", str(REPO / "egs" / recipe / "run.sh"), "--python", sys.executable, "--nj", "1",
+           *args]
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return proc
+
+
+def read_recogs(path):
+    """{utt_id: (ref tokens, hyp tokens)} from an icefall-style recogs file."""
+    out = {}
+    for line in path.read_text().splitlines():
+        utt_id, field = line.split(":\t")
+        kind, tokens = field.split("=", 1)
+        out.setdefault(utt_id, {})[kind] = ast.literal_eval(tokens)
+    return {k: (v["ref"], v["hyp"]) for k, v in out.items()}
+
+
+def check_training(exp, epochs):
+    """Epoch checkpoints that rebuild a model, a trained step count, TensorBoard scalars."""
+    for epoch in range(1, epochs + 1):
+        ckpt = torch.load(exp / f"epoch-{epoch}.pt", map_location="cpu", weights_only=False)
+        model = build_transducer(ckpt["model_config"], ckpt["vocab_size"], ckpt["feature_dim"])
+        model.load_state_dict(ckpt["model"])
+        assert all(torch.isfinite(p).all() for p in ckpt["model"].values() if p.is_floating_point())
+    assert ckpt["progress"]["epoch"] == epochs and ckpt["progress"]["step"] >= 2 * epochs
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(exp / "tensorboard"))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    assert tags and max(len(events.Scalars(t)) for t in tags) >= ckpt["progress"]["step"] // 2
+
+
+def check_decoding(exp, fbank, corpus, parts, avg_name, unit):
+    """Scoring files per method and part, covering every test cut, with the error rate that
+    kaldialign gives on their own ref/hyp tokens; refs are the cut transcripts."""
+    assert (exp / avg_name).is_file()
+    torch.load(exp / avg_name, map_location="cpu", weights_only=False)["model"]
+    for method in METHODS:
+        for part in parts:
+            [recogs] = (exp / method).glob(f"recogs-{part}-*.txt")
+            key = recogs.name[len(f"recogs-{part}-"):-len(".txt")]
+            assert (exp / method / f"errs-{part}-{key}.txt").is_file()
+            cuts = load_manifest(fbank / f"{corpus}_cuts_{part}.jsonl.gz")
+            texts = {c.id: c.supervisions[0].text for c in cuts}
+            results = read_recogs(recogs)
+            assert set(results) == set(texts)
+            errors = ref_len = 0
+            for utt_id, (ref, hyp) in results.items():
+                expected = texts[utt_id].split() if unit == "word" else list(texts[utt_id].replace(" ", ""))
+                assert ref == expected, utt_id
+                errors += kaldialign.edit_distance(ref, hyp)["total"]
+                ref_len += len(ref)
+            summary = (exp / method / f"wer-summary-{part}-{key}.txt").read_text().splitlines()
+            assert summary[1] == f"{key}\t{100 * errors / ref_len:.2f}"
+
+
+def check_results_md(path, title_words, parts, metric):
+    text = path.read_text()
+    assert len(re.findall(r"^## ", text, re.MULTILINE)) == 1
+    heading = text.splitlines()[0]
+    assert all(w in heading for w in title_words), heading
+    for method in METHODS:
+        for part in parts:
+            assert re.search(rf"^\| {re.escape(part)} \| {method} \|.*\| {metric} \|", text, re.MULTILINE), (
+                part, method, text)
+
+
+def test_mini_recipe_all_stages_from_another_directory(tmp_path):
+    real_results = REPO / "egs" / "mini" / "RESULTS.md"
+    before = real_results.read_bytes() if real_results.exists() else None
+    args = ["--size", "tiny", "--dl-dir", "dl", "--data-dir", "data", "--exp-dir", "exp",
+            "--results-md", "RESULTS.md", "--epoch", "2", "--avg", "2", "--train-args", TRAIN_ARGS,
+            "--decode-args", DECODE_ARGS]
+    run_recipe("mini", tmp_path, *args)  # relative paths: resolved against the caller's directory
+
+    corpus = tmp_path / "dl" / "LibriSpeech"
+    assert {p.name for p in corpus.iterdir() if p.is_dir()} == {"train-clean-100", "dev-clean", "test-clean"}
+    fbank = tmp_path / "data" / "fbank"
+    train = load_manifest(fbank / "librispeech_cuts_train-clean-100.jsonl.gz")
+    assert len(train) == 8  # no speed perturbation in the demo
+    assert train[0].load_features().shape == (train[0].num_frames, 80)
+    tokens = [line.split()[0] for line in (tmp_path / "data" / "lang_char" / "tokens.txt").read_text().splitlines()]
+    assert "▁" in tokens and "A" in tokens  # English letters plus the word-boundary token
+    exp = tmp_path / "exp"
+    check_training(exp, epochs=2)
+    check_decoding(exp, fbank, "librispeech", ["dev-clean", "test-clean"], "averaged-epoch-2-avg-2.pt", "word")
+    check_results_md(tmp_path / "RESULTS.md", ["mini", "commands", "tiny"], ["dev-clean", "test-clean"], "WER")
+    assert (real_results.read_bytes() if real_results.exists() else None) == before
+
+    # A second run finds every stage done and changes nothing.
+    results = (tmp_path / "RESULTS.md").read_text()
+    again = run_recipe("mini", tmp_path, *args)
+    assert [int(n) for n in re.findall(r"Stage (\d+) already done", again.stderr)] == list(range(8))
+    assert (tmp_path / "RESULTS.md").read_text() == results
+
+
+@pytest.fixture(scope="module")
+def synthesized(tmp_path_factory):
+    """Tiny corpora in the real layouts: LibriSpeech (dev-other/test-other are copies of the clean
+    parts, which a synthesized corpus lacks) and AISHELL-1 under <dl>/aishell."""
+    dl = tmp_path_factory.mktemp("download")
+    libri = synthesize_librispeech_layout(dl, task="commands", size="tiny", seed=1, num_jobs=2)
+    shutil.copytree(libri / "dev-clean", libri / "dev-other")
+    shutil.copytree(libri / "test-clean", libri / "test-other")
+    synthesize_aishell_layout(dl / "aishell", size="tiny", seed=1, num_jobs=2)
+    return dl
+
+
+def test_librispeech_recipe_stages_1_to_8_with_torchrun(synthesized, tmp_path):
+    run_recipe("librispeech", tmp_path, "--stage", "1", "--dl-dir", str(synthesized),
+               "--data-dir", str(tmp_path / "data"), "--exp-dir", str(tmp_path / "exp"),
+               "--results-md", str(tmp_path / "RESULTS.md"), "--full-libri", "false", "--vocab-size", "30",
+               "--ngpu", "1", "--epoch", "2", "--avg", "1", "--train-args", TRAIN_ARGS, "--decode-args", DECODE_ARGS)
+    fbank = tmp_path / "data" / "fbank"
+    for part in ["dev-clean", "dev-other", "test-clean", "test-other"]:
+        assert len(load_manifest(fbank / f"librispeech_cuts_{part}.jsonl.gz")) == 3
+    # Speed perturbation: every training utterance also at 0.9x and 1.1x speed.
+    recordings = load_manifest(tmp_path / "data" / "manifests" / "librispeech_recordings_train-clean-100.jsonl.gz")
+    train = load_manifest(fbank / "librispeech_cuts_train-clean-100.jsonl.gz")
+    durations = sorted(round(c.duration, 2) for c in train)
+    expected = sorted(round(r.duration / f, 2) for r in recordings for f in (1.0, 0.9, 1.1))
+    assert durations == pytest.approx(expected, abs=0.02)
+    lang = tmp_path / "data" / "lang_bpe_30"
+    assert len((lang / "tokens.txt").read_text().splitlines()) == 30
+    exp = tmp_path / "exp"
+    check_training(exp, epochs=2)
+    assert (exp / "train-config.yaml").read_text().count("train-clean-360") == 0  # --full-libri false
+    check_decoding(exp, fbank, "librispeech", ["test-clean", "test-other"], "averaged-epoch-2-avg-1.pt", "word")
+    check_results_md(tmp_path / "RESULTS.md", ["LibriSpeech", "100 h"], ["test-clean", "test-other"], "WER")
+
+
+def test_aishell_recipe_stages_1_to_8_reports_cer(synthesized, tmp_path):
+    run_recipe("aishell", tmp_path, "--stage", "1", "--dl-dir", str(synthesized),
+               "--data-dir", str(tmp_path / "data"), "--exp-dir", str(tmp_path / "exp"),
+               "--results-md", str(tmp_path / "RESULTS.md"), "--ngpu", "1", "--epoch", "2", "--avg", "1",
+               "--train-args", TRAIN_ARGS, "--decode-args", DECODE_ARGS)
+    fbank = tmp_path / "data" / "fbank"
+    assert len(load_manifest(fbank / "aishell_cuts_train.jsonl.gz")) == 3 * 8  # speed perturbation
+    tokens = [line.split()[0] for line in (tmp_path / "data" / "lang_char" / "tokens.txt").read_text().splitlines()]
+    assert "▁" not in tokens and sum(len(t) == 1 and "\u4e00" <= t <= "\u9fff" for t in tokens) >= 10
+    exp = tmp_path / "exp"
+    check_training(exp, epochs=2)
+    ckpt = torch.load(exp / "epoch-2.pt", map_location="cpu", weights_only=False)
+    assert ckpt["model_config"]["context_size"] == 1
+    check_decoding(exp, fbank, "aishell", ["dev", "test"], "averaged-epoch-2-avg-1.pt", "char")
+    for method in METHODS:
+        [errs] = (exp / method).glob("errs-test-*.txt")
+        assert "%CER = " in errs.read_text()
+    check_results_md(tmp_path / "RESULTS.md", ["AISHELL-1", "CER"], ["dev", "test"], "CER")
