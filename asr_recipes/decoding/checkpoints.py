@@ -142,8 +142,12 @@ class CheckpointChoice:
     checkpoint: dict
     #: results-file key part naming the weights (weights_key)
     key: str
-    #: for people: the file read or how the average was made
+    #: for people: the file read (its name if in exp_dir) or how the average was made
     source: str
+
+
+def _describe(path: Path, exp_dir: Path) -> str:
+    return path.name if path.absolute().parent == exp_dir.absolute() else str(path)
 
 
 def choose_checkpoint(exp_dir: str | os.PathLike, checkpoint: Optional[str] = None, epoch: Optional[int] = None,
@@ -155,18 +159,18 @@ def choose_checkpoint(exp_dir: str | os.PathLike, checkpoint: Optional[str] = No
     if checkpoint is not None:
         path = Path(checkpoint)
         ckpt = ckpt_io.load_checkpoint(path)
-        return CheckpointChoice(ckpt, weights_key(ckpt, path), str(path))
+        return CheckpointChoice(ckpt, weights_key(ckpt, path), _describe(path, exp_dir))
     if epoch is None:
         epochs = ckpt_io.epoch_checkpoints(exp_dir)
         if not epochs:
             raise ckpt_io.CheckpointError(f"no epoch-*.pt in {exp_dir}: train first, or pass checkpoint=PATH")
         ckpt = ckpt_io.load_checkpoint(epochs[-1])
-        return CheckpointChoice(ckpt, weights_key(ckpt, epochs[-1]), str(epochs[-1]))
+        return CheckpointChoice(ckpt, weights_key(ckpt, epochs[-1]), epochs[-1].name)
     path = averaged_path(exp_dir, epoch, avg)
     if path.is_file():
         ckpt = ckpt_io.load_checkpoint(path)
         if ckpt.get("averaging", {}).get("use_averaged_model") == bool(use_averaged_model):
-            return CheckpointChoice(ckpt, weights_key(ckpt, path), str(path))
+            return CheckpointChoice(ckpt, weights_key(ckpt, path), path.name)
         log.warning("%s was made with use_averaged_model=%s; averaging again with %s", path,
                     not use_averaged_model, bool(use_averaged_model))
     ckpt = average_epochs(exp_dir, epoch, avg, use_averaged_model)

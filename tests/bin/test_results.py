@@ -1,0 +1,59 @@
+"""bin.results: the appended table holds the error rates, counts and speeds of the decode
+stage's files, computed here by hand."""
+
+import re
+
+import pytest
+
+from asr_recipes.decoding.report import append_results
+from asr_recipes.decoding.runner import SpeedReport, write_part_results
+from tests.decoding.entry import run_entry
+
+MACHINE = {"device": "cpu", "device_name": "x86_64", "cpu_count": 2, "platform": "Linux-test", "torch": "2.x"}
+MODEL = {"num_parameters": 1_234_567, "train_seconds": 7200.0, "epoch": 10, "step": 1200}
+
+
+def fake_decode(exp, method, part, key, results, unit, audio_seconds, wall_seconds):
+    """What bin.decode leaves for one (method, part): scoring files and the speed json."""
+    speed = SpeedReport(method, part, key, num_utterances=len(results), audio_seconds=audio_seconds,
+                        shared_seconds=wall_seconds / 2, search_seconds=wall_seconds / 2)
+    write_part_results(exp, results, speed, unit, {"weights": "epoch-10-avg-3", "checkpoint": "exp/avg.pt",
+                                                   "machine": MACHINE, "model": MODEL})
+
+
+def test_results_table_appends_a_dated_section(tmp_path, capsys):
+    exp = tmp_path / "exp"
+    # 1 substitution + 1 deletion over 6 words = 33.33 % WER
+    words = [("u1", "A B C D".split(), "A X C D".split()), ("u2", ["E", "F"], ["E"])]
+    fake_decode(exp, "greedy_search", "test-clean", "epoch-10-avg-3-max-sym-per-frame-1", words, "word", 10.0, 2.0)
+    # 1 insertion over 4 characters = 25.00 % CER
+    chars = [("c1", list("今天很好"), list("今天很很好"))]
+    fake_decode(exp, "modified_beam_search", "test", "epoch-10-avg-3-beam-4-max-sym-per-frame-1", chars, "char",
+                4.0, 0.5)
+    md = tmp_path / "RESULTS.md"
+    md.write_text("# Results\n\nearlier text\n")
+    run_entry("asr_recipes.bin.results", f"exp_dir={exp}", f"results_md={md}", "title=tiny run")
+    printed = capsys.readouterr().out
+    text = md.read_text()
+    assert text.startswith("# Results\n\nearlier text\n\n## tiny run (")
+    assert text.endswith(printed)
+    assert re.search(r"^## tiny run \(\d{4}-\d\d-\d\d \d\d:\d\d\)$", printed, re.MULTILINE)
+    lines = printed.splitlines()
+    header = lines.index("| test set | method | key | metric | rate (%) | errors / ref | RTF | utt/s |")
+    assert lines[header + 2 :] == [
+        "| test | modified_beam_search | epoch-10-avg-3-beam-4-max-sym-per-frame-1 | CER | 25.00 | 1 / 4 | 0.1250 | 2.0 |",
+        "| test-clean | greedy_search | epoch-10-avg-3-max-sym-per-frame-1 | WER | 33.33 | 2 / 6 | 0.2000 | 1.0 |",
+    ]
+    assert "- exp_dir: `exp`" in printed  # relative to RESULTS.md
+    assert "1.23 M parameters, trained 2.00 h (epoch 10, step 1200)" in printed
+    assert "x86_64 (cpu), 2 CPUs, Linux-test, torch 2.x" in printed
+    # a second run appends another section and keeps the first
+    run_entry("asr_recipes.bin.results", f"exp_dir={exp}", f"results_md={md}", "title=again")
+    assert md.read_text().count("## ") == 2 and "earlier text" in md.read_text()
+    assert [p.name for p in tmp_path.glob(".*")] == []  # no temp files left
+
+
+def test_results_without_decoding_outputs_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run the decode stage first"):
+        append_results(tmp_path, tmp_path / "RESULTS.md")
+    assert not (tmp_path / "RESULTS.md").exists()
