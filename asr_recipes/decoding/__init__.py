@@ -6,6 +6,12 @@ Search (whisper ``decoding.py`` style: an options dataclass and one class per me
     decode(model, encoder_out (N, T', D), encoder_lens (N,), options) -> list[DecodingResult]
     search_methods() -> ("greedy_search", "beam_search", "modified_beam_search")
     DecodingResult.tokens (best token ids), .score, .hyps (best first)
+
+Around it, one module per job:
+    checkpoints  averaged checkpoints (bin.average), choosing and loading the weights to decode with
+    runner       decoding test sets: scoring files, %WER and speed reports (bin.decode)
+    transcribe   audio files -> features as in training -> text (bin.transcribe)
+    report       the results table appended to RESULTS.md (bin.results)
 """
 
 from asr_recipes.decoding.beam import BeamSearch

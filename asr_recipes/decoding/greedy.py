@@ -42,10 +42,7 @@ class GreedySearch(SearchStrategy):
                 if rows.numel() == 0:
                     break
                 log_probs = self.log_probs(enc_proj[rows, t], dec_proj[rows])  # (R, V)
-                at_cap = counts[rows] >= caps[rows]  # (R,)
-                blank_col = log_probs[:, self.blank_id].clone()  # (R,)
-                log_probs[at_cap] = float("-inf")
-                log_probs[:, self.blank_id] = blank_col
+                self.blank_only(log_probs, counts[rows] >= caps[rows])
                 best_lp, best = log_probs.max(dim=-1)  # (R,), (R,)
                 scores[rows] += best_lp.double()
                 emit = best != self.blank_id  # (R,)

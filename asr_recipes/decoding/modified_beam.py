@@ -36,6 +36,10 @@ from asr_recipes.decoding.search import DecoderCache, SearchStrategy, log_add
 Hyps = dict[tuple[int, ...], float]  # token sequence -> log-probability
 
 
+def _best_first(hyps: Hyps) -> list[tuple[tuple[int, ...], float]]:
+    return sorted(hyps.items(), key=lambda kv: kv[1], reverse=True)
+
+
 class ModifiedBeamSearch(SearchStrategy):
     name = "modified_beam_search"
     uses_beam = True
@@ -57,40 +61,47 @@ class ModifiedBeamSearch(SearchStrategy):
                 rows = [(n, y, score) for n in active for y, score in opened[n].items()]
                 if not rows:
                     break
-                total = self._extension_scores(enc_proj, t, rows, caps, cache)  # (R, V)
-                start = 0
-                for n in active:
-                    k = len(opened[n])
-                    if k:
-                        self._select(total[start : start + k], list(opened[n]), opened, closed, n, last)
-                        start += k
+                values, flat = self._best_extensions(enc_proj, t, rows, active, caps, cache)
+                for a, n in enumerate(active):
+                    if opened[n]:
+                        self._select(values[a], flat[a], list(opened[n]), opened, closed, n, last)
             for n in active:
                 beams[n] = closed[n]
-        return [DecodingResult(tuple(Hypothesis(y, s) for y, s in sorted(b.items(), key=lambda kv: kv[1],
-                                                                              reverse=True)))
-                for b in beams]
+        return [DecodingResult(tuple(Hypothesis(y, s) for y, s in _best_first(b))) for b in beams]
 
-    def _extension_scores(self, enc_proj: Tensor, t: int, rows: list, caps: list[int],
-                          cache: DecoderCache) -> Tensor:
-        """(R, V) float64: score(y) + log p(k | frame t, y) for each row (n, y, score);
-        only blank for a hypothesis at its utterance's symbol cap."""
-        device = enc_proj.device
+    def _best_extensions(self, enc_proj: Tensor, t: int, rows: list, active: list[int], caps: list[int],
+                         cache: DecoderCache) -> tuple[list, list]:
+        """The `beam` best (hypothesis, symbol) extensions of each active utterance, by
+        score(y) + log p(k | frame t, y), in one topk over a padded (A, beam * V) tensor.
+
+        rows: (n, y, score) of the open hypotheses, grouped by utterance in `active` order
+        (at most `beam` each). Returns Python lists (A, beam) of scores and of flat indices
+        slot * V + k, slot being y's position among utterance n's open hypotheses; -inf
+        scores mark padding, and a hypothesis at its symbol cap can only take blank."""
+        device, beam = enc_proj.device, self.options.beam
         utts = torch.tensor([n for n, _, _ in rows], device=device)  # (R,)
         dec_proj = cache([self.context(y) for _, y, _ in rows])  # (R, J)
         log_probs = self.log_probs(enc_proj[utts, t], dec_proj)  # (R, V)
-        at_cap = torch.tensor([len(y) >= caps[n] for n, y, _ in rows], device=device)  # (R,)
-        blank_col = log_probs[:, self.blank_id].clone()
-        log_probs[at_cap] = float("-inf")
-        log_probs[:, self.blank_id] = blank_col
+        self.blank_only(log_probs, torch.tensor([len(y) >= caps[n] for n, y, _ in rows], device=device))
         scores = torch.tensor([s for _, _, s in rows], dtype=torch.float64, device=device)  # (R,)
-        return log_probs.double() + scores[:, None]  # (R, V)
+        position = {n: a for a, n in enumerate(active)}
+        utt_index, slot = [], []
+        for n, _, _ in rows:
+            slot.append(slot[-1] + 1 if utt_index and utt_index[-1] == position[n] else 0)
+            utt_index.append(position[n])
+        V = log_probs.size(1)
+        padded = log_probs.new_full((len(active), beam, V), float("-inf"), dtype=torch.float64)  # (A, beam, V)
+        padded[utt_index, slot] = log_probs.double() + scores[:, None]
+        values, flat = padded.view(len(active), beam * V).topk(beam, dim=1)  # (A, beam) each
+        return values.tolist(), flat.tolist()
 
-    def _select(self, total: Tensor, parents: list, opened: dict, closed: dict, n: int, last: bool) -> None:
-        """Keep the beam best extensions of utterance n's open hypotheses (total: (k, V))."""
-        beam, V = self.options.beam, total.size(1)
-        values, flat = total.flatten().topk(min(beam, total.numel()))  # (beam,)
+    def _select(self, values: list[float], flat: list[int], parents: list, opened: dict, closed: dict, n: int,
+                last: bool) -> None:
+        """Apply utterance n's best extensions (values, flat as from _best_extensions) to its
+        open/closed hypotheses and keep the `beam` best of both."""
+        beam, V = self.options.beam, self.model.vocab_size
         new_open: Hyps = {}
-        for v, i in zip(values.tolist(), flat.tolist()):
+        for v, i in zip(values, flat):
             if v == -math.inf:
                 continue
             y, k = parents[i // V], i % V

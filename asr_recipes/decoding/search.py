@@ -73,6 +73,13 @@ class SearchStrategy(ABC):
             log_probs[:, self.options.unk_id] = float("-inf")
         return log_probs
 
+    def blank_only(self, log_probs: Tensor, at_cap: Tensor) -> None:
+        """In place on (R, V) log_probs: rows where at_cap (R,) bool is set may only take
+        blank (their hypotheses reached the utterance's symbol cap)."""
+        blank = log_probs[:, self.blank_id].clone()  # (R,)
+        log_probs[at_cap] = float("-inf")
+        log_probs[:, self.blank_id] = blank
+
     def context(self, tokens: Sequence[int]) -> tuple[int, ...]:
         """The decoder's input for a hypothesis: its last context_size tokens, left-padded
         with blank (blank is also the start symbol)."""

@@ -41,7 +41,8 @@ def test_results_table_appends_a_dated_section(tmp_path, capsys):
     lines = printed.splitlines()
     header = lines.index("| test set | method | key | metric | rate (%) | errors / ref | RTF | utt/s |")
     assert lines[header + 2 :] == [
-        "| test | modified_beam_search | epoch-10-avg-3-beam-4-max-sym-per-frame-1 | CER | 25.00 | 1 / 4 | 0.1250 | 2.0 |",
+        "| test | modified_beam_search | epoch-10-avg-3-beam-4-max-sym-per-frame-1 | CER | 25.00 | 1 / 4 | 0.1250 "
+        "| 2.0 |",
         "| test-clean | greedy_search | epoch-10-avg-3-max-sym-per-frame-1 | WER | 33.33 | 2 / 6 | 0.2000 | 1.0 |",
     ]
     assert "- exp_dir: `exp`" in printed  # relative to RESULTS.md
