@@ -175,10 +175,12 @@ def choose_checkpoint(exp_dir: str | os.PathLike, checkpoint: Optional[str] = No
                     not use_averaged_model, bool(use_averaged_model))
     ckpt = average_epochs(exp_dir, epoch, avg, use_averaged_model)
     how = ckpt["averaging"]
-    return CheckpointChoice(ckpt, weights_key(ckpt), f"{how['method'].replace('_', ' ')} of {', '.join(how['sources'])}")
+    source = f"{how['method'].replace('_', ' ')} of {', '.join(how['sources'])}"
+    return CheckpointChoice(ckpt, weights_key(ckpt), source)
 
 
-def model_from_checkpoint(ckpt: dict[str, Any], device: torch.device | str = "cpu") -> tuple[torch.nn.Module, Tokenizer]:
+def model_from_checkpoint(ckpt: dict[str, Any],
+                          device: torch.device | str = "cpu") -> tuple[torch.nn.Module, Tokenizer]:
     """(Transducer in eval mode on ``device``, tokenizer), rebuilt from the checkpoint alone."""
     missing = [k for k in _REQUIRED if k not in ckpt]
     if missing:
