@@ -19,8 +19,9 @@ test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: install
-	@echo "make demo: the end-to-end synthesized-speech recipe arrives with the decoding issue." >&2
-	@exit 1
+	bash egs/mini/run.sh
+	@# The newest section of the results file is this run's table.
+	@awk '/^## /{s=""} {s=s $$0 "\n"} END{printf "\n%s", s}' egs/mini/RESULTS.md
 
 bench: install
 	$(PY) -m asr_recipes.bin.bench_loss

@@ -24,7 +24,7 @@ results_md=$RECIPE_DIR/RESULTS.md  # stage 8 appends its table here
 use_musan=false                  # mix MUSAN noise into training batches
 nj=4                             # parallel jobs for fbank
 ngpu=2                           # training processes per node (icefall's result: 2 GPUs x 200 s batches)
-torchrun_args="--standalone"     # torchrun rendezvous; multi-node: "--nnodes N --node-rank R --rdzv-backend c10d --rdzv-endpoint HOST:PORT --rdzv-id ID"
+torchrun_args="--standalone"     # torchrun rendezvous; multi-node: "--nnodes N --rdzv-backend c10d --rdzv-endpoint HOST:PORT --rdzv-id ID"
 epoch=73                         # decode this epoch's model (= trainer.num_epochs in conf/experiment/aishell.yaml)
 avg=14                           # ... averaged over this many epochs
 beam=4                           # modified beam search width

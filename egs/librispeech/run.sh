@@ -5,7 +5,7 @@
 #   bash egs/librispeech/run.sh                                   # download ... score
 #   bash egs/librispeech/run.sh --dl-dir /data --full-libri false --ngpu 4
 #   bash egs/librispeech/run.sh --stage 5 --torchrun-args \
-#     "--nnodes 2 --node-rank 0 --rdzv-backend c10d --rdzv-endpoint host0:29400 --rdzv-id ls960"
+#     "--nnodes 2 --rdzv-backend c10d --rdzv-endpoint host0:29400 --rdzv-id ls960"
 #
 # Stages: 0 download (+ MUSAN), 1 lhotse manifests, 2 MUSAN manifests + fbank (--use-musan true),
 # 3 fbank (0.9/1.1 speed perturbation of the training parts), 4 BPE tokenizer, 5 train,
@@ -27,7 +27,7 @@ use_musan=false                  # mix MUSAN noise into training batches
 nj=4                             # parallel jobs for fbank
 vocab_size=500                   # BPE vocabulary size
 ngpu=8                           # training processes per node (icefall's result: 8 GPUs x 300 s batches)
-torchrun_args="--standalone"     # torchrun rendezvous; multi-node: "--nnodes N --node-rank R --rdzv-backend c10d --rdzv-endpoint HOST:PORT --rdzv-id ID"
+torchrun_args="--standalone"     # torchrun rendezvous; multi-node: "--nnodes N --rdzv-backend c10d --rdzv-endpoint HOST:PORT --rdzv-id ID"
 epoch=26                         # decode this epoch's model (= trainer.num_epochs in conf/experiment/librispeech.yaml)
 avg=8                            # ... averaged over this many epochs
 beam=4                           # modified beam search width

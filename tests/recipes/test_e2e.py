@@ -8,6 +8,7 @@ import ast
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -141,8 +142,16 @@ def synthesized(tmp_path_factory):
     return dl
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def test_librispeech_recipe_stages_1_to_8_with_torchrun(synthesized, tmp_path):
-    run_recipe("librispeech", tmp_path, "--stage", "1", "--dl-dir", str(synthesized),
+    # The multi-node launch options (c10d rendezvous), here for one node with one CPU process.
+    rendezvous = f"--nnodes 1 --rdzv-backend c10d --rdzv-endpoint 127.0.0.1:{free_port()} --rdzv-id e2e"
+    run_recipe("librispeech", tmp_path, "--stage", "1", "--torchrun-args", rendezvous, "--dl-dir", str(synthesized),
                "--data-dir", str(tmp_path / "data"), "--exp-dir", str(tmp_path / "exp"),
                "--results-md", str(tmp_path / "RESULTS.md"), "--full-libri", "false", "--vocab-size", "30",
                "--ngpu", "1", "--epoch", "2", "--avg", "1", "--train-args", TRAIN_ARGS, "--decode-args", DECODE_ARGS)
