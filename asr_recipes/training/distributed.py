@@ -49,9 +49,30 @@ def setup(device: str = "auto") -> DistInfo:
         dev = torch.device(device)
     if world_size > 1 and not dist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=30))
+        timeout = datetime.timedelta(minutes=30)
+        store = _attempt_store(world_size, timeout)
+        if store is None:
+            dist.init_process_group(backend=backend, timeout=timeout)
+        else:
+            dist.init_process_group(backend=backend, store=store, rank=rank, world_size=world_size, timeout=timeout)
         log.info("rank %d/%d on %s (%s)", rank, world_size, dev, backend)
     return DistInfo(rank=rank, local_rank=local_rank, world_size=world_size, device=dev)
+
+
+def _attempt_store(world_size: int, timeout: datetime.timedelta):
+    """The elastic agent's shared TCPStore, with keys scoped to this restart attempt.
+
+    torchrun (c10d rendezvous) lets workers reuse the agent's store, which outlives worker
+    restarts. Without a per-attempt prefix, a restarted group can read the previous group's
+    gloo/NCCL addresses and fail with "connection refused" (pytorch/pytorch#135712). None when
+    not launched that way (plain env:// initialisation then).
+    """
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    client = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size,
+                           is_master=False, timeout=timeout)
+    return dist.PrefixStore(f"asr_recipes/attempt_{attempt}", client)
 
 
 def cleanup() -> None:
