@@ -81,7 +81,7 @@ if should_run 4 "$exp_dir"; then
 fi
 
 if should_run 5 "$exp_dir"; then
-  log "Stage 5: average the models of epochs $((epoch - avg + 1))..$epoch"
+  log "Stage 5: average epoch $epoch over the last $avg epochs"
   "$python" -m asr_recipes.bin.average exp_dir="$exp_dir" epoch="$epoch" avg="$avg"
   mark_done "$exp_dir" 5
 fi
