@@ -31,8 +31,15 @@ def train_cmd(corpus, exp_dir, trace_dir, *extra, torchrun_args=()):
 
 def run(cmd, timeout=240):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:  # timed out: stop torchrun and its workers
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, out[-3000:] + err[-3000:]
     return proc
 
 
@@ -74,7 +81,9 @@ def test_elastic_restart_after_a_worker_is_killed(tiny_corpus, tmp_path):
     cmd = train_cmd(tiny_corpus, exp, trace, "trainer.num_epochs=3", "trainer.save_every_n=2",
                     torchrun_args=("--max-restarts=1",))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # Own process group: if the test fails, killing the group also stops torchrun's workers.
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
     try:
         # Wait until a step checkpoint exists and rank 1 is training past it, then kill rank 1.
         deadline = time.time() + 180
@@ -92,7 +101,8 @@ def test_elastic_restart_after_a_worker_is_killed(tiny_corpus, tmp_path):
         out, _ = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     assert proc.returncode == 0, out[-4000:]
     records = read_trace(trace, 1)
     pids = [r["pid"] for r in records]
