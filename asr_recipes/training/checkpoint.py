@@ -14,7 +14,8 @@ everything needed to rebuild the model and its input pipeline without the traini
     train_config    the resolved training config, for the record
 
 Files in an experiment directory: ``epoch-<N>.pt`` at the end of each epoch,
-``checkpoint-<step>.pt`` every save_every_n steps (the newest K kept), and ``latest.txt``
+``checkpoint-<step>.pt`` every save_every_n steps (the newest K kept), ``minutes-<m>.pt`` when
+the training time passes multiples of save_every_minutes, and ``latest.txt``
 naming the newest file, updated after the file itself is complete.
 """
 
@@ -32,6 +33,7 @@ FORMAT = "asr-recipes/1"
 LATEST = "latest.txt"
 _STEP_RE = re.compile(r"^checkpoint-(\d+)\.pt$")
 _EPOCH_RE = re.compile(r"^epoch-(\d+)\.pt$")
+_MINUTES_RE = re.compile(r"^minutes-([0-9.]+)\.pt$")
 
 
 class CheckpointError(RuntimeError):
@@ -110,7 +112,9 @@ def resume_candidates(exp_dir: Path) -> List[Path]:
     """Checkpoints to try when resuming, best first: the one latest.txt names, then the rest
     newest first by modification time (used if the named one is unreadable)."""
     exp_dir = Path(exp_dir)
-    files = sorted(step_checkpoints(exp_dir) + epoch_checkpoints(exp_dir), key=lambda p: p.stat().st_mtime, reverse=True)
+    snapshots = [p for p in exp_dir.glob("minutes-*.pt") if _MINUTES_RE.match(p.name)]
+    files = sorted(step_checkpoints(exp_dir) + epoch_checkpoints(exp_dir) + snapshots,
+                   key=lambda p: p.stat().st_mtime, reverse=True)
     latest = exp_dir / LATEST
     if latest.is_file():
         named = exp_dir / latest.read_text().strip()

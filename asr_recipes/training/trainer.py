@@ -58,6 +58,9 @@ class TrainerConfig:
     max_minutes: Optional[float] = None  # ... or this much training time in total (resumes included)
     amp: str = "auto"  # auto (fp16 on CUDA, off on CPU) | off | fp16 | bf16
     save_every_n: int = 1000
+    # Also snapshot minutes-<m>.pt each time the training time passes a multiple of this
+    # (for accuracy-vs-training-time curves); never pruned. None = off.
+    save_every_minutes: Optional[float] = None
     keep_last_k: int = 5
     average_period: int = 100
     log_every_n: int = 20
@@ -146,7 +149,8 @@ class Trainer:
         self.amp_dtype = {"off": None, "fp16": torch.float16, "bf16": torch.bfloat16}[amp]
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.model_avg = init_running_average(self.model) if dist_info.is_main else None
-        self.progress = {"epoch": 0, "step": 0, "batches_in_epoch": 0, "average_count": 0, "train_seconds": 0.0}
+        self.progress = {"epoch": 0, "step": 0, "batches_in_epoch": 0, "average_count": 0, "train_seconds": 0.0,
+                         "minute_snapshots": 0}
         self.sampler_state = None
         self._resume_rng = None
         self.monitor = TrainMonitor(self.exp_dir, dist_info.is_main, cfg.tensorboard, cfg.progress_bar)
@@ -190,7 +194,7 @@ class Trainer:
         self.scaler.load_state_dict(ckpt["grad_scaler"])
         if self.dist.is_main and ckpt["model_avg"] is not None:
             self.model_avg = ckpt["model_avg"]
-        self.progress = dict(ckpt["progress"])
+        self.progress = {**self.progress, **ckpt["progress"]}
         self.sampler_state = ckpt["sampler"]
         if self.dist.world_size == 1:
             # Exact continuation. Applied again once the epoch's batch iterator exists, because
@@ -262,6 +266,7 @@ class Trainer:
             self._tick()
             step = self.progress["step"]
             budget = self._budget_reached()
+            self._snapshot_by_minutes(loader)
             if budget or (self.cfg.save_every_n > 0 and step % self.cfg.save_every_n == 0):
                 self.save(self.exp_dir / f"checkpoint-{step}.pt",
                           self.data.sampler_state(loader, self.progress["batches_in_epoch"]))
@@ -308,6 +313,17 @@ class Trainer:
         loss = loss_sum * self.dist.world_size / max(kept_frames, 1.0)
         self.scaler.scale(loss).backward()
         return loss_sum, total, parts, keep, frames, (kept_frames, kept_utts, all_utts)
+
+    def _snapshot_by_minutes(self, loader) -> None:
+        every = self.cfg.save_every_minutes
+        if not every:
+            return
+        done = int(self.progress["train_seconds"] // (60 * every))  # completed periods
+        if done > self.progress.get("minute_snapshots", 0):
+            self.progress["minute_snapshots"] = done
+            minutes = done * every
+            self.save(self.exp_dir / f"minutes-{minutes:g}.pt",
+                      self.data.sampler_state(loader, self.progress["batches_in_epoch"]))
 
     def train_step(self, batch: Dict[str, Any]) -> None:
         lr = self.scheduler.step(self.progress["step"], self.progress["epoch"])

@@ -140,3 +140,15 @@ def test_unknown_config_keys_are_rejected():
         TrainerConfig.from_dict({"exp_dir": "x", "num_epoch": 3})
     with pytest.raises(ValueError, match="loss.type"):
         LossConfig(type="ctc")
+
+
+def test_minute_snapshots_are_written_and_resumable(tiny_corpus, tmp_path):
+    # Every step takes far longer than 6e-5 minutes, so each step crosses a period boundary.
+    trainer = make_trainer(tiny_corpus, tmp_path, save_every_minutes=1e-4, max_steps=2, save_every_n=0)
+    trainer.fit()
+    snapshots = sorted(tmp_path.glob("minutes-*.pt"), key=lambda p: p.stat().st_mtime)
+    assert [ckpt_io.load_checkpoint(p)["progress"]["step"] for p in snapshots] == [1, 2]
+    # With the step checkpoint gone, resuming finds the newest snapshot.
+    (tmp_path / "checkpoint-2.pt").unlink()
+    newest = ckpt_io.load_latest(tmp_path)
+    assert newest["path"] == str(snapshots[-1]) and newest["progress"]["step"] == 2
