@@ -204,7 +204,8 @@ def bench_shapes(shapes: List[Shape], device: torch.device, amp_modes: List[bool
     return rows
 
 
-def bench_recursion(device: torch.device, B: int, T: int, S: int, warmup: int, iters: int) -> str:
+def bench_recursion(device: torch.device, B: int, T: int, S: int, warmup: int, iters: int) -> List[str]:
+    """Recursion alone (fwd + occupations + bwd); on CUDA for several warps per sweep program."""
     px = torch.randn(B, S, T + 1, device=device)
     px[:, :, T] = float("-inf")
     py = torch.randn(B, S + 1, T, device=device)
@@ -215,8 +216,20 @@ def bench_recursion(device: torch.device, B: int, T: int, S: int, warmup: int, i
         scores, _ = k2.mutual_information_recursion(px, py, return_grad=True)
         scores.sum().backward()
 
-    ms, _ = time_it(run, device, warmup, iters)
-    return f"recursion alone (regular, fwd + occupations + bwd), B={B},T={T},S={S}: {ms:.3f} ms"
+    lines = []
+    if device.type == "cuda":
+        from asr_recipes.rnnt import triton_recursion
+
+        for warps in (None, 1, 2, 4):
+            triton_recursion.SWEEP_NUM_WARPS = warps
+            ms, _ = time_it(run, device, warmup, iters)
+            lines.append(f"recursion alone (regular, fwd + occupations + bwd), B={B},T={T},S={S}, "
+                         f"warps {warps or 'default'}: {ms:.3f} ms")
+        triton_recursion.SWEEP_NUM_WARPS = None
+    else:
+        ms, _ = time_it(run, device, warmup, iters)
+        lines.append(f"recursion alone (regular, fwd + occupations + bwd), B={B},T={T},S={S}: {ms:.3f} ms")
+    return lines
 
 
 @hydra.main(config_path=CONFIG_PATH, config_name="bench_loss", version_base="1.3")
@@ -236,7 +249,8 @@ def main(cfg: DictConfig) -> None:
     amp_modes = [False, True] if on_cuda and cfg.amp else [False]
     bench_shapes(shapes, device, amp_modes, cfg.warmup, cfg.iters, cfg.skip_full)
     if cfg.recursion:
-        print(bench_recursion(device, **cfg.recursion, warmup=cfg.warmup, iters=cfg.iters), flush=True)
+        for line in bench_recursion(device, **cfg.recursion, warmup=cfg.warmup, iters=cfg.iters):
+            print(line, flush=True)
 
 
 if __name__ == "__main__":
