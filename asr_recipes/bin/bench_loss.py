@@ -166,6 +166,16 @@ def check_correctness(device: torch.device) -> List[str]:
     return lines
 
 
+def _cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return f"{platform.processor() or platform.machine()} CPU"
+
+
 def _fmt_mem(mb: Optional[float]) -> str:
     return "-" if mb is None else f"{mb:,.0f}"
 
@@ -174,6 +184,7 @@ def bench_shapes(shapes: List[Shape], device: torch.device, amp_modes: List[bool
                  skip_full: bool) -> List[str]:
     rows = ["| shape | precision | torchaudio full ms | ours pruned ms | speed-up | full MB | pruned MB | memory ratio |",
             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    print("\n".join(rows), flush=True)
     for shape in shapes:
         for amp in amp_modes:
             p = Problem(shape, device)
@@ -237,7 +248,7 @@ def main(cfg: DictConfig) -> None:
     device = torch.device(cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     on_cuda = device.type == "cuda"
     shapes = [Shape(**s) for s in (cfg.shapes or (cfg.cuda_shapes if on_cuda else cfg.cpu_shapes))]
-    name = torch.cuda.get_device_name(device) if on_cuda else f"{platform.processor() or platform.machine()} CPU"
+    name = torch.cuda.get_device_name(device) if on_cuda else _cpu_name()
     threads = torch.get_num_threads()
     header = (f"date {date.today()} | device {name} | torch {torch.__version__} | torchaudio "
               f"{torchaudio.__version__} | cpu threads {threads} | "

@@ -8,6 +8,7 @@ import math
 from typing import Optional, Sequence
 
 import numpy as np
+import torch
 
 
 def log_softmax(x: np.ndarray) -> np.ndarray:
@@ -71,3 +72,47 @@ def transducer_log_likelihood(
                     w += log_probs[t, s + 1, blank]
                 alpha[s + 1][t + 1] = logadd(alpha[s + 1][t + 1], a + w)
     return alpha[S][T]
+
+
+def node_by_node_score(px, py, boundary, modified):
+    """The recursion's defining equations, one node at a time, on scalar tensors.
+
+    Works on float64 tensors (px (S, T[+1]), py (S+1, T) of one utterance) so that plain
+    autograd through it gives an independent reference gradient.
+    """
+    s0, t0, s1, t1 = boundary
+    p = {(s0, t0): px.new_zeros(())}
+
+    def logadd(a, b):
+        if a is None or b is None:
+            return b if a is None else a
+        return torch.logaddexp(a, b)
+
+    for s in range(s0, s1 + 1):
+        for t in range(t0, t1 + 1):
+            if (s, t) == (s0, t0):
+                continue
+            via_symbol = via_blank = None
+            if s > s0 and (not modified or t > t0):
+                tp = t - 1 if modified else t
+                if (s - 1, tp) in p:
+                    via_symbol = p[(s - 1, tp)] + px[s - 1, tp]
+            if t > t0 and (s, t - 1) in p:
+                via_blank = p[(s, t - 1)] + py[s, t - 1]
+            node = logadd(via_symbol, via_blank)
+            if node is not None:
+                p[(s, t)] = node
+    return p.get((s1, t1), px.new_full((), -math.inf))
+
+
+def random_boundary(rng, B, S, T, modified):
+    """Rows [s_begin, t_begin, s_end, t_end], non-zero begins included; modified lattices need
+    no more symbols than frames between begin and end."""
+    rows = []
+    for _ in range(B):
+        s0, t0 = rng.randint(0, S), rng.randint(0, T)
+        s1, t1 = rng.randint(s0, S), rng.randint(t0, T)
+        if modified:
+            s1 = min(s1, s0 + t1 - t0)
+        rows.append([s0, t0, s1, t1])
+    return torch.tensor(rows)

@@ -7,37 +7,7 @@ import pytest
 import torch
 
 import asr_recipes.rnnt as k2
-
-
-def node_by_node_score(px, py, boundary, modified):
-    """The recursion's defining equations, one node at a time, on scalar tensors.
-
-    Works on float64 tensors (px (S, T[+1]), py (S+1, T) of one utterance) so that plain
-    autograd through it gives an independent reference gradient.
-    """
-    s0, t0, s1, t1 = boundary
-    p = {(s0, t0): px.new_zeros(())}
-
-    def logadd(a, b):
-        if a is None or b is None:
-            return b if a is None else a
-        return torch.logaddexp(a, b)
-
-    for s in range(s0, s1 + 1):
-        for t in range(t0, t1 + 1):
-            if (s, t) == (s0, t0):
-                continue
-            via_symbol = via_blank = None
-            if s > s0 and (not modified or t > t0):
-                tp = t - 1 if modified else t
-                if (s - 1, tp) in p:
-                    via_symbol = p[(s - 1, tp)] + px[s - 1, tp]
-            if t > t0 and (s, t - 1) in p:
-                via_blank = p[(s, t - 1)] + py[s, t - 1]
-            node = logadd(via_symbol, via_blank)
-            if node is not None:
-                p[(s, t)] = node
-    return p.get((s1, t1), px.new_full((), -math.inf))
+from tests.rnnt.brute_force import node_by_node_score, random_boundary
 
 
 def random_lattice(rng, modified, dtype=torch.float64, S_max=6, T_max=8):
@@ -46,14 +16,7 @@ def random_lattice(rng, modified, dtype=torch.float64, S_max=6, T_max=8):
     T = rng.randint(max(S, 1) if modified else 1, T_max)
     px = torch.randn(B, S, T if modified else T + 1, dtype=dtype)
     py = torch.randn(B, S + 1, T, dtype=dtype)
-    rows = []
-    for _ in range(B):
-        s0, t0 = rng.randint(0, S), rng.randint(0, T)
-        s1, t1 = rng.randint(s0, S), rng.randint(t0, T)
-        if modified:
-            s1 = min(s1, s0 + t1 - t0)
-        rows.append([s0, t0, s1, t1])
-    return px, py, torch.tensor(rows)
+    return px, py, random_boundary(rng, B, S, T, modified)
 
 
 @pytest.mark.parametrize("modified", [False, True])

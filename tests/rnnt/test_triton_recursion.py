@@ -14,6 +14,7 @@ import torch
 from tests.rnnt.triton_device import DEVICE, ON_CUDA, kernel_module  # first: may set TRITON_INTERPRET
 
 from asr_recipes.rnnt.mutual_information import recursion_torch
+from tests.rnnt.brute_force import node_by_node_score, random_boundary
 
 NEG_INF = float("-inf")
 
@@ -24,39 +25,8 @@ def kernels():
 
 
 def autograd_dp(px, py, boundary, modified):
-    """Scores (B,) of the recursion's defining equations, one node at a time, differentiable.
-
-    Only nodes reachable from the begin node get a value, so autograd never sees an all -inf
-    logsumexp (whose gradient would be NaN); the lattices here have finite arc weights.
-    """
-    scores = []
-    for b, (s0, t0, s1, t1) in enumerate(boundary.tolist()):
-        p = {(s0, t0): px.new_zeros(())}
-        for s in range(s0, s1 + 1):
-            for t in range(t0, t1 + 1):
-                terms = []
-                if (s, t - 1) in p:
-                    terms.append(p[(s, t - 1)] + py[b, s, t - 1])
-                if not modified and (s - 1, t) in p:
-                    terms.append(p[(s - 1, t)] + px[b, s - 1, t])
-                if modified and (s - 1, t - 1) in p:
-                    terms.append(p[(s - 1, t - 1)] + px[b, s - 1, t - 1])
-                if terms and (s, t) != (s0, t0):
-                    p[(s, t)] = torch.logsumexp(torch.stack(terms), 0)
-        scores.append(p.get((s1, t1), px.new_tensor(NEG_INF)))
-    return torch.stack(scores)
-
-
-def random_boundary(rng, B, S, T, modified):
-    """Rows [s_begin, t_begin, s_end, t_end] with non-zero begins; modified needs s-span <= t-span."""
-    rows = []
-    for _ in range(B):
-        s0, t0 = rng.randint(0, S), rng.randint(0, T)
-        s1, t1 = rng.randint(s0, S), rng.randint(t0, T)
-        if modified:
-            s1 = min(s1, s0 + t1 - t0)
-        rows.append([s0, t0, s1, t1])
-    return torch.tensor(rows)
+    """Scores (B,) of the recursion's defining equations, one node at a time, differentiable."""
+    return torch.stack([node_by_node_score(px[b], py[b], row, modified) for b, row in enumerate(boundary.tolist())])
 
 
 def run(kernels, px, py, boundary, need_grad=True):
