@@ -116,8 +116,11 @@ def make_speakers(voices: Sequence[str], counts: Mapping[str, int], seed: int,
                   speed_range: tuple[int, int]) -> dict[str, list[Speaker]]:
     """Speakers per split (ids left empty), half female, all (voice, variant) distinct.
 
-    Train draws from TRAIN_VARIANTS; dev and test from HELDOUT_VARIANTS without sharing
-    a (voice, variant) pair. Raises SynthesisError if the pools are too small.
+    Every split cycles through the accents (voices), so each accent a dev/test speaker has
+    is spoken by several training speakers too: test speakers are unseen people, not an
+    unseen dialect. Train draws its timbres from TRAIN_VARIANTS; dev and test from
+    HELDOUT_VARIANTS without sharing a (voice, variant) pair. Raises SynthesisError if the
+    pools are too small.
     """
     rng = random.Random(f"speakers/{seed}")
     pools = {}
@@ -126,16 +129,22 @@ def make_speakers(voices: Sequence[str], counts: Mapping[str, int], seed: int,
             pairs = list(product(voices, names))
             rng.shuffle(pairs)
             pools[name, gender] = pairs
+    order = list(voices)
+    rng.shuffle(order)
     speakers: dict[str, list[Speaker]] = {}
     for split in SPLITS:
         pool = "train" if split == "train" else "heldout"
         chosen = []
         for i in range(counts[split]):
-            pairs = pools[pool, ("female", "male")[i % 2]]
-            if not pairs:
+            voice = order[i % len(order)]
+            # Alternate genders within an accent as well as across consecutive speakers.
+            gender = ("female", "male")[(i % len(order) + i // len(order)) % 2]
+            pairs = pools[pool, gender]
+            pick = next((k for k, (v, _) in enumerate(pairs) if v == voice), None)
+            if pick is None:
                 raise SynthesisError(f"not enough espeak-ng voice variants for "
                                      f"{counts[split]} {split} speakers")
-            voice, variant = pairs.pop()  # popped pairs are gone for the other splits
+            _, variant = pairs.pop(pick)  # popped pairs are gone for the other splits
             chosen.append(Speaker("", voice, variant, rng.randint(*speed_range),
                                   rng.randint(*PITCH_RANGE)))
         speakers[split] = chosen
