@@ -25,8 +25,9 @@ seed=0                           # corpus synthesis seed
 nj=2                             # parallel jobs for synthesis and fbank
 token_kind=char                  # tokenizer: char | bpe | unigram
 vocab_size=null                  # null for char (all characters); bpe/unigram need a size
-epoch=10                         # decode this epoch's model (= trainer.num_epochs in conf/experiment/mini.yaml)
+epoch=12                         # decode this epoch's model (= trainer.num_epochs in conf/experiment/mini.yaml)
 avg=3                            # ... averaged over this many epochs
+checkpoints=""                   # instead of epoch/avg: decode these files of the exp dir, e.g. "minutes-5.pt minutes-10.pt"
 beam=4                           # modified beam search width
 max_sym_per_frame=3              # letters per encoder frame (40 ms) in both searches
 experiment=mini                  # conf/experiment/<name>.yaml, used by train and decode
@@ -80,7 +81,7 @@ if should_run 4 "$exp_dir"; then
   mark_done "$exp_dir" 4
 fi
 
-if should_run 5 "$exp_dir"; then
+if [ -z "$checkpoints" ] && should_run 5 "$exp_dir"; then
   log "Stage 5: average epoch $epoch over the last $avg epochs"
   "$python" -m asr_recipes.bin.average exp_dir="$exp_dir" epoch="$epoch" avg="$avg"
   mark_done "$exp_dir" 5
@@ -89,9 +90,15 @@ fi
 if should_run 6 "$exp_dir"; then
   log "Stage 6: decode (greedy and modified beam search) into $exp_dir/<method>/"
   read -r -a extra <<< "$decode_args"
-  "$python" -m asr_recipes.bin.decode experiment="$experiment" exp_dir="$exp_dir" \
-    epoch="$epoch" avg="$avg" "methods=[greedy_search,modified_beam_search]" beam="$beam" \
-    max_sym_per_frame="$max_sym_per_frame" data.manifest_dir="$data_dir/fbank" "${extra[@]}"
+  read -r -a files <<< "$checkpoints"
+  weights=("epoch=$epoch avg=$avg")
+  [ ${#files[@]} -gt 0 ] && weights=("${files[@]/#/checkpoint=$exp_dir/}")
+  for w in "${weights[@]}"; do
+    read -r -a choice <<< "$w"
+    "$python" -m asr_recipes.bin.decode experiment="$experiment" exp_dir="$exp_dir" "${choice[@]}" \
+      "methods=[greedy_search,modified_beam_search]" beam="$beam" \
+      max_sym_per_frame="$max_sym_per_frame" data.manifest_dir="$data_dir/fbank" "${extra[@]}"
+  done
   mark_done "$exp_dir" 6
 fi
 
