@@ -19,6 +19,7 @@ import datetime
 import json
 import logging
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +45,7 @@ class ResultRow:
 
 
 def collect_results(exp_dir: str | os.PathLike) -> list[ResultRow]:
-    """One row per decoded (part, method, key) in exp_dir, sorted by part, method, key.
+    """One row per decoded (part, method, key) in exp_dir, sorted by part, method, key (numbers by value).
     A speed file without its wer-summary/errs files is skipped with a warning."""
     rows = []
     for path in sorted(Path(exp_dir).glob(f"*/{SPEED_PREFIX}*.json")):
@@ -59,7 +60,12 @@ def collect_results(exp_dir: str | os.PathLike) -> list[ResultRow]:
         rows.append(ResultRow(part, method, key, "CER" if record.get("unit") == "char" else "WER", rate,
                               errs.ins + errs.dels + errs.subs, errs.ref_len, record["rtf"],
                               record["utterances_per_second"], record))
-    return sorted(rows, key=lambda r: (r.part, r.method, r.key))
+    return sorted(rows, key=lambda r: (r.part, r.method, natural_sort_key(r.key)))
+
+
+def natural_sort_key(text: str) -> tuple:
+    """Digits compare as numbers, so "minutes-5" sorts before "minutes-10" and "epoch-9" before "epoch-12"."""
+    return tuple(int(piece) if piece.isdigit() else piece for piece in re.split(r"(\d+)", text))
 
 
 def _hours(seconds) -> str:

@@ -58,3 +58,11 @@ def test_results_without_decoding_outputs_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="run the decode stage first"):
         append_results(tmp_path, tmp_path / "RESULTS.md")
     assert not (tmp_path / "RESULTS.md").exists()
+
+
+def test_snapshot_keys_sort_by_their_numbers():
+    from asr_recipes.decoding.report import natural_sort_key
+
+    keys = ["minutes-15", "minutes-5", "minutes-10", "epoch-12-avg-4", "epoch-9-avg-4"]
+    assert sorted(keys, key=natural_sort_key) == ["epoch-9-avg-4", "epoch-12-avg-4", "minutes-5", "minutes-10",
+                                                  "minutes-15"]
