@@ -38,6 +38,9 @@ def main(cfg: DictConfig) -> None:
     try:
         Trainer(trainer_cfg, model, model_config, tokenizer, DataModule(resolved["data"], tokenizer), dist_info,
                 record=resolved).fit()
+        # Leave together: rank 0 is still writing the last checkpoint when the others finish,
+        # and no rank should tear its process group down while a peer is still working.
+        distributed.barrier(dist_info)
     finally:
         distributed.cleanup()
 
