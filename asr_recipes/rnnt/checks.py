@@ -7,7 +7,7 @@ entries) cost one host/device synchronisation each on CUDA; they are grouped so
 that each public call pays at most a couple.
 """
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -31,6 +31,31 @@ def check_ndim(name: str, x: Tensor, ndim: int, layout: str) -> None:
         raise ValueError(f"{name} must be a torch.Tensor {layout}, got {type(x).__name__}")
     if x.ndim != ndim:
         raise ValueError(f"{name} must have shape {layout} ({ndim} dims), got {tuple(x.shape)}")
+
+
+def check_lattice(px: Tensor, py: Tensor, names: Tuple[str, str] = ("px", "py")) -> Tuple[int, int, int, bool]:
+    """px (B, S, T+1) regular or (B, S, T) modified/constrained, py (B, S+1, T), of one float
+    dtype and device. Returns (B, S, T, regular)."""
+    x_name, y_name = names
+    check_ndim(x_name, px, 3, "(B, S, T+1) or (B, S, T)")
+    check_ndim(y_name, py, 3, "(B, S+1, T)")
+    B, S, T1 = px.shape
+    T = py.shape[2]
+    if tuple(py.shape) != (B, S + 1, T):
+        raise ValueError(
+            f"{y_name} must have shape (B, S+1, T) = ({B}, {S + 1}, T) given {x_name} {tuple(px.shape)}, "
+            f"got {tuple(py.shape)}"
+        )
+    if T1 not in (T, T + 1):
+        raise ValueError(
+            f"{x_name}'s last dim must be T+1={T + 1} (regular) or T={T} (modified), "
+            f"got {x_name} {tuple(px.shape)} with {y_name} {tuple(py.shape)}"
+        )
+    if px.dtype != py.dtype or not px.is_floating_point():
+        raise ValueError(f"{x_name} and {y_name} must be floating point of the same dtype, got {px.dtype} and {py.dtype}")
+    if px.device != py.device:
+        raise ValueError(f"{x_name} and {y_name} must be on the same device, got {px.device} and {py.device}")
+    return B, S, T, T1 == T + 1
 
 
 def check_symbols(symbols: Tensor, B: int, S: int, C: int) -> None:

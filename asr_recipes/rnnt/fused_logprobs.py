@@ -20,10 +20,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """float64 stays float64; everything else (float32, float16, bfloat16) is computed in float32."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
+from .mutual_information import _compute_dtype
 
 
 # Tests set this (with TRITON_INTERPRET=1 in the environment before triton is first imported) to

@@ -17,13 +17,13 @@ import torch
 from torch import Tensor
 
 from .checks import check_boundary, check_ndim, check_rnnt_type, check_symbols, check_termination_symbol
-
-NEG_INF = float("-inf")
+from .fused_logprobs import window_logprobs
+from .mutual_information import NEG_INF, _compute_dtype
 
 
 def _float(x: Tensor) -> Tensor:
     """Losses are computed in float32 at least: half-precision inputs are upcast (autograd-safe)."""
-    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+    return x.to(_compute_dtype(x.dtype))
 
 
 def fix_for_boundary(px: Tensor, boundary: Optional[Tensor] = None) -> Tensor:
@@ -40,8 +40,13 @@ def fix_for_boundary(px: Tensor, boundary: Optional[Tensor] = None) -> Tensor:
 
 
 def _finish(px: Tensor, py: Tensor, boundary: Optional[Tensor], rnnt_type: str) -> Tuple[Tensor, Tensor]:
+    """px (B, S, T), py (B, S+1, T) -> the lattice of the module docstring.
+
+    Regular lattices get their -inf column(s) only here, after all arithmetic on px: scaling or
+    subtracting on a -inf column would give NaN (0 * -inf) or +inf (negative scale).
+    """
     if rnnt_type == "regular":
-        px = fix_for_boundary(px, boundary)
+        px = fix_for_boundary(_append_neg_inf_column(px), boundary)
     elif rnnt_type == "constrained":
         px = px + py[:, 1:, :]
     return px.contiguous(), py.contiguous()
@@ -68,10 +73,10 @@ def _check_lm_am(lm: Tensor, am: Tensor, symbols: Tensor, termination_symbol: in
     return B, S, T, C
 
 
-def _simple_terms(lm: Tensor, am: Tensor, symbols: Tensor, termination_symbol: int, rnnt_type: str):
+def _simple_terms(lm: Tensor, am: Tensor, symbols: Tensor, termination_symbol: int):
     """Shared pieces of the additive ("simple") joiner lattice.
 
-    Returns (px_am (B,S,T[+1]), px_lm (B,S,1), py_am (B,1,T), py_lm (B,S+1,1), normalizers
+    Returns (px_am (B,S,T), px_lm (B,S,1), py_am (B,1,T), py_lm (B,S+1,1), normalizers
     (B,S+1,T), am_max (B,T,1), lm_max (B,S+1,1), am_probs (B,T,C), lm_probs (B,S+1,C)).
     normalizers[b, s, t] = log sum_c exp(am[b, t, c] + lm[b, s, c]) is a batched matmul in
     probability space after max-subtraction, so the (B, T, S+1, C) sum is never formed.
@@ -89,20 +94,10 @@ def _simple_terms(lm: Tensor, am: Tensor, symbols: Tensor, termination_symbol: i
     symbols = symbols.long()
     # Gather from am^T (B, C, T) along C: no (B, S, T, C) expansion, whose backward would be huge.
     px_am = torch.gather(am.transpose(1, 2), 1, symbols.unsqueeze(-1).expand(B, S, T))  # (B, S, T)
-    if rnnt_type == "regular":
-        px_am = _append_neg_inf_column(px_am)  # (B, S, T+1)
     px_lm = torch.gather(lm[:, :S], 2, symbols.unsqueeze(-1))  # (B, S, 1)
     py_am = am[:, :, termination_symbol].unsqueeze(1)  # (B, 1, T)
     py_lm = lm[:, :, termination_symbol].unsqueeze(2)  # (B, S+1, 1)
     return px_am, px_lm, py_am, py_lm, normalizers, am_max, lm_max, am_probs, lm_probs
-
-
-def _subtract_on_frames(px: Tensor, sub: Tensor) -> Tensor:
-    """px (B, S, T[+1]) minus sub (B, S or 1, T) on the first T columns (column T stays -inf)."""
-    T = sub.shape[2]
-    if px.shape[2] == T:
-        return px - sub
-    return torch.cat([px[:, :, :T] - sub, px[:, :, T:]], dim=2)
 
 
 def get_rnnt_logprobs(
@@ -128,8 +123,8 @@ def get_rnnt_logprobs(
     B, S, T, C = _check_lm_am(lm, am, symbols, termination_symbol, rnnt_type)
     boundary = check_boundary(boundary, B, S, T, rnnt_type)
     lm, am = _float(lm), _float(am)
-    px_am, px_lm, py_am, py_lm, normalizers, *_ = _simple_terms(lm, am, symbols, termination_symbol, rnnt_type)
-    px = _subtract_on_frames(px_am + px_lm, normalizers[:, :S])
+    px_am, px_lm, py_am, py_lm, normalizers, *_ = _simple_terms(lm, am, symbols, termination_symbol)
+    px = px_am + px_lm - normalizers[:, :S]  # (B, S, T)
     py = py_am + py_lm - normalizers  # (B, S+1, T)
     return _finish(px, py, boundary, rnnt_type)
 
@@ -157,7 +152,7 @@ def get_rnnt_logprobs_smoothed(
     boundary = check_boundary(boundary, B, S, T, rnnt_type)
     lm, am = _float(lm), _float(am)
     px_am, px_lm, py_am, py_lm, normalizers, am_max, lm_max, am_probs, lm_probs = _simple_terms(
-        lm, am, symbols, termination_symbol, rnnt_type
+        lm, am, symbols, termination_symbol
     )
     tiny = torch.finfo(lm.dtype).tiny
     lm_sums = lm_probs.sum(dim=2, keepdim=True)  # (B, S+1, 1)
@@ -167,17 +162,14 @@ def get_rnnt_logprobs_smoothed(
     log_unigram = unigram.log()
     lm_only_norm = lm_sums.log() + lm_max  # (B, S+1, 1)
 
-    px = _subtract_on_frames(px_am + px_lm, normalizers[:, :S])  # (B, S, T[+1])
-    px_am_only = _subtract_on_frames(px_am + log_unigram[symbols.long()].unsqueeze(-1), am_only_norm)
+    px = px_am + px_lm - normalizers[:, :S]  # (B, S, T)
+    px_am_only = px_am + log_unigram[symbols.long()].unsqueeze(-1) - am_only_norm  # (B, S, T)
     px_lm_only = px_lm - lm_only_norm[:, :S]  # (B, S, 1)
     py = py_am + py_lm - normalizers  # (B, S+1, T)
     py_am_only = py_am + log_unigram[termination_symbol] - am_only_norm  # (B, 1, T)
     py_lm_only = py_lm - lm_only_norm  # (B, S+1, 1)
 
     combined_scale = 1.0 - lm_only_scale - am_only_scale
-    # A literal 0 scale would turn the -inf column of px into 0 * -inf = NaN.
-    lm_only_scale = lm_only_scale if lm_only_scale != 0.0 else 1e-20
-    am_only_scale = am_only_scale if am_only_scale != 0.0 else 1e-20
     px = px * combined_scale + px_lm_only * lm_only_scale + px_am_only * am_only_scale
     py = py * combined_scale + py_lm_only * lm_only_scale + py_am_only * am_only_scale
     return _finish(px, py, boundary, rnnt_type)
@@ -202,15 +194,10 @@ def get_rnnt_logprobs_joint(
     check_symbols(symbols, B, S, C)
     check_termination_symbol(termination_symbol, C)
     boundary = check_boundary(boundary, B, S, T, rnnt_type)
-    logits = _float(logits)
-    normalizers = torch.logsumexp(logits, dim=3).transpose(1, 2)  # (B, S+1, T)
-    index = symbols.long().reshape(B, 1, S, 1).expand(B, T, S, 1)
-    px = torch.gather(logits[:, :, :S], 3, index).squeeze(-1).transpose(1, 2)  # (B, S, T)
-    px = px - normalizers[:, :S]
-    if rnnt_type == "regular":
-        px = _append_neg_inf_column(px)  # (B, S, T+1)
-    py = logits[:, :, :, termination_symbol].transpose(1, 2) - normalizers  # (B, S+1, T)
-    return _finish(px, py, boundary, rnnt_type)
+    # The label arc leaving position s is symbols[s]; position S has none (a blank dummy, dropped).
+    targets = torch.cat([symbols.long(), symbols.new_full((B, 1), termination_symbol).long()], dim=1)
+    px, py = window_logprobs(logits, targets.unsqueeze(1).expand(B, T, S1), termination_symbol)  # (B, T, S+1)
+    return _finish(px[:, :, :S].transpose(1, 2), py.transpose(1, 2), boundary, rnnt_type)
 
 
 def add_delay_penalty(px: Tensor, boundary: Optional[Tensor], rnnt_type: str, delay_penalty: float) -> Tensor:

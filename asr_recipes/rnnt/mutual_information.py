@@ -29,7 +29,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
-from .checks import check_boundary, check_ndim
+from .checks import check_boundary, check_lattice
 
 NEG_INF = float("-inf")
 
@@ -174,44 +174,30 @@ def _recursion(px: Tensor, py: Tensor, boundary: Optional[Tensor], need_grad: bo
     return recursion_torch(px, py, boundary, need_grad)
 
 
+def _run(px: Tensor, py: Tensor, boundary: Optional[Tensor], need_grad: bool):
+    """_recursion in the compute dtype (float32 at least); results cast back to px's dtype."""
+    cdtype = _compute_dtype(px.dtype)
+    scores, px_grad, py_grad = _recursion(px.to(cdtype).contiguous(), py.to(cdtype).contiguous(), boundary, need_grad)
+    if need_grad:
+        px_grad, py_grad = px_grad.to(px.dtype), py_grad.to(py.dtype)
+    return scores.to(px.dtype), px_grad, py_grad
+
+
 class _MutualInformationRecursion(torch.autograd.Function):
     """Autograd wrapper: forward computes scores and occupations, backward scales occupations."""
 
     @staticmethod
     def forward(ctx, px: Tensor, py: Tensor, boundary: Optional[Tensor]):
-        cdtype = _compute_dtype(px.dtype)
-        scores, px_grad, py_grad = _recursion(
-            px.to(cdtype).contiguous(), py.to(cdtype).contiguous(), boundary, need_grad=True
-        )
-        px_grad, py_grad = px_grad.to(px.dtype), py_grad.to(py.dtype)
+        scores, px_grad, py_grad = _run(px, py, boundary, need_grad=True)
         ctx.save_for_backward(px_grad, py_grad)
         ctx.mark_non_differentiable(px_grad, py_grad)
-        return scores.to(px.dtype), px_grad, py_grad
+        return scores, px_grad, py_grad
 
     @staticmethod
     def backward(ctx, scores_grad: Tensor, _px_grad_grad, _py_grad_grad):
         px_grad, py_grad = ctx.saved_tensors
         g = scores_grad.reshape(-1, 1, 1)
         return px_grad * g, py_grad * g, None
-
-
-def _check_px_py(px: Tensor, py: Tensor) -> Tuple[int, int, int]:
-    check_ndim("px", px, 3, "(B, S, T+1) or (B, S, T)")
-    check_ndim("py", py, 3, "(B, S+1, T)")
-    B, S, T1 = px.shape
-    T = py.shape[2]
-    if tuple(py.shape) != (B, S + 1, T):
-        raise ValueError(f"py must have shape (B, S+1, T) = ({B}, {S + 1}, T) given px {tuple(px.shape)}, got {tuple(py.shape)}")
-    if T1 not in (T, T + 1):
-        raise ValueError(
-            f"px's last dim must be T+1={T + 1} (regular) or T={T} (modified), "
-            f"got px {tuple(px.shape)} with py {tuple(py.shape)}"
-        )
-    if px.dtype != py.dtype or not px.is_floating_point():
-        raise ValueError(f"px and py must be floating point of the same dtype, got {px.dtype} and {py.dtype}")
-    if px.device != py.device:
-        raise ValueError(f"px and py must be on the same device, got {px.device} and {py.device}")
-    return B, S, T
 
 
 def mutual_information_recursion(
@@ -235,16 +221,13 @@ def mutual_information_recursion(
       scores (B,) = p[b, s_end, t_end] in px's dtype (float16/bfloat16 inputs are computed in
       float32), or ``(scores, (px_grad, py_grad))`` when return_grad.
     """
-    B, S, T = _check_px_py(px, py)
-    rnnt_type = "modified" if px.shape[2] == T else "regular"
-    boundary = check_boundary(boundary, B, S, T, rnnt_type)
+    B, S, T, regular = check_lattice(px, py)
+    boundary = check_boundary(boundary, B, S, T, "regular" if regular else "modified")
     if px.requires_grad or py.requires_grad or return_grad:
         scores, px_grad, py_grad = _MutualInformationRecursion.apply(px, py, boundary)
         return (scores, (px_grad, py_grad)) if return_grad else scores
-    cdtype = _compute_dtype(px.dtype)
     with torch.no_grad():
-        scores, _, _ = _recursion(px.to(cdtype).contiguous(), py.to(cdtype).contiguous(), boundary, need_grad=False)
-    return scores.to(px.dtype)
+        return _run(px, py, boundary, need_grad=False)[0]
 
 
 class _JointMutualInformation(torch.autograd.Function):
@@ -254,14 +237,14 @@ class _JointMutualInformation(torch.autograd.Function):
     def forward(ctx, boundary: Optional[Tensor], n: int, *terms: Tensor):
         px_seq, py_seq = terms[:n], terms[n:]
         cdtype = _compute_dtype(px_seq[0].dtype)
-        px_tot = torch.stack(px_seq).to(cdtype).sum(0)  # (B, S, T+1)
-        py_tot = torch.stack(py_seq).to(cdtype).sum(0)  # (B, S+1, T)
-        scores, px_grad, py_grad = _recursion(px_tot, py_tot, boundary, need_grad=True)
-        B = px_tot.shape[0]
+        xs = torch.stack(px_seq).to(cdtype)  # (N, B, S, T+1)
+        ys = torch.stack(py_seq).to(cdtype)  # (N, B, S+1, T)
+        scores, px_grad, py_grad = _recursion(xs.sum(0), ys.sum(0), boundary, need_grad=True)
+        B = xs.shape[1]
         # Clamp -inf to the most negative finite value: a zero occupation times -inf would be NaN.
         fmin = torch.finfo(cdtype).min
-        x_terms = torch.stack(px_seq).to(cdtype).clamp(min=fmin).reshape(n, B, -1)
-        y_terms = torch.stack(py_seq).to(cdtype).clamp(min=fmin).reshape(n, B, -1)
+        x_terms = xs.clamp(min=fmin).reshape(n, B, -1)
+        y_terms = ys.clamp(min=fmin).reshape(n, B, -1)
         prods = (x_terms * px_grad.reshape(1, B, -1)).sum(-1) + (y_terms * py_grad.reshape(1, B, -1)).sum(-1)  # (N, B)
         # Expected log-weights sum to less than the log of the summed weights (Jensen); the gap
         # goes to the first term so that the columns add up to the true total score.
@@ -295,9 +278,8 @@ def joint_mutual_information_recursion(
     for a, b in zip(px, py):
         if a.shape != px[0].shape or b.shape != py[0].shape:
             raise ValueError("all px terms (and all py terms) must have the same shape")
-    B, S, T = _check_px_py(px[0], py[0])
-    rnnt_type = "modified" if px[0].shape[2] == T else "regular"
-    boundary = check_boundary(boundary, B, S, T, rnnt_type)
+    B, S, T, regular = check_lattice(px[0], py[0])
+    boundary = check_boundary(boundary, B, S, T, "regular" if regular else "modified")
     return _JointMutualInformation.apply(boundary, len(px), *px, *py)
 
 

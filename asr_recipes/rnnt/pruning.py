@@ -11,9 +11,9 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from .checks import check_boundary, check_ndim, check_rnnt_type, check_symbols, check_termination_symbol
+from .checks import check_boundary, check_lattice, check_ndim, check_rnnt_type, check_symbols, check_termination_symbol
 from .fused_logprobs import window_logprobs
-from .logprobs import NEG_INF, _append_neg_inf_column, _finish
+from .logprobs import NEG_INF, _finish
 
 
 def _suffix_min(x: Tensor) -> Tensor:
@@ -60,13 +60,7 @@ def get_rnnt_prune_ranges(px_grad: Tensor, py_grad: Tensor, boundary: Tensor, s_
     pruned loss is +inf (the training loop drops non-finite utterances; the data filters keep
     T_b >= S_b, which makes this impossible for s_range >= 2).
     """
-    check_ndim("px_grad", px_grad, 3, "(B, S, T+1) or (B, S, T)")
-    check_ndim("py_grad", py_grad, 3, "(B, S+1, T)")
-    B, S, T1 = px_grad.shape
-    T = py_grad.shape[2]
-    if tuple(py_grad.shape) != (B, S + 1, T) or T1 not in (T, T + 1):
-        raise ValueError(f"px_grad {tuple(px_grad.shape)} and py_grad {tuple(py_grad.shape)} do not form a lattice")
-    regular = T1 == T + 1
+    B, S, T, regular = check_lattice(px_grad, py_grad, names=("px_grad", "py_grad"))
     if boundary is None:
         raise ValueError("boundary is required: a (B, 4) tensor [0, 0, S_b, T_b] of per-utterance lengths")
     boundary = check_boundary(boundary, B, S, T, "regular")
@@ -76,9 +70,8 @@ def get_rnnt_prune_ranges(px_grad: Tensor, py_grad: Tensor, boundary: Tensor, s_
         raise ValueError(f"s_range must be >= 1, got {s_range}")
     s_range = min(s_range, S + 1)
     num_starts = S + 2 - s_range  # candidate starts 0 .. S+1-s_range
-    # Blank occupation summed over each candidate window, via a strided view: (B, num_starts, s_range, T).
-    windows = py_grad.as_strided((B, num_starts, s_range, T), (py_grad.stride(0), py_grad.stride(1), py_grad.stride(1), py_grad.stride(2)))
-    blank_in_window = windows.sum(dim=2)  # (B, num_starts, T)
+    # Blank occupation summed over each candidate window (unfold is a view: (B, num_starts, T, s_range)).
+    blank_in_window = py_grad.unfold(1, s_range, 1).sum(dim=-1)  # (B, num_starts, T)
     entering_from_below = torch.cat([px_grad.new_zeros(B, 1, T), px_grad[:, : num_starts - 1, :T]], dim=1)
     s_begin = torch.argmax(blank_in_window - entering_from_below, dim=1)  # (B, T)
 
@@ -185,6 +178,4 @@ def get_rnnt_logprobs_pruned(
     px_win, py_win = window_logprobs(logits, window_symbols, termination_symbol)  # (B, T, s_range) each
     px = _scatter_windows(px_win, ranges, S + 1)[:, :S]  # (B, S, T): no label arc leaves position S
     py = _scatter_windows(py_win, ranges, S + 1)  # (B, S+1, T)
-    if rnnt_type == "regular":
-        px = _append_neg_inf_column(px)
     return _finish(px, py, boundary, rnnt_type)

@@ -106,6 +106,22 @@ def test_smoothed_with_zero_scales_equals_simple(rnnt_type):
     torch.testing.assert_close(smoothed, simple, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("rnnt_type", ["regular", "modified"])
+def test_lm_only_smoothing_is_the_simple_loss_without_acoustics(rnnt_type):
+    """lm_only_scale=1 keeps only log_softmax(lm): the simple loss with am = 0 (regression: the
+    regular lattice's -inf column times the combined scale 0 used to give NaN)."""
+    gen = torch.Generator().manual_seed(5)
+    B, T, S, C = 3, 12, 5, 9
+    _, symbols, boundary = random_batch(gen, B, T, S, C, min_frames=S)
+    am, lm = torch.randn(B, T, C, generator=gen), torch.randn(B, S + 1, C, generator=gen)
+    loss, (px_grad, py_grad) = k2.rnnt_loss_smoothed(lm, am, symbols, 0, 1.0, 0.0, boundary, rnnt_type=rnnt_type,
+                                                     reduction="none", return_grad=True)
+    lm_only = k2.rnnt_loss_simple(lm, torch.zeros_like(am), symbols, 0, boundary, rnnt_type=rnnt_type,
+                                  reduction="none")
+    torch.testing.assert_close(loss, lm_only, rtol=1e-5, atol=1e-5)
+    assert torch.isfinite(px_grad).all() and torch.isfinite(py_grad).all()
+
+
 @pytest.mark.parametrize("scales", [(0.0, 0.0), (0.25, 0.0), (0.1, 0.1)])
 def test_simple_and_smoothed_invariant_to_per_frame_and_per_position_constants(scales):
     gen = torch.Generator().manual_seed(5)
