@@ -32,13 +32,13 @@ import io
 import json
 import logging
 import os
-import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import sentencepiece as spm
 
+from asr_recipes.atomic_files import write_atomic
 from asr_recipes.constants import BLANK_ID
 
 log = logging.getLogger(__name__)
@@ -115,12 +115,12 @@ class Tokenizer(ABC):
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         table = "".join(f"{tok} {i}\n" for i, tok in enumerate(self.tokens))
-        _write_atomic(out_dir / "tokens.txt", table.encode("utf-8"))
+        write_atomic(out_dir / "tokens.txt", table)
         d = self.to_dict()
         if "model_b64" in d:
-            _write_atomic(out_dir / "sentencepiece.model", base64.b64decode(d["model_b64"]))
+            write_atomic(out_dir / "sentencepiece.model", base64.b64decode(d["model_b64"]))
         text = json.dumps(d, ensure_ascii=False, indent=1)
-        _write_atomic(out_dir / TOKENIZER_FILE, text.encode("utf-8"))
+        write_atomic(out_dir / TOKENIZER_FILE, text)
         return out_dir / TOKENIZER_FILE
 
     def _check_id(self, token_id: int) -> int:
@@ -388,13 +388,3 @@ def _collapse_spaces(text: str) -> str:
     return " ".join(text.split())
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise

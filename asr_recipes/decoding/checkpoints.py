@@ -103,26 +103,13 @@ def average_epochs(exp_dir: str | os.PathLike, epoch: int, avg: int, use_average
     return out
 
 
-def write_checkpoint(path: str | os.PathLike, ckpt: dict) -> Path:
-    """torch.save to a temp file, fsync, rename. Unlike training's save_checkpoint it does
-    not touch latest.txt, which must keep naming the checkpoint to resume from."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save({**ckpt, "format": ckpt_io.FORMAT}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
 def save_average(exp_dir: str | os.PathLike, epoch: int, avg: int, use_averaged_model: bool = True) -> Path:
     """average_epochs(...) written to exp_dir/averaged-epoch-<epoch>-avg-<avg>.pt."""
     ckpt = average_epochs(exp_dir, epoch, avg, use_averaged_model)
-    return write_checkpoint(averaged_path(exp_dir, epoch, avg), ckpt)
+    # latest.txt must keep naming the checkpoint that training resumes from.
+    path = averaged_path(exp_dir, epoch, avg)
+    ckpt_io.save_checkpoint(path, ckpt, update_latest=False)
+    return path
 
 
 def weights_key(ckpt: dict, path: Optional[Path] = None) -> str:

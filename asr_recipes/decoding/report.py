@@ -20,10 +20,10 @@ import json
 import logging
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from asr_recipes.atomic_files import write_atomic
 from asr_recipes.decoding.runner import SPEED_PREFIX
 from asr_recipes.scoring import read_errs_header, read_wer_summary, scoring_paths
 
@@ -115,14 +115,5 @@ def append_results(exp_dir: str | os.PathLike, results_md: str | os.PathLike, ti
     section = format_section(os.path.relpath(Path(exp_dir).absolute(), results_md.absolute().parent), rows, title, now)
     old = results_md.read_text(encoding="utf-8") if results_md.is_file() else ""
     text = (old.rstrip("\n") + "\n\n" if old.strip() else "") + section
-    results_md.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=results_md.parent, prefix=f".{results_md.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, results_md)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_atomic(results_md, text)
     return section

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any, Iterable, Mapping
 
 import torch
 
+from asr_recipes.atomic_files import write_atomic
 from asr_recipes.constants import FRAME_SHIFT
 from asr_recipes.data.tokenizer import CharTokenizer, Tokenizer
 from asr_recipes.decoding.search import SearchStrategy
@@ -132,21 +132,10 @@ def write_part_results(exp_dir: str | os.PathLike, results: list, speed: SpeedRe
     out_dir = Path(exp_dir) / speed.method
     stats = write_scoring_files(out_dir, speed.part, speed.key, results, unit)
     record = {**speed.to_dict(), "unit": unit, "error_rate": stats.error_rate, **extra}
-    _write_json_atomic(out_dir / f"{SPEED_PREFIX}{speed.part}-{speed.key}.json", record)
+    write_atomic(out_dir / f"{SPEED_PREFIX}{speed.part}-{speed.key}.json", json.dumps(record, indent=1, ensure_ascii=False) + "\n")
     return stats
 
 
-def _write_json_atomic(path: Path, record: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(record, f, indent=1, ensure_ascii=False)
-            f.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def decode_test_sets(exp_dir: str | os.PathLike, model, tokenizer: Tokenizer, loaders: Mapping[str, Iterable],

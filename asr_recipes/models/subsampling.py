@@ -10,7 +10,6 @@ frame that is valid (t' < T') never reads a padded input frame:
 Output frame t' covers input frames 4t' .. 4t'+6 (receptive field 7, hop 4).
 """
 
-import torch
 from torch import Tensor, nn
 
 from asr_recipes.constants import frames_after_subsampling

@@ -21,7 +21,6 @@ import torchaudio
 from torch import Tensor, nn
 
 import asr_recipes.rnnt as k2
-from asr_recipes.constants import BLANK_ID
 from asr_recipes.models.conformer import make_pad_mask
 from asr_recipes.models.decoder import StatelessDecoder
 from asr_recipes.models.joiner import Joiner

@@ -76,7 +76,7 @@ def recursion_torch(
     B, S, T1 = px.shape
     T = py.shape[2]
     modified = T1 == T
-    device, dtype = px.device, px.dtype
+    device = px.device
 
     if boundary is None:
         s_begin = torch.zeros(B, dtype=torch.int64, device=device)

@@ -6,7 +6,7 @@ Frame t keeps label positions ranges[b, t] = [p_t, p_t + 1, ..., p_t + s_range -
 the exact negative log of the path mass that stays inside the windows.
 """
 
-from typing import Optional, Tuple
+from typing import Tuple
 
 import torch
 from torch import Tensor

@@ -22,11 +22,11 @@ import ast
 import collections
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from asr_recipes.atomic_files import write_atomic
 from asr_recipes.scoring.stats import ErrorStats, Result, score
 
 EPS = "*"
@@ -56,9 +56,9 @@ def write_scoring_files(out_dir: str | os.PathLike, test_set: str, key: str,
     for utt_id in sorted(tokens):
         ref, hyp = tokens[utt_id]
         recogs.append(f"{utt_id}:\tref={ref!r}\n{utt_id}:\thyp={hyp!r}\n")
-    _write_atomic(paths["recogs"], "".join(recogs))
-    _write_atomic(paths["errs"], format_errs(stats))
-    _write_atomic(paths["wer_summary"], f"settings\tWER\n{key}\t{stats.error_rate:.2f}\n")
+    write_atomic(paths["recogs"], "".join(recogs))
+    write_atomic(paths["errs"], format_errs(stats))
+    write_atomic(paths["wer_summary"], f"settings\tWER\n{key}\t{stats.error_rate:.2f}\n")
     return stats
 
 
@@ -171,13 +171,3 @@ def read_recogs(path: str | os.PathLike) -> list[tuple[str, list[str], list[str]
     return [(u, found[u]["ref"], found[u]["hyp"]) for u in sorted(found)]
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise

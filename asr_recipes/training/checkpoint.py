@@ -20,12 +20,13 @@ naming the newest file, updated after the file itself is complete.
 """
 
 import logging
-import os
 import re
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import torch
+
+from asr_recipes.atomic_files import write_atomic, write_atomic_with
 
 log = logging.getLogger(__name__)
 
@@ -40,27 +41,17 @@ class CheckpointError(RuntimeError):
     """A checkpoint file is missing, truncated or not one of ours."""
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def save_checkpoint(path: Path, state: Dict[str, Any]) -> None:
-    """Writes ``state`` to ``path`` via a temp file + fsync + rename, then points latest.txt at it.
+def save_checkpoint(path: Path, state: Dict[str, Any], update_latest: bool = True) -> None:
+    """Writes ``state`` to ``path`` atomically (asr_recipes.atomic_files), then, with
+    update_latest, points latest.txt at it (the checkpoint a restart resumes from).
 
     A process killed at any moment leaves either the old file set or the new one, never a
     truncated checkpoint under a real name.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save({"format": FORMAT, **state}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _atomic_write_text(path.parent / LATEST, path.name + "\n")
+    write_atomic_with(path, lambda f: torch.save({**state, "format": FORMAT}, f))
+    if update_latest:
+        write_atomic(path.parent / LATEST, path.name + "\n")
 
 
 def load_checkpoint(path: Path, map_location: str = "cpu") -> Dict[str, Any]:

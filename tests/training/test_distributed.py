@@ -68,7 +68,7 @@ def test_two_ranks_shard_data_stay_in_sync_and_only_rank_0_writes(tiny_corpus, t
     assert len(list((exp / "tensorboard").glob("events.out.tfevents.*"))) == 1
 
     # Running the same command again resumes from the newest checkpoint.
-    proc = run(train_cmd(tiny_corpus, exp, trace, "trainer.num_epochs=2", "trainer.save_every_n=2"))
+    run(train_cmd(tiny_corpus, exp, trace, "trainer.num_epochs=2", "trainer.save_every_n=2"))
     log_text = (exp / "log" / "train.log").read_text()
     assert "resumed from" in log_text and "epoch-1.pt" in log_text
     after = read_trace(trace, 0)

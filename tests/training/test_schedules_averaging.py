@@ -1,6 +1,5 @@
 """Schedules against their formulas; model averaging against explicit means."""
 
-import math
 
 import pytest
 import torch

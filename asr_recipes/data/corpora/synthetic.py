@@ -37,6 +37,7 @@ from typing import Callable, Mapping, Sequence
 
 import soundfile
 
+from asr_recipes.atomic_files import write_atomic
 from asr_recipes.constants import SAMPLE_RATE
 from asr_recipes.data.corpora.synthetic_text import GRAMMARS, SPLITS, sample_sentences
 
@@ -273,12 +274,6 @@ def render(utt: Utterance, root: Path) -> float:
     return soundfile.info(str(dest)).duration
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _log_summary(plan: Sequence[Utterance], durations: Sequence[float]) -> None:
     by_split: dict[str, list[tuple[Utterance, float]]] = {}
     for utt, dur in zip(plan, durations):
@@ -319,7 +314,7 @@ def _build(root: Path, plan: list[Utterance], managed: Sequence[str],
     for d in managed:  # a partial run or other options: start over
         shutil.rmtree(root / d, ignore_errors=True)
     root.mkdir(parents=True, exist_ok=True)
-    _write_text_atomic(marker_path, json.dumps({"fingerprint": fingerprint, "complete": False}))
+    write_atomic(marker_path, json.dumps({"fingerprint": fingerprint, "complete": False}))
 
     for directory in sorted({(root / u.relpath).parent for u in plan}):
         directory.mkdir(parents=True, exist_ok=True)
@@ -329,8 +324,8 @@ def _build(root: Path, plan: list[Utterance], managed: Sequence[str],
         durations = list(pool.map(lambda u: render(u, root), plan))
     for relpath, contents in transcripts(plan).items():
         (root / relpath).parent.mkdir(parents=True, exist_ok=True)
-        _write_text_atomic(root / relpath, contents)
-    _write_text_atomic(marker_path, json.dumps({"fingerprint": fingerprint, "complete": True}))
+        write_atomic(root / relpath, contents)
+    write_atomic(marker_path, json.dumps({"fingerprint": fingerprint, "complete": True}))
     _log_summary(plan, durations)
     return root
 
