@@ -80,6 +80,12 @@ def fbank_extractor() -> Fbank:
     )
 
 
+def feature_config() -> dict:
+    """The settings of fbank_extractor(), stored in checkpoints so transcription can check them."""
+    return {"type": "fbank", "num_mel_bins": NUM_MEL_BINS, "sample_rate": SAMPLE_RATE,
+            "frame_shift": FRAME_SHIFT, "frame_length": FRAME_LENGTH}
+
+
 def _audio_path(cut) -> str:
     return ", ".join(str(s.source) for s in cut.recording.sources)
 

@@ -30,13 +30,13 @@ class BeamSearch(SearchStrategy):
     @torch.inference_mode()
     def search(self, encoder_out: Tensor, encoder_lens: Tensor) -> list[DecodingResult]:
         enc_proj = self.project_encoder(encoder_out)  # (N, T', J)
-        return [self._one(enc_proj[n, : int(T)], self.options.symbol_cap(int(T)))
+        cache = DecoderCache(self.model, enc_proj.device)  # contexts recur across the batch's utterances
+        return [self._one(enc_proj[n, : int(T)], self.options.symbol_cap(int(T)), cache)
                 for n, T in enumerate(encoder_lens.tolist())]
 
-    def _one(self, enc_proj: Tensor, cap: int) -> DecodingResult:
+    def _one(self, enc_proj: Tensor, cap: int, cache: DecoderCache) -> DecodingResult:
         """enc_proj: (T', J) projected frames of one utterance."""
         beam, max_sym, blank = self.options.beam, self.options.max_sym_per_frame, self.blank_id
-        cache = DecoderCache(self.model, enc_proj.device)
         B: dict[tuple[int, ...], float] = {(): 0.0}
         for t in range(enc_proj.size(0)):
             # (tokens, symbols emitted on frame t) -> score. The count is part of the key so

@@ -27,7 +27,7 @@ class GreedySearch(SearchStrategy):
         decoder, decoder_proj = self.model.decoder, self.model.joiner.decoder_proj
         enc_proj = self.project_encoder(encoder_out)  # (N, T', J)
         lens = encoder_lens.to(device)  # (N,)
-        caps = torch.tensor([self.options.symbol_cap(int(n)) for n in encoder_lens], device=device)  # (N,)
+        caps = torch.tensor([self.options.symbol_cap(n) for n in encoder_lens.tolist()], device=device)  # (N,)
         counts = torch.zeros(N, dtype=torch.int64, device=device)  # symbols emitted so far
         scores = torch.zeros(N, dtype=torch.float64, device=device)
         hyps: list[list[int]] = [[] for _ in range(N)]

@@ -18,9 +18,8 @@ import torch
 from lhotse import Recording
 
 from asr_recipes.constants import SAMPLE_RATE, frames_after_subsampling
-from asr_recipes.data.features import AUDIO_ERRORS, fbank_extractor
+from asr_recipes.data.features import AUDIO_ERRORS, fbank_extractor, feature_config
 from asr_recipes.decoding.search import SearchStrategy
-from asr_recipes.training.trainer import feature_config
 
 log = logging.getLogger(__name__)
 

@@ -69,8 +69,7 @@ def check_symbols(symbols: Tensor, B: int, S: int, C: int) -> None:
             f"got {tuple(symbols.shape)}"
         )
     if symbols.numel() > 0:
-        lo, hi = torch.aminmax(symbols)
-        lo, hi = int(lo), int(hi)
+        lo, hi = torch.stack(torch.aminmax(symbols)).tolist()  # one host sync for both
         if lo < 0 or hi >= C:
             raise ValueError(
                 f"symbols must be token ids in [0, C) = [0, {C}), got values in [{lo}, {hi}] "

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from .checks import check_reduction
 from .logprobs import add_delay_penalty, get_rnnt_logprobs, get_rnnt_logprobs_joint, get_rnnt_logprobs_smoothed
-from .mutual_information import mutual_information_recursion
+from .mutual_information import score_checked_lattice
 from .pruning import get_rnnt_logprobs_pruned
 
 LossResult = Union[Tensor, Tuple[Tensor, Tuple[Tensor, Tensor]]]
@@ -22,7 +22,7 @@ LossResult = Union[Tensor, Tuple[Tensor, Tuple[Tensor, Tensor]]]
 
 def _score_lattice(px, py, boundary, rnnt_type, delay_penalty, reduction, return_grad) -> LossResult:
     px = add_delay_penalty(px, boundary, rnnt_type, delay_penalty)
-    result = mutual_information_recursion(px=px, py=py, boundary=boundary, return_grad=return_grad)
+    result = score_checked_lattice(px, py, boundary, return_grad)
     scores, grads = result if return_grad else (result, None)
     if reduction == "none":
         loss = -scores

@@ -223,6 +223,13 @@ def mutual_information_recursion(
     """
     B, S, T, regular = check_lattice(px, py)
     boundary = check_boundary(boundary, B, S, T, "regular" if regular else "modified")
+    return score_checked_lattice(px, py, boundary, return_grad)
+
+
+def score_checked_lattice(px: Tensor, py: Tensor, boundary: Optional[Tensor], return_grad: bool = False):
+    """:func:`mutual_information_recursion` for a lattice and int64 boundary its caller has
+    already validated (the losses build both from checked inputs; checking again would cost
+    host syncs on every training step)."""
     if px.requires_grad or py.requires_grad or return_grad:
         scores, px_grad, py_grad = _MutualInformationRecursion.apply(px, py, boundary)
         return (scores, (px_grad, py_grad)) if return_grad else scores

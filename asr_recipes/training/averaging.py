@@ -8,7 +8,7 @@ in float64 on the CPU. Because every checkpoint stores (avg, n), the mean of the
     mean(a..b) = (avg_b * n_b - avg_a * n_a) / (n_b - n_a).
 """
 
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, Optional
 
 import torch
 from torch import Tensor, nn
@@ -60,22 +60,3 @@ def average_between(avg_start: StateDict, n_start: int, avg_end: StateDict, n_en
         else:
             out[k] = end.clone()
     return out
-
-
-def average_checkpoint_weights(checkpoints: List[dict], use_running_average: bool = True) -> StateDict:
-    """Weights for decoding from checkpoints ordered oldest -> newest.
-
-    With running averages in both the first and the last checkpoint (and use_running_average),
-    returns the mean of every model between them (first excluded); otherwise the plain mean of
-    the checkpoints' own weights.
-    """
-    if not checkpoints:
-        raise ValueError("no checkpoints to average")
-    first, last = checkpoints[0], checkpoints[-1]
-    if len(checkpoints) > 1 and use_running_average and first.get("model_avg") is not None \
-            and last.get("model_avg") is not None:
-        n_first = first["progress"]["average_count"]
-        n_last = last["progress"]["average_count"]
-        if n_last > n_first:
-            return average_between(first["model_avg"], n_first, last["model_avg"], n_last, dtype_like=last["model"])
-    return average_state_dicts(c["model"] for c in checkpoints)

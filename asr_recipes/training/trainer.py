@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from asr_recipes.constants import FRAME_LENGTH, FRAME_SHIFT, NUM_MEL_BINS, SAMPLE_RATE
+from asr_recipes.data.features import feature_config
 from asr_recipes.training import checkpoint as ckpt_io
 from asr_recipes.training.averaging import init_running_average, update_running_average
 from asr_recipes.training.distributed import DistInfo, all_reduce_sum
@@ -86,11 +86,6 @@ class TrainerConfig:
             optim["betas"] = tuple(optim["betas"])
         return cls(loss=loss, optim=OptimConfig(schedule=schedule, **optim), **cfg)
 
-
-def feature_config() -> Dict[str, Any]:
-    """What the model's input features are; stored in checkpoints for decoding/transcription."""
-    return {"type": "fbank", "num_mel_bins": NUM_MEL_BINS, "sample_rate": SAMPLE_RATE,
-            "frame_shift": FRAME_SHIFT, "frame_length": FRAME_LENGTH}
 
 
 def _rng_state() -> Dict[str, Any]:
@@ -160,7 +155,7 @@ class Trainer:
         return {
             "model_config": self.model_config,
             "vocab_size": self.tokenizer.vocab_size,
-            "feature_dim": NUM_MEL_BINS,
+            "feature_dim": feature_config()["num_mel_bins"],
             "tokenizer": self.tokenizer.to_dict(),
             "feature_config": feature_config(),
             "model": self.model.state_dict(),
@@ -171,7 +166,6 @@ class Trainer:
             "sampler": sampler_state,
             "rng": _rng_state(),
             "progress": dict(self.progress),
-            "loss_config": asdict(self.cfg.loss),
             "train_config": self.record,
         }
 

@@ -1,12 +1,11 @@
 """Schedules against their formulas; model averaging against explicit means."""
 
-
 import pytest
 import torch
 from torch import nn
 
 from asr_recipes.training.averaging import (
-    average_checkpoint_weights,
+    average_between,
     average_state_dicts,
     init_running_average,
     update_running_average,
@@ -59,9 +58,9 @@ def test_average_between_two_running_averages_equals_mean_of_models_in_between()
         return {"w": sum(m["w"] for m in models[1 : n + 1]) / n}
     first = {"model": models[4], "model_avg": running(4), "progress": {"average_count": 4}}
     last = {"model": models[10], "model_avg": running(10), "progress": {"average_count": 10}}
-    out = average_checkpoint_weights([first, last])
+    out = average_between(first["model_avg"], 4, last["model_avg"], 10, dtype_like=last["model"])
     torch.testing.assert_close(out["w"], sum(m["w"] for m in models[5:11]) / 6)
-    plain = average_checkpoint_weights([first, last], use_running_average=False)
+    plain = average_state_dicts([first["model"], last["model"]])
     torch.testing.assert_close(plain["w"], (models[4]["w"] + models[10]["w"]) / 2)
 
 
