@@ -136,6 +136,7 @@ class DataModule:
         self.tokenizer = tokenizer
         self._dropped: dict[tuple[str, ...], frozenset[str]] = {}
         self._kept_seconds: dict[tuple[str, ...], float] = {}
+        self._noise: CutSet | None = None  # MUSAN cuts, see _noise_cuts()
 
     # ----------------------------------------------------------------- cuts
     def _path(self, corpus: str, part: str) -> Path:
@@ -225,12 +226,9 @@ class DataModule:
             sampler.load_state_dict(copy.deepcopy(dict(sampler_state)))
         cut_transforms = []
         if cfg.musan.parts:
-            noise = CutSet.from_cuts(
-                c for p in cfg.musan.parts for c in load_manifest(self._path("musan", p))
-            )
             # Same duration and id as the clean cut: feature_lens, filters and ids stay valid.
             cut_transforms.append(
-                CutMix(noise, snr=cfg.musan.snr, p=cfg.musan.prob, pad_to_longest=False,
+                CutMix(self._noise_cuts(), snr=cfg.musan.snr, p=cfg.musan.prob, pad_to_longest=False,
                        preserve_id=True, seed="randomized")
             )
         input_transforms = []
@@ -240,6 +238,14 @@ class DataModule:
             input_transforms.append(SpecAugment(**params))
         dataset = AsrDataset(self.tokenizer, cut_transforms, input_transforms)
         return self._loader(dataset, sampler, rank, world_size, seed=cfg.seed + epoch)
+
+    def _noise_cuts(self) -> CutSet:
+        """The MUSAN cuts of every configured part, loaded once (not again every epoch)."""
+        if self._noise is None:
+            self._noise = CutSet.from_cuts(
+                c for p in self.config.musan.parts for c in load_manifest(self._path("musan", p))
+            )
+        return self._noise
 
     def train_cuts(self) -> CutSet:
         """The (lazy) training cuts after filtering, without augmentation or sampling."""

@@ -270,9 +270,15 @@ def train_tokenizer(kind: str, texts: Iterable[str] | os.PathLike, vocab_size: i
     """
     texts = _training_texts(texts)
     settings = _settings(kind, texts, vocab_size, min_count, word_boundary, character_coverage)
+    return _train(kind, texts, settings)
+
+
+def _train(kind: str, texts: list[str], settings: dict) -> Tokenizer:
+    """train_tokenizer on prepared texts with their settings (which carry every option)."""
     if kind == "char":
-        return CharTokenizer.train(texts, min_count, word_boundary, vocab_size, settings)
-    return SentencePieceTokenizer.train(texts, vocab_size, kind, character_coverage, settings)
+        return CharTokenizer.train(texts, settings["min_count"], settings["word_boundary"], settings["vocab_size"],
+                                   settings)
+    return SentencePieceTokenizer.train(texts, settings["vocab_size"], kind, settings["character_coverage"], settings)
 
 
 def ensure_tokenizer(manifest: str | os.PathLike, out_dir: str | os.PathLike, kind: str,
@@ -299,8 +305,7 @@ def ensure_tokenizer(manifest: str | os.PathLike, out_dir: str | os.PathLike, ki
             )
         log.warning("force=true: replacing the tokenizer in %s", out_dir)
     log.info("training a %s tokenizer on %d transcripts from %s", kind, len(texts), manifest)
-    tok = train_tokenizer(kind, texts, vocab_size, min_count=min_count,
-                          word_boundary=word_boundary, character_coverage=character_coverage)
+    tok = _train(kind, texts, settings)  # texts and settings as computed above, not twice
     # save() writes tokenizer.json last; a crash must not leave the old one beside new files.
     (out_dir / TOKENIZER_FILE).unlink(missing_ok=True)
     tok.save(out_dir)

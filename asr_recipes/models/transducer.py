@@ -61,11 +61,12 @@ class Transducer(nn.Module):
             raise ValueError(f"tokens must be an (N, U) int64 tensor, got {tuple(tokens.shape)} {tokens.dtype}")
         if token_lens.shape != (tokens.size(0),):
             raise ValueError(f"token_lens must have shape ({tokens.size(0)},), got {tuple(token_lens.shape)}")
-        U = int(token_lens.max()) if tokens.size(0) else 0
-        if U > tokens.size(1) or int(token_lens.min()) < 0:
+        shortest, U = torch.stack(torch.aminmax(token_lens)).tolist() if tokens.size(0) else (0, 0)
+        if U > tokens.size(1) or shortest < 0:
             raise ValueError(f"token_lens must lie in [0, {tokens.size(1)}], got {token_lens.tolist()}")
-        y = tokens[:, :U].masked_fill(make_pad_mask(token_lens, U), self.blank_id)  # (N, U)
-        valid = ~make_pad_mask(token_lens, U)
+        padding = make_pad_mask(token_lens, U)  # (N, U)
+        y = tokens[:, :U].masked_fill(padding, self.blank_id)  # (N, U)
+        valid = ~padding
         bad = valid & ((y == self.blank_id) | (y < 0) | (y >= self.vocab_size))  # (N, U)
         if bool(bad.any()):
             n, u = (int(i) for i in bad.nonzero()[0])

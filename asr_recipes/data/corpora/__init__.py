@@ -35,6 +35,15 @@ class CorpusLayoutError(FileNotFoundError):
     """
 
 
+def check_parts(corpus: str, parts: Sequence[str], known: Sequence[str]) -> list[str]:
+    """``parts`` as a list; a ValueError names the unknown ones and lists the known ones."""
+    parts = list(parts)
+    unknown = [p for p in parts if p not in known]
+    if unknown:
+        raise ValueError(f"Unknown {corpus} part(s) {unknown}; known parts: {', '.join(known)}.")
+    return parts
+
+
 @dataclass(frozen=True)
 class CorpusSpec:
     """What the prepare and fbank stages need to know about one corpus."""

@@ -18,7 +18,7 @@ from typing import Sequence
 from lhotse.audio.utils import AudioLoadingError
 from lhotse.recipes.aishell import download_aishell, prepare_aishell
 
-from asr_recipes.data.corpora import CorpusLayoutError
+from asr_recipes.data.corpora import CorpusLayoutError, check_parts
 from asr_recipes.data.manifests import prepare_once
 
 log = logging.getLogger(__name__)
@@ -31,11 +31,7 @@ TRANSCRIPT = Path("data_aishell/transcript/aishell_transcript_v0.8.txt")
 
 
 def _check_parts(parts: Sequence[str]) -> list[str]:
-    parts = list(parts)
-    unknown = [p for p in parts if p not in SPLITS]
-    if unknown:
-        raise ValueError(f"Unknown AISHELL-1 part(s) {unknown}; known parts: {', '.join(SPLITS)}.")
-    return parts
+    return check_parts("AISHELL-1", parts, SPLITS)
 
 
 def download(dl_dir: str | Path, parts: Sequence[str] = DEFAULT_PARTS) -> Path:

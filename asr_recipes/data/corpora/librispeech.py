@@ -15,7 +15,7 @@ from typing import Sequence
 from lhotse.audio.utils import AudioLoadingError
 from lhotse.recipes.librispeech import download_librispeech, prepare_librispeech
 
-from asr_recipes.data.corpora import CorpusLayoutError
+from asr_recipes.data.corpora import CorpusLayoutError, check_parts
 from asr_recipes.data.manifests import manifest_path, prepare_once
 
 log = logging.getLogger(__name__)
@@ -34,11 +34,7 @@ KNOWN_PARTS = (
 
 
 def _check_parts(parts: Sequence[str]) -> list[str]:
-    parts = list(parts)
-    unknown = [p for p in parts if p not in KNOWN_PARTS]
-    if unknown:
-        raise ValueError(f"Unknown LibriSpeech part(s) {unknown}; known parts: {', '.join(KNOWN_PARTS)}.")
-    return parts
+    return check_parts("LibriSpeech", parts, KNOWN_PARTS)
 
 
 def download(dl_dir: str | Path, parts: Sequence[str] = DEFAULT_PARTS) -> Path:

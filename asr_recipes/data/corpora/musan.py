@@ -18,8 +18,8 @@ from typing import Sequence
 from lhotse.audio.utils import AudioLoadingError
 from lhotse.recipes.musan import download_musan, prepare_musan
 
-from asr_recipes.data.corpora import CorpusLayoutError
-from asr_recipes.data.manifests import manifest_path, prepare_once
+from asr_recipes.data.corpora import CorpusLayoutError, check_parts
+from asr_recipes.data.manifests import prepare_once
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +32,7 @@ CUT_WINDOW = 10.0
 
 
 def _check_parts(parts: Sequence[str]) -> list[str]:
-    parts = list(parts)
-    unknown = [p for p in parts if p not in DEFAULT_PARTS]
-    if unknown:
-        raise ValueError(f"Unknown MUSAN part(s) {unknown}; known parts: {', '.join(DEFAULT_PARTS)}.")
-    return parts
+    return check_parts("MUSAN", parts, DEFAULT_PARTS)
 
 
 def download(dl_dir: str | Path, parts: Sequence[str] = DEFAULT_PARTS) -> Path:
@@ -82,7 +78,5 @@ def prepare(
                 f"MUSAN: an audio file under {corpus_dir} cannot be read; re-download or remove it. "
                 f"lhotse said: {e}"
             ) from e
-        # Music annotations are not used; keep the output to recordings only.
-        manifest_path(tmp_dir, NAME, "supervisions", "music").unlink(missing_ok=True)
 
     return prepare_once(out_dir, NAME, parts, run, kinds=("recordings",))
