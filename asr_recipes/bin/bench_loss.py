@@ -34,6 +34,7 @@ from omegaconf import DictConfig
 import asr_recipes.rnnt as k2
 from asr_recipes.bin import CONFIG_PATH
 from asr_recipes.rnnt.mutual_information import recursion_torch
+from asr_recipes.training.distributed import resolve_device
 
 
 @dataclass(frozen=True)
@@ -245,7 +246,7 @@ def bench_recursion(device: torch.device, B: int, T: int, S: int, warmup: int, i
 
 @hydra.main(config_path=CONFIG_PATH, config_name="bench_loss", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    device = torch.device(cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(cfg.device)
     on_cuda = device.type == "cuda"
     shapes = [Shape(**s) for s in (cfg.shapes or (cfg.cuda_shapes if on_cuda else cfg.cpu_shapes))]
     name = torch.cuda.get_device_name(device) if on_cuda else _cpu_name()

@@ -14,7 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 from asr_recipes.bin import CONFIG_PATH
 from asr_recipes.data.datamodule import DataModule
 from asr_recipes.decoding import DecodingOptions, make_search
-from asr_recipes.decoding.checkpoints import choose_checkpoint, model_from_checkpoint, resolve_device
+from asr_recipes.decoding.checkpoints import choose_checkpoint, model_from_checkpoint
+from asr_recipes.training.distributed import resolve_device
 from asr_recipes.decoding.runner import decode_test_sets, machine_info
 from asr_recipes.models.build import count_parameters
 

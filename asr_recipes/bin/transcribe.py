@@ -16,7 +16,8 @@ import argparse
 import sys
 
 from asr_recipes.decoding import DecodingOptions, make_search, search_methods
-from asr_recipes.decoding.checkpoints import model_from_checkpoint, resolve_device
+from asr_recipes.decoding.checkpoints import model_from_checkpoint
+from asr_recipes.training.distributed import resolve_device
 from asr_recipes.decoding.transcribe import check_feature_config, transcribe_files
 from asr_recipes.training.checkpoint import CheckpointError, load_checkpoint
 

@@ -176,13 +176,3 @@ def model_from_checkpoint(ckpt: dict[str, Any],
     model = build_transducer(ckpt["model_config"], ckpt["vocab_size"], ckpt["feature_dim"])
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval(), tokenizer_from_dict(ckpt["tokenizer"])
-
-
-def resolve_device(name: str) -> torch.device:
-    """"auto" -> cuda if available else cpu; anything else as torch.device(name)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={name} but CUDA is not available here; use device=cpu or device=auto")
-    return device

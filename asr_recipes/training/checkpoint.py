@@ -69,10 +69,15 @@ def load_checkpoint(path: Path, map_location: str = "cpu") -> Dict[str, Any]:
     return ckpt
 
 
+def _numbered(exp_dir: Path, pattern: re.Pattern) -> List[Path]:
+    """Files of exp_dir whose names match pattern, sorted by its number (group 1)."""
+    found = [(float(m.group(1)), p) for p in Path(exp_dir).glob("*.pt") if (m := pattern.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
 def step_checkpoints(exp_dir: Path) -> List[Path]:
     """checkpoint-<step>.pt files, oldest first."""
-    found = [(int(m.group(1)), p) for p in Path(exp_dir).glob("checkpoint-*.pt") if (m := _STEP_RE.match(p.name))]
-    return [p for _, p in sorted(found)]
+    return _numbered(exp_dir, _STEP_RE)
 
 
 def epoch_checkpoint(exp_dir: Path, epoch: int) -> Path:
@@ -80,8 +85,8 @@ def epoch_checkpoint(exp_dir: Path, epoch: int) -> Path:
 
 
 def epoch_checkpoints(exp_dir: Path) -> List[Path]:
-    found = [(int(m.group(1)), p) for p in Path(exp_dir).glob("epoch-*.pt") if (m := _EPOCH_RE.match(p.name))]
-    return [p for _, p in sorted(found)]
+    """epoch-<n>.pt files, oldest first."""
+    return _numbered(exp_dir, _EPOCH_RE)
 
 
 def prune_step_checkpoints(exp_dir: Path, keep_last_k: int) -> None:
@@ -103,7 +108,7 @@ def resume_candidates(exp_dir: Path) -> List[Path]:
     """Checkpoints to try when resuming, best first: the one latest.txt names, then the rest
     newest first by modification time (used if the named one is unreadable)."""
     exp_dir = Path(exp_dir)
-    snapshots = [p for p in exp_dir.glob("minutes-*.pt") if _MINUTES_RE.match(p.name)]
+    snapshots = _numbered(exp_dir, _MINUTES_RE)
     files = sorted(step_checkpoints(exp_dir) + epoch_checkpoints(exp_dir) + snapshots,
                    key=lambda p: p.stat().st_mtime, reverse=True)
     latest = exp_dir / LATEST

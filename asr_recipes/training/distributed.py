@@ -34,20 +34,25 @@ class DistInfo:
         return self.world_size > 1
 
 
+def resolve_device(name: str) -> torch.device:
+    """"auto" -> cuda if available else cpu; anything else as torch.device(name)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={name} but CUDA is not available here; use device=cpu or device=auto")
+    return device
+
+
 def setup(device: str = "auto") -> DistInfo:
     """Initialises the process group if launched by torchrun; picks the device for this rank."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("device=cuda was requested but no CUDA device is visible; use device=cpu")
+    dev = resolve_device(device)
+    if dev.type == "cuda":  # one GPU per local rank
         torch.cuda.set_device(local_rank)
         dev = torch.device("cuda", local_rank)
-    else:
-        dev = torch.device(device)
     if world_size > 1 and not dist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
         timeout = datetime.timedelta(minutes=30)
