@@ -2,7 +2,7 @@
 
 Reads every ``<exp_dir>/<method>/speed-<part>-<key>.json`` written by the decode stage
 (it names part, method and key unambiguously, and carries speed, model size, training
-time and machine) and the matching ``wer-summary-`` / ``errs-`` files, then appends
+time and machine) and the matching ``errs-`` file (rate and counts), then appends
 
     ## <title> (YYYY-MM-DD HH:MM)
 
@@ -25,7 +25,7 @@ from pathlib import Path
 
 from asr_recipes.atomic_files import write_atomic
 from asr_recipes.decoding.runner import SPEED_PREFIX
-from asr_recipes.scoring import read_errs_header, read_wer_summary, scoring_paths
+from asr_recipes.scoring import read_errs_header, scoring_paths
 
 log = logging.getLogger(__name__)
 
@@ -46,20 +46,18 @@ class ResultRow:
 
 def collect_results(exp_dir: str | os.PathLike) -> list[ResultRow]:
     """One row per decoded (part, method, key) in exp_dir, sorted by part, method, key (numbers by value).
-    A speed file without its wer-summary/errs files is skipped with a warning."""
+    A speed file without its errs file is skipped with a warning."""
     rows = []
     for path in sorted(Path(exp_dir).glob(f"*/{SPEED_PREFIX}*.json")):
         record = json.loads(path.read_text(encoding="utf-8"))
         part, method, key = record["part"], record["method"], record["key"]
-        files = scoring_paths(path.parent, part, key)
-        if not (files["wer_summary"].is_file() and files["errs"].is_file()):
-            log.warning("%s has no wer-summary/errs files beside it; not in the table", path)
+        errs_path = scoring_paths(path.parent, part, key)["errs"]
+        if not errs_path.is_file():
+            log.warning("%s has no errs file beside it; not in the table", path)
             continue
-        rate = read_wer_summary(files["wer_summary"])[key]
-        errs = read_errs_header(files["errs"])
-        rows.append(ResultRow(part, method, key, "CER" if record.get("unit") == "char" else "WER", rate,
-                              errs.ins + errs.dels + errs.subs, errs.ref_len, record["rtf"],
-                              record["utterances_per_second"], record))
+        errs = read_errs_header(errs_path)  # the same totals as the wer-summary file, plus counts
+        rows.append(ResultRow(part, method, key, "CER" if record.get("unit") == "char" else "WER", errs.error_rate,
+                              errs.errors, errs.ref_len, record["rtf"], record["utterances_per_second"], record))
     return sorted(rows, key=lambda r: (r.part, r.method, natural_sort_key(r.key)))
 
 

@@ -131,7 +131,7 @@ def write_part_results(exp_dir: str | os.PathLike, results: list, speed: SpeedRe
     ``extra`` (weights, model, machine info) goes into the json too."""
     out_dir = Path(exp_dir) / speed.method
     stats = write_scoring_files(out_dir, speed.part, speed.key, results, unit)
-    record = {**speed.to_dict(), "unit": unit, "error_rate": stats.error_rate, **extra}
+    record = {**speed.to_dict(), "unit": unit, **extra}
     write_atomic(out_dir / f"{SPEED_PREFIX}{speed.part}-{speed.key}.json", json.dumps(record, indent=1, ensure_ascii=False) + "\n")
     return stats
 

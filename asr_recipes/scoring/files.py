@@ -127,6 +127,10 @@ class ErrsHeader:
     ref_len: int
     correct: int
 
+    @property
+    def errors(self) -> int:
+        return self.ins + self.dels + self.subs
+
 
 _ERRORS_LINE = re.compile(
     r"Errors: (\d+) insertions, (\d+) deletions, (\d+) substitutions, "
