@@ -71,3 +71,9 @@ def encoder_frames(feature_lens: Tensor) -> Tensor:
 def finite_mask(total: Tensor) -> Tensor:
     """Utterances whose loss can be trained on (finite); the others are dropped and counted."""
     return torch.isfinite(total.detach())
+
+
+def masked_sum(values: Tensor, keep: Tensor) -> Tensor:
+    """Sum of values (N,) over the kept utterances; dropped ones add an exact 0
+    (where(), not multiplication: nan * 0 = nan)."""
+    return torch.where(keep, values, torch.zeros_like(values)).sum()

@@ -32,7 +32,7 @@ from asr_recipes.training import checkpoint as ckpt_io
 from asr_recipes.training.averaging import init_running_average, update_running_average
 from asr_recipes.training.distributed import DistInfo, all_reduce_sum
 from asr_recipes.training.monitor import TrainMonitor
-from asr_recipes.training.objective import LossConfig, TransducerObjective, encoder_frames, finite_mask
+from asr_recipes.training.objective import LossConfig, TransducerObjective, encoder_frames, finite_mask, masked_sum
 from asr_recipes.training.prescan import oom_prescan
 from asr_recipes.training.schedules import EdenConfig, EdenScheduler
 
@@ -298,9 +298,8 @@ class Trainer:
             total, parts = self.objective(features, feature_lens, tokens, token_lens, self.progress["step"])
         keep = finite_mask(total)  # (N,)
         frames = encoder_frames(feature_lens).to(total.dtype)
-        # Dropped utterances contribute an exact 0 (where(), not multiplication: nan * 0 = nan).
-        loss_sum = torch.where(keep, total, torch.zeros_like(total)).sum()
-        counts = all_reduce_sum(torch.stack([(frames * keep).sum(), keep.sum().to(frames.dtype),
+        loss_sum = masked_sum(total, keep)
+        counts = all_reduce_sum(torch.stack([masked_sum(frames, keep), keep.sum().to(frames.dtype),
                                              torch.tensor(float(len(keep)), device=dev)]).detach(), self.dist)
         kept_frames, kept_utts, all_utts = counts.tolist()
         # Mean over all ranks' frames; DDP averages gradients over ranks, hence the world_size.
@@ -326,8 +325,8 @@ class Trainer:
         kept_frames, kept_utts, all_utts = counts
         self.monitor.count("dropped_utterances", int(all_utts - kept_utts))
         self.scaler.unscale_(self.optimizer)
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
-        if kept_utts == 0 or not math.isfinite(float(grad_norm)):
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip))
+        if kept_utts == 0 or not math.isfinite(grad_norm):
             # Nothing trainable in this batch (all ranks agree: counts and grads are all-reduced).
             self.monitor.count("skipped_steps", 1)
             self.scaler.update()  # lowers the fp16 loss scale when the gradient overflowed
@@ -337,14 +336,17 @@ class Trainer:
         self.scaler.update()
         self.progress["step"] += 1
         step = self.progress["step"]
+        # This rank's sums for the log, fetched from the device in one go.
+        loss_value, *part_values, local_frames, local_utts = torch.stack(
+            [loss_sum.detach(), *(masked_sum(v.detach(), keep) for v in parts.values()),
+             masked_sum(frames, keep), keep.sum().to(frames.dtype)]).tolist()
         if self.cfg.trace_dir:
-            self._trace(batch, float(loss_sum.detach()))
+            self._trace(batch, loss_value)
         if self.model_avg is not None and step % self.cfg.average_period == 0:
             update_running_average(self.model_avg, self.model, self.cfg.average_period / step)
             self.progress["average_count"] = step
-        parts_sum = {k: float(torch.where(keep, v.detach(), torch.zeros_like(v)).sum()) for k, v in parts.items()}
-        self.monitor.train_step(step, lr=lr, grad_norm=float(grad_norm), loss_sum=float(loss_sum.detach()),
-                                parts=parts_sum, frames=float((frames * keep).sum()), utts=int(keep.sum()),
+        self.monitor.train_step(step, lr=lr, grad_norm=grad_norm, loss_sum=loss_value,
+                                parts=dict(zip(parts, part_values)), frames=local_frames, utts=int(local_utts),
                                 log_every_n=self.cfg.log_every_n)
 
     @torch.no_grad()
@@ -372,9 +374,13 @@ class Trainer:
             total, parts = module(batch["features"].to(dev), feature_lens, batch["tokens"].to(dev),
                                   batch["token_lens"].to(dev), step=self.progress["step"])
             keep = finite_mask(total)
-            frames += float((encoder_frames(feature_lens) * keep).sum())
-            for k, v in {"loss": total, **parts}.items():
-                sums[k] = sums.get(k, 0.0) + float(torch.where(keep, v, torch.zeros_like(v)).sum())
+            values = {"loss": total, **parts}
+            *batch_sums, batch_frames = torch.stack(
+                [masked_sum(v, keep) for v in values.values()]
+                + [masked_sum(encoder_frames(feature_lens).to(total.dtype), keep)]).tolist()
+            frames += batch_frames
+            for k, v in zip(values, batch_sums):
+                sums[k] = sums.get(k, 0.0) + v
         self.objective.train()
         names = sorted(sums)
         totals = all_reduce_sum(torch.tensor([sums.get(k, 0.0) for k in names] + [frames], dtype=torch.float64,
