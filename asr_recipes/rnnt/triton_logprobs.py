@@ -19,12 +19,7 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
-try:
-    import triton
-    import triton.language as tl
-    from triton.runtime.interpreter import InterpretedFunction
-except ImportError:  # CPU-only installs: available() is False and nothing below is defined
-    triton = None
+from .triton_support import can_run, runs_interpreted, tl, triton
 
 
 TILE_ELEMENTS = 2048  # logits per program and chunk: BLOCK_R rows x BLOCK_C columns
@@ -32,7 +27,7 @@ TILE_ELEMENTS = 2048  # logits per program and chunk: BLOCK_R rows x BLOCK_C col
 
 def available() -> bool:
     """Triton is importable and can run here: interpreted (TRITON_INTERPRET=1) or with a CUDA GPU."""
-    return triton is not None and (INTERPRETED or torch.cuda.is_available())
+    return can_run(INTERPRETED)
 
 
 def _blocks(C: int) -> Tuple[int, int]:
@@ -106,14 +101,7 @@ if triton is not None:
 
 
 
-# Triton builds every @triton.jit function, its own library ones (tl.max, ...) included, as
-# compiled or interpreted when it is decorated, from TRITON_INTERPRET at that moment.
-INTERPRETED = triton is not None and isinstance(_forward_kernel, InterpretedFunction)
-if triton is not None and INTERPRETED != isinstance(tl.max, InterpretedFunction):
-    raise RuntimeError(
-        "TRITON_INTERPRET changed between the first import of triton and of this module; set it "
-        "(or unset it) before anything imports triton"
-    )
+INTERPRETED = runs_interpreted(_forward_kernel) if triton is not None else False
 
 
 def forward(logits: Tensor, targets: Tensor, blank: int, compute_dtype: torch.dtype) -> Tuple[Tensor, Tensor, Tensor]:

@@ -42,12 +42,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-try:
-    import triton
-    import triton.language as tl
-    from triton.runtime.interpreter import InterpretedFunction
-except ImportError:  # CPU-only installs: available() is False and nothing below is defined
-    triton = None
+from .triton_support import can_run, runs_interpreted, tl, triton
 
 
 OCC_BLOCK_S = 16  # occupation-kernel tile: label positions x frames
@@ -56,7 +51,7 @@ OCC_BLOCK_T = 64
 
 def available() -> bool:
     """Triton is importable and can run here: interpreted (TRITON_INTERPRET=1) or with a CUDA GPU."""
-    return triton is not None and (INTERPRETED or torch.cuda.is_available())
+    return can_run(INTERPRETED)
 
 
 # Warps per sweep program; None: the heuristic below. A tuning knob for GPU benchmarks: one warp
@@ -247,14 +242,7 @@ if triton is not None:
         tl.store(px_grad_ptr + px_off, occ_x, mask=symbol_ok)
 
 
-# Triton builds every @triton.jit function, its own library ones (tl.max, ...) included, as
-# compiled or interpreted when it is decorated, from TRITON_INTERPRET at that moment.
-INTERPRETED = triton is not None and isinstance(_sweep_kernel, InterpretedFunction)
-if triton is not None and INTERPRETED != isinstance(tl.max, InterpretedFunction):
-    raise RuntimeError(
-        "TRITON_INTERPRET changed between the first import of triton and of this module; set it "
-        "(or unset it) before anything imports triton"
-    )
+INTERPRETED = runs_interpreted(_sweep_kernel) if triton is not None else False
 
 
 def recursion_triton(
