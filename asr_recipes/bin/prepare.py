@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 @hydra.main(config_path=CONFIG_PATH, config_name="prepare", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     corpus = get_corpus(cfg.corpus)
-    parts = list(cfg.parts) if cfg.parts is not None else list(corpus.default_parts)
+    parts = corpus.parts_or_default(cfg.parts)
     try:
         if cfg.download:
             corpus.download(cfg.dl_dir, parts)

@@ -58,6 +58,10 @@ class CorpusSpec:
     #: Window length (s) for cutting long recordings in the fbank stage; None = whole.
     cut_window: float | None = None
 
+    def parts_or_default(self, parts: Sequence[str] | None) -> list[str]:
+        """The parts a stage was given, or the corpus's default parts when given None."""
+        return list(self.default_parts if parts is None else parts)
+
     def is_train_part(self, part: str) -> bool:
         if self.train_parts is None:
             return part.startswith("train")
