@@ -17,6 +17,11 @@ FRAME_LENGTH = 0.025
 #: The Conv2d front end reduces the frame rate by this factor (40 ms per encoder frame).
 SUBSAMPLING_FACTOR = 4
 
+#: Feature frames the front end reads past an encoder frame's own 4-frame hop: encoder frame
+#: t' is computed from feature frames 4t' .. 4t'+6, so it needs 3 frames (30 ms) of the next
+#: hop. This is the only look-ahead of a streaming (causal) encoder besides its chunk.
+SUBSAMPLING_LOOKAHEAD = 3
+
 #: Token id of the transducer blank, also used as the decoder's start-of-sequence context.
 BLANK_ID = 0
 

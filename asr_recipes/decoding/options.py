@@ -3,12 +3,17 @@
 Length conventions shared by every search method: encoder frames T' (40 ms each) come
 from ``Transducer.encode``; ``max_sym_per_frame`` bounds the non-blank symbols emitted
 while one encoder frame is current, ``max_sym_per_utt`` bounds the symbols of a whole
-hypothesis. Neither blank nor ``<unk>`` is ever emitted. Scores are natural-log
-probabilities of the path(s) a hypothesis stands for under the joiner's log-softmax.
+hypothesis. Neither blank nor ``<unk>`` is ever emitted: ``<unk>`` acts as a second blank
+(it ends the frame without output), as in icefall's and sherpa-onnx's searches, so the
+same model gives the same tokens here and in sherpa-onnx. Scores are natural-log
+probabilities of the path(s) a hypothesis stands for under the joiner's log-softmax
+(after ``blank_penalty``). Timestamps are the encoder frames (0-based, from the start of
+the stream) on which each token was emitted.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -27,6 +32,8 @@ class DecodingOptions:
             T' * max_sym_per_frame, which every method respects anyway (so no search can
             loop forever, even with a model that never predicts blank).
         unk_id: the ``<unk>`` id that is never emitted (None: the vocabulary has none).
+        blank_penalty: subtracted from the blank logit before the log-softmax (> 0 makes
+            blank less likely: fewer deletions, more insertions), as sherpa-onnx's option.
     """
 
     method: str = "greedy_search"
@@ -34,6 +41,7 @@ class DecodingOptions:
     max_sym_per_frame: int = 1
     max_sym_per_utt: Optional[int] = None
     unk_id: Optional[int] = UNK_ID
+    blank_penalty: float = 0.0
 
     def __post_init__(self):
         if not isinstance(self.beam, int) or self.beam < 1:
@@ -44,10 +52,20 @@ class DecodingOptions:
                                                  or self.max_sym_per_utt < 0):
             raise ValueError(f"max_sym_per_utt must be null or an integer >= 0, got {self.max_sym_per_utt!r}")
 
+        if not isinstance(self.blank_penalty, (int, float)) or isinstance(self.blank_penalty, bool):
+            raise ValueError(f"blank_penalty must be a number, got {self.blank_penalty!r}")
+
     def symbol_cap(self, num_frames: int) -> int:
         """Most symbols an utterance of ``num_frames`` encoder frames may get."""
         cap = num_frames * self.max_sym_per_frame
         return cap if self.max_sym_per_utt is None else min(cap, self.max_sym_per_utt)
+
+    @property
+    def utterance_cap(self) -> float:
+        """Most symbols of one hypothesis beyond the per-frame bound (inf: none). Searches
+        check only this: no frame exceeds max_sym_per_frame, so symbol_cap() holds for any
+        number of frames, including a stream whose length is not known yet."""
+        return math.inf if self.max_sym_per_utt is None else self.max_sym_per_utt
 
     def settings_key(self, uses_beam: bool) -> str:
         """The part of a results-file key that describes these settings,
@@ -56,15 +74,19 @@ class DecodingOptions:
         parts.append(f"max-sym-per-frame-{self.max_sym_per_frame}")
         if self.max_sym_per_utt is not None:
             parts.append(f"max-sym-per-utt-{self.max_sym_per_utt}")
+        if self.blank_penalty:
+            parts.append(f"blank-penalty-{self.blank_penalty:g}")
         return "-".join(parts)
 
 
 @dataclass(frozen=True)
 class Hypothesis:
-    """One token sequence (no blank, no unk) and its log-probability."""
+    """One token sequence (no blank, no unk), its log-probability, and the encoder frame
+    on which each token was emitted (same length as tokens, non-decreasing)."""
 
     tokens: tuple[int, ...]
     score: float
+    timestamps: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -81,3 +103,8 @@ class DecodingResult:
     @property
     def score(self) -> float:
         return self.hyps[0].score if self.hyps else float("-inf")
+
+    @property
+    def timestamps(self) -> list[int]:
+        """Encoder frame of each token of the best hypothesis."""
+        return list(self.hyps[0].timestamps) if self.hyps else []

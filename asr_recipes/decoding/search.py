@@ -6,6 +6,12 @@ its ``name``; adding a method adds a class (whisper ``decoding.py`` style):
     options = DecodingOptions(method="modified_beam_search", beam=4)
     results = decode(model, encoder_out, encoder_lens, options)  # list[DecodingResult]
 
+One search implementation serves whole utterances and streams: a search keeps one state
+object per stream (its hypotheses and the number of encoder frames it has seen), and
+``advance`` continues the given streams over their next encoder frames. Offline search is
+start -> one advance over all frames -> results; streaming decoding calls advance once per
+chunk, with whichever streams have a chunk ready (asr_recipes.decoding.streaming).
+
 The joiner's input projections are applied once: ``encoder_proj`` to all frames of the
 batch before the search, ``decoder_proj`` once per distinct decoder context
 (:class:`DecoderCache`), so a search step costs one tanh + output linear per hypothesis.
@@ -15,7 +21,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from typing import ClassVar, Sequence
+from typing import Any, ClassVar, Sequence
 
 import torch
 from torch import Tensor
@@ -30,7 +36,8 @@ class SearchStrategy(ABC):
 
     Subclasses set ``name`` (the ``DecodingOptions.method`` value) and ``uses_beam``
     (whether ``beam`` changes their output, which then goes into results-file keys), and
-    implement :meth:`search`.
+    implement :meth:`start`, :meth:`advance` and :meth:`results` over their own per-stream
+    state objects (each with a ``frames`` attribute: encoder frames seen so far).
     """
 
     name: ClassVar[str]
@@ -48,8 +55,11 @@ class SearchStrategy(ABC):
         self.options = options
         self.blank_id = model.blank_id
         self.context_size = model.decoder.context_size
+        # tokens that end a frame without output: blank, and <unk> like icefall / sherpa-onnx
+        unk = options.unk_id
+        self.silent = {self.blank_id} | ({unk} if unk is not None and unk < model.vocab_size else set())
 
-    @abstractmethod
+    @torch.inference_mode()
     def search(self, encoder_out: Tensor, encoder_lens: Tensor) -> list[DecodingResult]:
         """
         Args:
@@ -58,6 +68,28 @@ class SearchStrategy(ABC):
         Returns:
             N results, in batch order.
         """
+        streams = self.start(encoder_out.size(0))
+        self.advance(streams, encoder_out, encoder_lens)
+        return self.results(streams)
+
+    @abstractmethod
+    def start(self, num_streams: int) -> list[Any]:
+        """Fresh states for ``num_streams`` streams (nothing heard yet)."""
+
+    @abstractmethod
+    def advance(self, streams: Sequence[Any], encoder_out: Tensor, encoder_lens: Tensor) -> None:
+        """Continue each stream over its next encoder frames, in place.
+
+        Args:
+            streams: N states from start() (any subset of the streams, in any order).
+            encoder_out: (N, T', D) the next frames of each stream; frames t >= encoder_lens[n]
+                are padding. encoder_lens: (N,) int64 (0 allowed: that stream is unchanged).
+        """
+
+    @abstractmethod
+    def results(self, streams: Sequence[Any]) -> list[DecodingResult]:
+        """The hypotheses of each stream so far, best first (the final result once the
+        stream's last frames were passed to advance). Does not change the states."""
 
     # ----------------------------------------------------------- helpers
     def project_encoder(self, encoder_out: Tensor) -> Tensor:
@@ -65,20 +97,20 @@ class SearchStrategy(ABC):
         return self.model.joiner.encoder_proj(encoder_out)
 
     def log_probs(self, enc_proj: Tensor, dec_proj: Tensor) -> Tensor:
-        """(R, J), (R, J) already projected -> (R, V) float32 log-probabilities, with
-        ``<unk>`` at -inf so that no search can emit it (its probability mass is dropped)."""
-        logits = self.model.joiner(enc_proj, dec_proj, project_input=False)  # (R, V)
-        log_probs = logits.float().log_softmax(dim=-1)  # (R, V)
-        if self.options.unk_id is not None and self.options.unk_id < log_probs.size(-1):
-            log_probs[:, self.options.unk_id] = float("-inf")
-        return log_probs
+        """(R, J), (R, J) already projected -> (R, V) float32 log-probabilities, the blank
+        logit lowered by ``blank_penalty`` first."""
+        logits = self.model.joiner(enc_proj, dec_proj, project_input=False).float()  # (R, V)
+        if self.options.blank_penalty:
+            logits[:, self.blank_id] -= self.options.blank_penalty
+        return logits.log_softmax(dim=-1)  # (R, V)
 
     def blank_only(self, log_probs: Tensor, at_cap: Tensor) -> None:
         """In place on (R, V) log_probs: rows where at_cap (R,) bool is set may only take
-        blank (their hypotheses reached the utterance's symbol cap)."""
-        blank = log_probs[:, self.blank_id].clone()  # (R,)
+        blank or <unk> (their hypotheses reached the utterance's symbol cap)."""
+        silent = sorted(self.silent)
+        kept = log_probs[:, silent].clone()  # (R, |silent|)
         log_probs[at_cap] = float("-inf")
-        log_probs[:, self.blank_id] = blank
+        log_probs[:, silent] = kept
 
     def context(self, tokens: Sequence[int]) -> tuple[int, ...]:
         """The decoder's input for a hypothesis: its last context_size tokens, left-padded

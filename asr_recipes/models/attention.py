@@ -10,8 +10,12 @@ per-head biases. This is the formulation of Transformer-XL (Dai et al. 2019) as 
 by ESPnet's and icefall's Conformer encoders. Relative positions let the encoder
 generalise to utterance lengths it never saw in training.
 
-Layout of the positional embedding: row k of the (2T-1, D) table encodes offset
-T-1-k, i.e. offsets T-1, T-2, ..., 0, ..., -(T-1) from top to bottom.
+Queries may be fewer than keys: in streaming, the Tq frames of a chunk attend to Tk =
+left + Tq keys, the cached left-context frames followed by the chunk itself, so query i
+sits at key position i + Tk - Tq. Offsets then run from Tk-1 (the newest query against the
+oldest key) down to -(Tq-1). Layout of the positional embedding: row k of the
+(Tk + Tq - 1, D) table encodes offset Tk-1-k; whole utterances have Tq = Tk = T, a
+(2T-1, D) table with offsets T-1, ..., 0, ..., -(T-1) from top to bottom.
 """
 
 import math
@@ -23,9 +27,10 @@ from torch import Tensor, nn
 class RelPositionalEncoding(nn.Module):
     """Scales the input and builds sinusoids for every relative offset.
 
-    forward(x (N, T, D)) -> (x * sqrt(D) (N, T, D), pos_emb (1, 2T-1, D)), both after dropout.
-    The sqrt(D) scale keeps the content stream large relative to the unit-amplitude
-    positional sinusoids, as in the original Transformer.
+    forward(x (N, T, D), left_context=0) -> (x * sqrt(D) (N, T, D), pos_emb (1, left+2T-1, D)),
+    both after dropout: T queries against left + T keys (left > 0 only in streaming, for
+    the cached frames before a chunk). The sqrt(D) scale keeps the content stream large
+    relative to the unit-amplitude positional sinusoids, as in the original Transformer.
     """
 
     def __init__(self, d_model: int, dropout: float):
@@ -36,42 +41,57 @@ class RelPositionalEncoding(nn.Module):
         self.xscale = math.sqrt(d_model)
         self.dropout = nn.Dropout(dropout)
 
-    def sinusoids(self, T: int, device: torch.device, dtype: torch.dtype) -> Tensor:
-        """(2T-1, D): row k encodes relative offset T-1-k."""
-        offsets = torch.arange(T - 1, -T, -1, device=device, dtype=torch.float32)  # (2T-1,)
+    def sinusoids(self, T: int, device: torch.device, dtype: torch.dtype, num_keys: int | None = None) -> Tensor:
+        """(Tk + T - 1, D) for T queries and Tk = num_keys (default T) keys: row k encodes
+        relative offset Tk-1-k."""
+        Tk = T if num_keys is None else num_keys
+        offsets = torch.arange(Tk - 1, -T, -1, device=device, dtype=torch.float32)  # (Tk+T-1,)
         inv_freq = torch.exp(
             torch.arange(0, self.d_model, 2, device=device, dtype=torch.float32)
             * (-math.log(10000.0) / self.d_model)
         )  # (D/2,)
         angles = offsets[:, None] * inv_freq[None, :]  # (2T-1, D/2)
         pe = torch.stack([angles.sin(), angles.cos()], dim=-1)  # (2T-1, D/2, 2)
-        return pe.reshape(2 * T - 1, self.d_model).to(dtype)  # interleaved sin, cos
+        return pe.reshape(Tk + T - 1, self.d_model).to(dtype)  # interleaved sin, cos
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        pos_emb = self.sinusoids(x.size(1), x.device, x.dtype).unsqueeze(0)  # (1, 2T-1, D)
+    def forward(self, x: Tensor, left_context: int = 0) -> tuple[Tensor, Tensor]:
+        T = x.size(1)
+        pos_emb = self.sinusoids(T, x.device, x.dtype, num_keys=left_context + T).unsqueeze(0)  # (1, Tk+T-1, D)
         return self.dropout(x * self.xscale), self.dropout(pos_emb)
 
 
 def rel_shift(scores: Tensor) -> Tensor:
-    """(N, H, T, 2T-1) scores against offsets -> (N, H, T, T) scores against key frames.
+    """(N, H, Tq, Tk+Tq-1) scores against offsets -> (N, H, Tq, Tk) scores against key frames.
 
-    Query i and key j have offset i - j, stored at column T-1-i+j. Element (i, j) of the
-    result therefore sits at flat offset i*(2T-1) + T-1-i+j = (T-1) + i*(2T-2) + j in
-    each contiguous (T, 2T-1) block: a strided view with row stride 2T-2, no copy.
+    Query i (key position i + Tk - Tq) and key j have offset i + Tk - Tq - j, stored at
+    column Tk-1 - (i + Tk - Tq - j) = Tq-1-i+j. With P = Tk+Tq-1 columns, element (i, j)
+    therefore sits at flat offset i*P + Tq-1-i+j = (Tq-1) + i*(P-1) + j of each contiguous
+    (Tq, P) block: a strided view with row stride P-1, no copy. ONNX has no strided views,
+    so while exporting the same elements are gathered instead (same values, one copy).
     """
-    N, H, T, P = scores.shape
-    assert P == 2 * T - 1, f"expected 2T-1 = {2 * T - 1} offsets, got {P}"
+    N, H, Tq, P = scores.shape
+    Tk = P - Tq + 1
+    assert Tk >= Tq, f"expected Tk + Tq - 1 offsets with Tk >= Tq = {Tq}, got {P}"
+    if torch.onnx.is_in_onnx_export():
+        i = torch.arange(Tq, device=scores.device)[:, None]
+        j = torch.arange(Tk, device=scores.device)[None, :]
+        return scores.gather(3, (Tq - 1 - i + j).expand(N, H, Tq, Tk))
     scores = scores.contiguous()
     sN, sH, sT, _ = scores.stride()
-    return scores.as_strided((N, H, T, T), (sN, sH, sT - 1, 1), storage_offset=scores.storage_offset() + T - 1)
+    return scores.as_strided((N, H, Tq, Tk), (sN, sH, sT - 1, 1), storage_offset=scores.storage_offset() + Tq - 1)
 
 
 class RelPositionMultiheadAttention(nn.Module):
     """Multi-head self-attention with Transformer-XL relative positions.
 
-    forward(x (N, T, D), pos_emb (1, 2T-1, D), key_padding_mask (N, T) bool, True = pad)
-    -> (N, T, D). Padded keys get zero weight, so a valid query's output does not depend
-    on padded frames. Every row must have at least one valid frame.
+    forward(x (N, Tq, D), pos_emb (1, Tk+Tq-1, D), mask (N, 1 or Tq, Tk) bool,
+    keys (N, Tk, D) or None) -> (N, Tq, D).
+
+    mask is True where a query may not see a key: (N, 1, Tk) hides padded keys from every
+    query, (N, Tq, Tk) also limits each query (chunked attention). Hidden keys get zero
+    weight, so a query's output does not depend on them; every query must see at least
+    one key. Keys and values come from ``keys`` (default: x itself, Tk = Tq). In streaming,
+    keys are the cached left-context inputs followed by x, so x's frames are the last Tq keys.
     """
 
     def __init__(self, d_model: int, num_heads: int, dropout: float):
@@ -89,22 +109,26 @@ class RelPositionMultiheadAttention(nn.Module):
         self.out = nn.Linear(d_model, d_model)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, pos_emb: Tensor, key_padding_mask: Tensor) -> Tensor:
-        N, T, D = x.shape
+    def forward(self, x: Tensor, pos_emb: Tensor, mask: Tensor, keys: Tensor | None = None) -> Tensor:
+        N, Tq, D = x.shape
         H, Dh = self.num_heads, self.head_dim
-        q, k, v = self.qkv(x).view(N, T, 3, H, Dh).unbind(dim=2)  # 3 x (N, T, H, Dh)
-        k = k.transpose(1, 2)  # (N, H, T, Dh)
-        v = v.transpose(1, 2)  # (N, H, T, Dh)
-        p = self.linear_pos(pos_emb).view(1, 2 * T - 1, H, Dh).transpose(1, 2)  # (1, H, 2T-1, Dh)
+        keys = x if keys is None else keys  # (N, Tk, D), x being its last Tq frames
+        Tk = keys.size(1)
+        # One projection of all keys; the queries are the rows of x (the last Tq).
+        q, k, v = self.qkv(keys).view(N, Tk, 3, H, Dh).unbind(dim=2)  # 3 x (N, Tk, H, Dh)
+        q = q[:, Tk - Tq :]  # (N, Tq, H, Dh)
+        k = k.transpose(1, 2)  # (N, H, Tk, Dh)
+        v = v.transpose(1, 2)  # (N, H, Tk, Dh)
+        p = self.linear_pos(pos_emb).view(1, Tk + Tq - 1, H, Dh).transpose(1, 2)  # (1, H, Tk+Tq-1, Dh)
 
-        q_u = (q + self.pos_bias_u).transpose(1, 2)  # (N, H, T, Dh)
-        q_v = (q + self.pos_bias_v).transpose(1, 2)  # (N, H, T, Dh)
-        content = q_u @ k.transpose(-2, -1)  # (N, H, T, T)
-        position = rel_shift(q_v @ p.transpose(-2, -1))  # (N, H, T, 2T-1) -> (N, H, T, T)
-        scores = (content + position) / math.sqrt(Dh)  # (N, H, T, T)
+        q_u = (q + self.pos_bias_u).transpose(1, 2)  # (N, H, Tq, Dh)
+        q_v = (q + self.pos_bias_v).transpose(1, 2)  # (N, H, Tq, Dh)
+        content = q_u @ k.transpose(-2, -1)  # (N, H, Tq, Tk)
+        position = rel_shift(q_v @ p.transpose(-2, -1))  # (N, H, Tq, Tk+Tq-1) -> (N, H, Tq, Tk)
+        scores = (content + position) / math.sqrt(Dh)  # (N, H, Tq, Tk)
 
-        scores = scores.masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
-        weights = self.dropout(scores.softmax(dim=-1))  # (N, H, T, T)
-        y = weights @ v  # (N, H, T, Dh)
-        y = y.transpose(1, 2).reshape(N, T, D)  # (N, T, D): heads side by side
+        scores = scores.masked_fill(mask[:, None], float("-inf"))  # mask broadcast over heads
+        weights = self.dropout(scores.softmax(dim=-1))  # (N, H, Tq, Tk)
+        y = weights @ v  # (N, H, Tq, Dh)
+        y = y.transpose(1, 2).reshape(N, Tq, D)  # (N, Tq, D): heads side by side
         return self.out(y)

@@ -40,19 +40,23 @@ class ModelConfig:
     decoder_dim: int
     context_size: int
     joiner_dim: int
+    # streaming: causal convolutions and chunked attention (models/conformer.py). Optional
+    # so that checkpoints written before it existed still load (as offline models).
+    causal: bool = False
 
     @classmethod
     def from_mapping(cls, cfg: Mapping) -> "ModelConfig":
         """Validate keys and value types; one error lists every problem found."""
         fields = {f.name: f.type for f in dataclasses.fields(cls)}
+        optional = {f.name for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
         problems = [f"unknown key {k!r}" for k in cfg if k not in fields]
-        problems += [f"missing key {k!r}" for k in fields if k not in cfg]
+        problems += [f"missing key {k!r}" for k in fields if k not in cfg and k not in optional]
         values = {}
         for name, typ in fields.items():
             if name not in cfg:
                 continue
             v = cfg[name]
-            ok = isinstance(v, typ) and not isinstance(v, bool)
+            ok = isinstance(v, typ) and (typ is bool or not isinstance(v, bool))
             if typ is float and isinstance(v, int) and not isinstance(v, bool):
                 v, ok = float(v), True
             if not ok:
@@ -86,6 +90,7 @@ def build_transducer(model_cfg: Mapping, vocab_size: int, feature_dim: int = NUM
         dropout=cfg.dropout,
         subsampling_channels=cfg.subsampling_channels,
         conv_norm=cfg.conv_norm,
+        causal=cfg.causal,
     )
     decoder = StatelessDecoder(vocab_size, cfg.decoder_dim, cfg.context_size, blank_id=BLANK_ID)
     joiner = Joiner(cfg.d_model, cfg.decoder_dim, cfg.joiner_dim, vocab_size)

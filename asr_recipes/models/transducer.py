@@ -46,8 +46,14 @@ class Transducer(nn.Module):
         self.simple_am_proj = nn.Linear(encoder.output_dim, vocab_size)
         self.simple_lm_proj = nn.Linear(decoder.output_dim, vocab_size)
 
-    def encode(self, features: Tensor, feature_lens: Tensor) -> tuple[Tensor, Tensor]:
-        """(N, T, F), (N,) -> encoder_out (N, T', De), encoder_lens (N,) int64."""
+    def encode(self, features: Tensor, feature_lens: Tensor, chunk_size: int = 0,
+               left_context: int = -1) -> tuple[Tensor, Tensor]:
+        """(N, T, F), (N,) -> encoder_out (N, T', De), encoder_lens (N,) int64.
+
+        chunk_size > 0 (streaming models): attention limited to chunks of that many encoder
+        frames plus left_context frames before each (-1: all), i.e. simulated streaming."""
+        if chunk_size > 0:
+            return self.encoder(features, feature_lens, chunk_size=chunk_size, left_context=left_context)
         return self.encoder(features, feature_lens)
 
     def _labels(self, tokens: Tensor, token_lens: Tensor) -> tuple[Tensor, Tensor]:
@@ -88,6 +94,8 @@ class Transducer(nn.Module):
         lm_scale: float = 0.25,
         reduction: str = "sum",
         delay_penalty: float = 0.0,
+        chunk_size: int = 0,
+        left_context: int = -1,
     ) -> tuple[Tensor, Tensor]:
         """Simple (smoothed) and pruned RNN-T losses.
 
@@ -100,12 +108,13 @@ class Transducer(nn.Module):
             am_scale, lm_scale: am_only_scale / lm_only_scale of rnnt_loss_smoothed.
             reduction: "sum", "mean" (over utterances) or "none" (per utterance).
             delay_penalty: k2's delay penalty (0 = off), applied to both losses.
+            chunk_size, left_context: chunked attention for streaming models (see encode()).
         Returns:
             (simple_loss, pruned_loss): scalars, or (N,) each with reduction="none"
             (the caller drops non-finite utterances). Negative log-likelihoods in nats.
         """
         y, sos_y = self._labels(tokens, token_lens)  # (N, U), (N, U+1)
-        encoder_out, encoder_lens = self.encode(features, feature_lens)  # (N, T', De), (N,)
+        encoder_out, encoder_lens = self.encode(features, feature_lens, chunk_size, left_context)  # (N, T', De), (N,)
         decoder_out = self.decoder(sos_y)  # (N, U+1, Dd)
 
         boundary = torch.zeros(y.size(0), 4, dtype=torch.int64, device=y.device)  # (N, 4)
@@ -147,7 +156,8 @@ class Transducer(nn.Module):
         return simple_loss, pruned_loss
 
     def full_loss(
-        self, features: Tensor, feature_lens: Tensor, tokens: Tensor, token_lens: Tensor, reduction: str = "sum"
+        self, features: Tensor, feature_lens: Tensor, tokens: Tensor, token_lens: Tensor, reduction: str = "sum",
+        chunk_size: int = 0, left_context: int = -1,
     ) -> Tensor:
         """Unpruned RNN-T loss with the full joiner, via torchaudio (reference/comparison).
 
@@ -155,7 +165,7 @@ class Transducer(nn.Module):
         O(N T' (U+1) V): use it on small batches. Returns a scalar, or (N,) with "none".
         """
         y, sos_y = self._labels(tokens, token_lens)  # (N, U), (N, U+1)
-        encoder_out, encoder_lens = self.encode(features, feature_lens)  # (N, T', De), (N,)
+        encoder_out, encoder_lens = self.encode(features, feature_lens, chunk_size, left_context)  # (N, T', De), (N,)
         decoder_out = self.decoder(sos_y)  # (N, U+1, Dd)
         # torchaudio insists that T' equals max(encoder_lens)
         encoder_out = encoder_out[:, : int(encoder_lens.max())]  # (N, T'', De)

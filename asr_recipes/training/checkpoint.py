@@ -8,6 +8,8 @@ everything needed to rebuild the model and its input pipeline without the traini
     vocab_size, feature_dim
     tokenizer       Tokenizer.to_dict() (sentencepiece model bytes embedded)
     feature_config  fbank settings the model was trained on
+    decoding        the recipe's decoding settings: defaults of decode / transcribe / export
+                    (method, beam, max_sym_per_frame; chunk_size, left_context if streaming)
     model           state_dict;  model_avg: running-average state_dict (float64) or None
     optimizer, scheduler, grad_scaler, sampler, rng     (training state)
     progress        {"epoch", "step", "batches_in_epoch", "average_count", "train_seconds"}

@@ -32,7 +32,9 @@ from asr_recipes.training import checkpoint as ckpt_io
 from asr_recipes.training.averaging import init_running_average, update_running_average
 from asr_recipes.training.distributed import DistInfo, all_reduce_sum
 from asr_recipes.training.monitor import TrainMonitor
-from asr_recipes.training.objective import LossConfig, TransducerObjective, encoder_frames, finite_mask, masked_sum
+from asr_recipes.training.objective import (
+    ChunkTrainingConfig, LossConfig, TransducerObjective, encoder_frames, finite_mask, masked_sum,
+)
 from asr_recipes.training.prescan import oom_prescan
 from asr_recipes.training.schedules import EdenConfig, EdenScheduler
 
@@ -74,17 +76,23 @@ class TrainerConfig:
     oom_prescan: str = "auto"  # auto | on | off
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    # Dynamic attention chunks per batch; used only when the model is causal (streaming).
+    chunk_training: ChunkTrainingConfig = field(default_factory=ChunkTrainingConfig)
+    # The recipe's decoding settings (DecodingOptions fields, plus chunk_size/left_context for
+    # streaming models), stored in every checkpoint as the defaults of decode and transcribe.
+    decoding: Dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, cfg: Dict[str, Any]) -> "TrainerConfig":
         """From plain dicts (the resolved Hydra config); unknown keys are an error."""
         cfg = dict(cfg)
         loss = LossConfig(**cfg.pop("loss", {}))
+        chunks = ChunkTrainingConfig(**cfg.pop("chunk_training", {}))
         optim = dict(cfg.pop("optim", {}))
         schedule = EdenConfig(**optim.pop("schedule", {}))
         if "betas" in optim:
             optim["betas"] = tuple(optim["betas"])
-        return cls(loss=loss, optim=OptimConfig(schedule=schedule, **optim), **cfg)
+        return cls(loss=loss, chunk_training=chunks, optim=OptimConfig(schedule=schedule, **optim), **cfg)
 
 
 
@@ -129,7 +137,7 @@ class Trainer:
         self.tokenizer = tokenizer
         self.data = data
         self.record = record or {}
-        self.objective = TransducerObjective(self.model, cfg.loss)
+        self.objective = TransducerObjective(self.model, cfg.loss, cfg.chunk_training)
         if dist_info.distributed:
             # The full loss leaves the simple projections unused.
             self.objective = DistributedDataParallel(
@@ -158,6 +166,7 @@ class Trainer:
             "feature_dim": feature_config()["num_mel_bins"],
             "tokenizer": self.tokenizer.to_dict(),
             "feature_config": feature_config(),
+            "decoding": dict(self.cfg.decoding),
             "model": self.model.state_dict(),
             "model_avg": self.model_avg,
             "optimizer": self.optimizer.state_dict(),

@@ -34,30 +34,34 @@ def encoder_batch(lens, seed=1, dim=16):
     return enc, lens
 
 
-def token_log_probs(model, frame, tokens):
+def token_log_probs(model, frame, tokens, blank_penalty=0.0):
     """(V,) log-softmax of the joiner at one encoder frame (D,) after `tokens`, unprojected path."""
     c = model.decoder.context_size
     ctx = ([BLANK] * c + list(tokens))[-c:]
     dec = model.decoder(torch.tensor([ctx]), need_pad=False)[:, 0]  # (1, Dd)
-    return model.joiner(frame[None], dec)[0].log_softmax(-1)  # (V,)
+    logits = model.joiner(frame[None], dec)[0]  # (V,)
+    logits[BLANK] -= blank_penalty
+    return logits.log_softmax(-1)
 
 
 @torch.no_grad()
-def reference_greedy(model, enc, T, max_sym, cap):
-    """One utterance, frame by frame, symbol by symbol; <unk> is never chosen."""
+def reference_greedy(model, enc, T, max_sym, cap, blank_penalty=0.0, frames=None):
+    """One utterance, frame by frame, symbol by symbol; <unk> ends the frame like blank.
+    Appends the frame of each emitted token to `frames` if given."""
     tokens, score, per_frame = [], 0.0, []
     for t in range(T):
         emitted = 0
         while emitted < max_sym:
-            lp = token_log_probs(model, enc[t], tokens)
-            lp[UNK] = -math.inf
+            lp = token_log_probs(model, enc[t], tokens, blank_penalty)
             if len(tokens) >= cap:
-                lp[BLANK + 1:] = -math.inf
+                lp[UNK + 1:] = -math.inf
             k = int(lp.argmax())
             score += float(lp[k])
-            if k == BLANK:
+            if k in (BLANK, UNK):
                 break
             tokens.append(k)
+            if frames is not None:
+                frames.append(t)
             emitted += 1
         per_frame.append(emitted)
     return tokens, score, per_frame
@@ -96,8 +100,9 @@ def test_modified_beam_search_with_beam_1_equals_greedy(max_sym):
 def exhaustive_sequence_scores(model, enc, max_sym, forced_advance):
     """log P(sequence) summed over every alignment of the T frames of `enc` (T, D).
 
-    On each frame a path emits a string of 0..max_sym real symbols and then blank, except
-    (forced_advance) that a string of exactly max_sym symbols moves on without blank."""
+    On each frame a path emits a string of 0..max_sym real symbols and then blank or <unk>
+    (both end the frame silently), except (forced_advance) that a string of exactly max_sym
+    symbols moves on without them."""
     V = model.joiner.output_linear.out_features
     symbols = [k for k in range(V) if k not in (BLANK, UNK)]
     paths = {(): 0.0}
@@ -111,7 +116,7 @@ def exhaustive_sequence_scores(model, enc, max_sym, forced_advance):
                         s += float(token_log_probs(model, enc[t], seq)[k])
                         seq = seq + (k,)
                     if not (forced_advance and length == max_sym):
-                        s += float(token_log_probs(model, enc[t], seq)[BLANK])
+                        s += float(token_log_probs(model, enc[t], seq)[[BLANK, UNK]].logsumexp(0))
                     nxt[seq] = float(torch.logaddexp(torch.tensor(nxt.get(seq, -math.inf)), torch.tensor(s)))
         paths = nxt
     return paths
@@ -129,13 +134,16 @@ def test_unpruned_beam_search_gives_every_sequence_its_total_probability(method,
         assert got.keys() == expected.keys()
         for seq, score in expected.items():
             assert got[seq] == pytest.approx(score, abs=1e-4), seq
-        # sum over all sequences < 1: only <unk>'s mass is missing
-        assert math.log(sum(math.exp(s) for s in got.values())) < 0
+        total = math.log(sum(math.exp(s) for s in got.values()))
+        if forced_advance:  # every path of the lattice ends in one of the sequences
+            assert total == pytest.approx(0.0, abs=1e-4)
+        else:  # paths that would emit more than max_sym symbols on a frame are missing
+            assert total < -1e-3
 
 
 @pytest.mark.parametrize("method", ["beam_search", "modified_beam_search"])
 def test_beam_results_are_sorted_and_never_contain_blank_or_unk(method):
-    model = make_model(unk_bias=3.0)  # <unk> would often win if it were allowed
+    model = make_model(unk_bias=1.0)  # <unk> often wins: it must end frames, never be emitted
     enc, lens = encoder_batch([20, 13, 6], seed=7)
     results = decode(model, enc, lens, DecodingOptions(method, beam=4, max_sym_per_frame=2))
     for r in results:
@@ -149,7 +157,7 @@ def test_beam_results_are_sorted_and_never_contain_blank_or_unk(method):
 @pytest.mark.parametrize("method", ["greedy_search", "beam_search", "modified_beam_search"])
 @pytest.mark.parametrize("max_sym,max_utt", [(1, None), (2, None), (2, 5)])
 def test_symbol_caps_hold_for_a_model_that_never_predicts_blank(method, max_sym, max_utt):
-    model = make_model(blank_bias=-1e4)
+    model = make_model(blank_bias=-1e4, unk_bias=-1e4)  # neither silent symbol ever wins
     enc, lens = encoder_batch([12, 7, 3], seed=2)
     options = DecodingOptions(method, beam=3, max_sym_per_frame=max_sym, max_sym_per_utt=max_utt)
     results = decode(model, enc, lens, options)
@@ -190,3 +198,59 @@ def test_methods_and_options_are_validated():
     with pytest.raises(ValueError, match="beam"):
         DecodingOptions(beam=0)
     assert DecodingOptions(beam=8, max_sym_per_frame=3).settings_key(uses_beam=True) == "beam-8-max-sym-per-frame-3"
+
+
+@pytest.mark.parametrize("blank_penalty", [0.0, 1.5])
+def test_greedy_timestamps_and_blank_penalty_match_the_reference(blank_penalty):
+    model = make_model()
+    enc, lens = encoder_batch([30, 19], seed=6)
+    options = DecodingOptions("greedy_search", max_sym_per_frame=2, blank_penalty=blank_penalty)
+    results = decode(model, enc, lens, options)
+    for n, T in enumerate(lens.tolist()):
+        frames = []
+        tokens, score, _ = reference_greedy(model, enc[n], T, 2, options.symbol_cap(T), blank_penalty, frames)
+        assert results[n].tokens == tokens and results[n].timestamps == frames
+        assert results[n].score == pytest.approx(score, abs=1e-3)
+    if blank_penalty:  # a penalty on blank means more symbols than without it
+        plain = decode(model, enc, lens, DecodingOptions("greedy_search", max_sym_per_frame=2))
+        assert sum(len(r.tokens) for r in results) > sum(len(r.tokens) for r in plain)
+
+
+def test_beam_1_timestamps_equal_greedy_timestamps():
+    model = make_model()
+    enc, lens = encoder_batch([30, 25, 17], seed=3)
+    greedy = decode(model, enc, lens, DecodingOptions("greedy_search", max_sym_per_frame=2))
+    beam1 = decode(model, enc, lens, DecodingOptions("modified_beam_search", beam=1, max_sym_per_frame=2))
+    assert [r.timestamps for r in beam1] == [r.timestamps for r in greedy]
+    assert any(len(set(r.timestamps)) < len(r.timestamps) for r in greedy)  # some frame has 2 symbols
+
+
+@pytest.mark.parametrize("method", ["greedy_search", "modified_beam_search", "beam_search"])
+def test_search_over_chunks_equals_search_over_whole_utterances(method):
+    """Streaming: advance() over consecutive chunks, with streams that skip some calls (not
+    ready yet) and chunk ends that differ per stream, gives exactly the offline result."""
+    from asr_recipes.decoding import make_search
+
+    model = make_model()
+    enc, lens = encoder_batch([23, 17, 9], seed=8)
+    options = DecodingOptions(method, beam=3, max_sym_per_frame=2)
+    whole = decode(model, enc, lens, options)
+    search = make_search(model, options)
+    streams = search.start(3)
+    pos = [0, 0, 0]
+    chunks = {0: [5, 1, 7, 10], 1: [3, 3, 3, 3, 3, 2], 2: [9]}  # frames per advance call, per stream
+    for step in range(6):
+        ids = [n for n in range(3) if step < len(chunks[n])]
+        sizes = [chunks[n][step] for n in ids]
+        part = torch.zeros(len(ids), max(sizes), enc.size(2))
+        for a, (n, size) in enumerate(zip(ids, sizes)):
+            part[a, :size] = enc[n, pos[n] : pos[n] + size]
+            pos[n] += size
+        search.advance([streams[n] for n in ids], part, torch.tensor(sizes))
+        partial = search.results([streams[n] for n in ids])
+        assert all(all(t < pos[n] for t in r.timestamps) for n, r in zip(ids, partial))
+    assert pos == lens.tolist()
+    for got, want in zip(search.results(streams), whole):
+        assert [h.tokens for h in got.hyps] == [h.tokens for h in want.hyps]
+        assert [h.timestamps for h in got.hyps] == [h.timestamps for h in want.hyps]
+        assert [h.score for h in got.hyps] == pytest.approx([h.score for h in want.hyps], abs=1e-6)
