@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 from asr_recipes.bin import CONFIG_PATH
 from asr_recipes.data.datamodule import DataModule
 from asr_recipes.data.tokenizer import load_tokenizer
+from asr_recipes.decoding.options import check_decoding_defaults
 from asr_recipes.models.build import ModelConfig, build_transducer, count_parameters
 from asr_recipes.training import distributed
 from asr_recipes.training.monitor import setup_logging
@@ -33,7 +34,8 @@ def main(cfg: DictConfig) -> None:
         _ensure_dir(cfg.exp_dir)
         OmegaConf.save(cfg, f"{cfg.exp_dir}/train-config.yaml")
     trainer_cfg = TrainerConfig.from_dict(
-        {**resolved["trainer"], "exp_dir": cfg.exp_dir, "loss": resolved["loss"], "optim": resolved["optim"]}
+        {**resolved["trainer"], "exp_dir": cfg.exp_dir, "loss": resolved["loss"], "optim": resolved["optim"],
+         "decoding": check_decoding_defaults(resolved["decoding"])}
     )
     try:
         Trainer(trainer_cfg, model, model_config, tokenizer, DataModule(resolved["data"], tokenizer), dist_info,

@@ -108,3 +108,24 @@ class DecodingResult:
     def timestamps(self) -> list[int]:
         """Encoder frame of each token of the best hypothesis."""
         return list(self.hyps[0].timestamps) if self.hyps else []
+
+
+#: Keys of a checkpoint's "decoding" entry that are not DecodingOptions fields: the
+#: streaming chunk (encoder frames) and left context (encoder frames) of causal models.
+STREAMING_KEYS = ("chunk_size", "left_context")
+
+
+def check_decoding_defaults(defaults: dict) -> dict:
+    """Validate the recipe's ``decoding`` settings before they go into checkpoints: the
+    search fields must make a valid DecodingOptions, chunk_size >= 1 and left_context >= 0.
+    Returns them as a plain dict; ValueError names the bad key."""
+    defaults = dict(defaults)
+    known = {f for f in DecodingOptions.__dataclass_fields__} | set(STREAMING_KEYS)
+    unknown = sorted(set(defaults) - known)
+    if unknown:
+        raise ValueError(f"unknown decoding key(s) {unknown}; known: {sorted(known)}")
+    DecodingOptions(**{k: v for k, v in defaults.items() if k not in STREAMING_KEYS})
+    if int(defaults.get("chunk_size", 1)) < 1 or int(defaults.get("left_context", 0)) < 0:
+        raise ValueError(f"decoding.chunk_size must be >= 1 and decoding.left_context >= 0 (encoder frames), got "
+                         f"{defaults.get('chunk_size')} and {defaults.get('left_context')}")
+    return defaults
