@@ -1,8 +1,11 @@
 """Decode test sets: ``python -m asr_recipes.bin.decode exp_dir=E [checkpoint=PATH | epoch=N avg=K]
-methods=[greedy_search,modified_beam_search] beam=4 max_sym_per_frame=1 data.test_parts=[...]``.
+[methods=[greedy_search,modified_beam_search] beam=4 max_sym_per_frame=1] [chunk_size=8 left_context=64
+streaming=true] data.test_parts=[...]``.
 
-Model and tokenizer come from the checkpoint (no training flags). Writes
-E/<method>/{recogs,errs,wer-summary}-<part>-<key>.txt and speed-<part>-<key>.json and
+Model, tokenizer and the default search settings come from the checkpoint (no training
+flags); anything given explicitly overrides them. Streaming models decode with their chunk
+settings: simulated (one pass with the chunk mask) or, with streaming=true, chunk by chunk.
+Writes E/<method>/{recogs,errs,wer-summary}-<part>-<key>.txt and speed-<part>-<key>.json and
 prints a %WER (or %CER) line and a %SPEED line per part and method (see conf/decode.yaml).
 """
 
@@ -13,11 +16,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from asr_recipes.bin import CONFIG_PATH
 from asr_recipes.data.datamodule import DataModule
-from asr_recipes.decoding import DecodingOptions, make_search
+from asr_recipes.decoding import make_search
 from asr_recipes.decoding.checkpoints import choose_checkpoint, model_from_checkpoint
-from asr_recipes.training.distributed import resolve_device
 from asr_recipes.decoding.runner import decode_test_sets, machine_info
+from asr_recipes.decoding.settings import resolve
 from asr_recipes.models.build import count_parameters
+from asr_recipes.training.distributed import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +39,17 @@ def main(cfg: DictConfig) -> None:
     extra = {"checkpoint": choice.source, "machine": machine_info(device),
              "model": {"num_parameters": count_parameters(model), "train_seconds": progress.get("train_seconds"),
                        "epoch": progress.get("epoch"), "step": progress.get("step")}}
+    settings = resolve(choice.checkpoint, beam=cfg.beam, max_sym_per_frame=cfg.max_sym_per_frame,
+                       max_sym_per_utt=cfg.max_sym_per_utt, blank_penalty=cfg.blank_penalty,
+                       chunk_size=cfg.chunk_size, left_context=cfg.left_context, streaming=cfg.streaming)
     choice.checkpoint = None  # frees the state dicts: the weights are in the model now
-    searches = {m: make_search(model, DecodingOptions(method=m, beam=cfg.beam, max_sym_per_frame=cfg.max_sym_per_frame,
-                                                      max_sym_per_utt=cfg.max_sym_per_utt))
-                for m in cfg.methods}
+    methods = list(cfg.methods) if cfg.methods else [settings.method]
+    searches = {m: make_search(model, settings.options(m)) for m in methods}
+    if settings.chunk is not None:
+        log.info("streaming model: %s", settings.chunk.key())
     loaders = DataModule(data_cfg, tokenizer).test_dataloaders()
-    decode_test_sets(cfg.exp_dir, model, tokenizer, loaders, searches, choice.key, extra, device)
+    decode_test_sets(cfg.exp_dir, model, tokenizer, loaders, searches, choice.key, extra, device,
+                     chunk=settings.chunk)
 
 
 if __name__ == "__main__":

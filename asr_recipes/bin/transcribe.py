@@ -1,9 +1,17 @@
 """Transcribe audio files: ``python -m asr_recipes.bin.transcribe CHECKPOINT AUDIO [AUDIO ...]
-[--method greedy_search] [--beam 4] [--max-sym-per-frame 1] [--device auto]``.
+[--method M] [--beam B] [--max-sym-per-frame K] [--blank-penalty P] [--streaming [--chunk-ms 320]
+[--left-context-ms 2560] [--realtime]] [--device auto]``.
 
 Prints ``<path>\\t<text>`` per readable file, in the order given; each unreadable or missing
 file gets one line on stderr naming it, the others are still transcribed, and the exit
-status is 1 if any file failed (2 for an unusable checkpoint or bad options).
+status is 1 if any file failed (2 for an unusable checkpoint or bad options). Search
+settings default to what the checkpoint records (the recipe's decoding settings).
+
+--streaming (streaming models): each file is fed in pieces of --chunk-ms as live audio
+would arrive and decoded chunk by chunk; the growing transcript is shown on stderr (one
+updating line on a terminal, a "partial" line per change otherwise), the final one on
+stdout, and a line per file reports the compute time per piece. --realtime paces the
+pieces at real time, so the partials appear as a live user would see them.
 
 Not Hydra, unlike the other entry points: the input is a list of arbitrary file paths
 (positional, shell-globbed, possibly containing '=' or spaces), which Hydra's key=value
@@ -15,11 +23,17 @@ from __future__ import annotations
 import argparse
 import sys
 
-from asr_recipes.decoding import DecodingOptions, make_search, search_methods
+from asr_recipes.decoding import make_search, search_methods
 from asr_recipes.decoding.checkpoints import model_from_checkpoint
-from asr_recipes.training.distributed import resolve_device
-from asr_recipes.decoding.transcribe import check_feature_config, transcribe_files
+from asr_recipes.decoding.settings import resolve
+from asr_recipes.decoding.streaming import StreamingRecognizer
+from asr_recipes.decoding.transcribe import (
+    AudioError, check_feature_config, load_audio, transcribe_files, transcribe_streaming,
+)
 from asr_recipes.training.checkpoint import CheckpointError, load_checkpoint
+from asr_recipes.training.distributed import resolve_device
+
+ENCODER_FRAME_MS = 40
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -28,35 +42,89 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("checkpoint", help="a checkpoint written by the train or average stage (e.g. "
                                            "exp/averaged-epoch-30-avg-10.pt)")
     parser.add_argument("audio", nargs="+", help="audio files (WAV, FLAC, ...; any sample rate)")
-    parser.add_argument("--method", default="greedy_search", choices=search_methods())
-    parser.add_argument("--beam", type=int, default=4)
-    parser.add_argument("--max-sym-per-frame", type=int, default=1,
-                        help="raise for character tokens (several letters per 40 ms encoder frame)")
+    recorded = " (default: the checkpoint's recorded setting)"
+    parser.add_argument("--method", default=None, choices=search_methods(), help="search method" + recorded)
+    parser.add_argument("--beam", type=int, default=None, help="beam width" + recorded)
+    parser.add_argument("--max-sym-per-frame", type=int, default=None,
+                        help="symbols per 40 ms encoder frame; character tokens may need several" + recorded)
+    parser.add_argument("--blank-penalty", type=float, default=None,
+                        help="subtracted from the blank logit (> 0: fewer deletions)" + recorded)
+    parser.add_argument("--streaming", action="store_true", help="decode chunk by chunk (streaming models)")
+    parser.add_argument("--chunk-ms", type=int, default=None,
+                        help=f"streaming chunk, a multiple of {ENCODER_FRAME_MS} ms" + recorded)
+    parser.add_argument("--left-context-ms", type=int, default=None,
+                        help=f"streaming attention left context, a multiple of {ENCODER_FRAME_MS} ms" + recorded)
+    parser.add_argument("--realtime", action="store_true", help="with --streaming: feed audio at real-time pace")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--batch-size", type=int, default=8, help="files decoded together")
-    return parser.parse_args(argv)
+    parser.add_argument("--batch-size", type=int, default=8, help="files decoded together (not streaming)")
+    args = parser.parse_args(argv)
+    for name in ("chunk_ms", "left_context_ms"):
+        value = getattr(args, name)
+        if value is not None and (value < 0 or value % ENCODER_FRAME_MS):
+            parser.error(f"--{name.replace('_', '-')} must be a non-negative multiple of {ENCODER_FRAME_MS} ms "
+                         f"(one encoder frame), got {value}")
+    if args.realtime and not args.streaming:
+        parser.error("--realtime paces streaming input: add --streaming")
+    return args
+
+
+def _frames(ms: int | None) -> int | None:
+    return None if ms is None else ms // ENCODER_FRAME_MS
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        options = DecodingOptions(method=args.method, beam=args.beam, max_sym_per_frame=args.max_sym_per_frame)
         device = resolve_device(args.device)
         ckpt = load_checkpoint(args.checkpoint)
         check_feature_config(ckpt)
+        settings = resolve(ckpt, method=args.method, beam=args.beam, max_sym_per_frame=args.max_sym_per_frame,
+                           blank_penalty=args.blank_penalty, chunk_size=_frames(args.chunk_ms),
+                           left_context=_frames(args.left_context_ms), streaming=args.streaming)
         model, tokenizer = model_from_checkpoint(ckpt, device)
     except (CheckpointError, ValueError) as e:
         print(f"transcribe: {e}", file=sys.stderr)
         return 2
     del ckpt
+    search = make_search(model, settings.options())
+    if args.streaming:
+        recognizer = StreamingRecognizer(model, search, settings.chunk.chunk_size, settings.chunk.left_context, device)
+        return _stream_files(recognizer, tokenizer, args.audio, settings.chunk.chunk_size * ENCODER_FRAME_MS,
+                             args.realtime)
     failed = 0
-    search = make_search(model, options)
-    for path, text, error in transcribe_files(model, tokenizer, search, args.audio, device, args.batch_size):
+    # a causal model decoded whole still uses its chunk mask: what it would output streaming
+    chunk = (settings.chunk.chunk_size, settings.chunk.left_context) if settings.chunk else ()
+    for path, text, error in transcribe_files(model, tokenizer, search, args.audio, device, args.batch_size, chunk):
         if error is None:
             print(f"{path}\t{text}", flush=True)
         else:
             failed += 1
             print(f"transcribe: {error}", file=sys.stderr, flush=True)
+    return 1 if failed else 0
+
+
+def _stream_files(recognizer: StreamingRecognizer, tokenizer, paths: list[str], piece_ms: int, realtime: bool) -> int:
+    terminal = sys.stderr.isatty()
+    failed = 0
+    for path in paths:
+        try:
+            samples = load_audio(path)
+        except AudioError as e:
+            failed += 1
+            print(f"transcribe: {e}", file=sys.stderr, flush=True)
+            continue
+
+        def show(text: str, path=path) -> None:
+            if terminal:  # one line, rewritten in place
+                print(f"\r{path}: {text}\x1b[K", end="", file=sys.stderr, flush=True)
+            else:
+                print(f"partial\t{path}\t{text}", file=sys.stderr, flush=True)
+
+        report = transcribe_streaming(recognizer, tokenizer, samples, piece_ms, realtime, show)
+        if terminal:
+            print("\r\x1b[K", end="", file=sys.stderr, flush=True)
+        print(f"{path}\t{report.text}", flush=True)
+        print(f"transcribe: {path}: {report.summary(piece_ms)}", file=sys.stderr, flush=True)
     return 1 if failed else 0
 
 

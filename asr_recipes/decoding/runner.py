@@ -6,11 +6,13 @@ method and part, into ``<exp_dir>/<method>/``:
     recogs-/errs-/wer-summary-<part>-<key>.txt     asr_recipes.scoring (icefall layout)
     speed-<part>-<key>.json                       SpeedReport.to_dict() + model/machine info
 
-``key`` = ``<weights>-<settings>``, e.g. ``epoch-10-avg-3-use-averaged-model-beam-4-max-sym-per-frame-1``.
+``key`` = ``<weights>-<settings>``, e.g. ``epoch-10-avg-3-use-averaged-model-beam-4-max-sym-per-frame-1``
+(streaming models add their chunk settings, e.g. ``-chunk-8-left-64-streaming``).
 Speed: ``rtf`` = wall seconds / audio seconds and ``utterances_per_second``, where a
 method's wall time is its own search time plus the time shared by all methods (loading
 batches and running the encoder), so each method's numbers are what decoding with it
-alone would cost.
+alone would cost. Real streaming runs the encoder chunk by chunk inside each method's
+decoding, so there it counts as the method's own time.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from asr_recipes.atomic_files import write_atomic
 from asr_recipes.constants import FRAME_SHIFT
 from asr_recipes.data.tokenizer import CharTokenizer, Tokenizer
 from asr_recipes.decoding.search import SearchStrategy
+from asr_recipes.decoding.settings import ChunkSettings
+from asr_recipes.decoding.streaming import StreamingRecognizer, decode_streaming
 from asr_recipes.scoring import ErrorStats, write_scoring_files
 
 SPEED_PREFIX = "speed-"
@@ -86,32 +90,42 @@ def _sync(device: torch.device) -> None:
 @torch.inference_mode()
 def decode_part(model, tokenizer: Tokenizer, batches: Iterable[Mapping[str, Any]],
                 searches: Mapping[str, SearchStrategy], part: str, keys: Mapping[str, str],
-                device: torch.device) -> tuple[dict[str, list], dict[str, SpeedReport]]:
+                device: torch.device, chunk: ChunkSettings | None = None
+                ) -> tuple[dict[str, list], dict[str, SpeedReport]]:
     """Run every search on every batch of one test part.
 
     Args:
         batches: AsrDataset batch dicts (features (N, T, F), feature_lens (N,) frames
             before subsampling, cut_ids, texts).
         searches: {method: strategy}; keys: {method: results-file key}.
+        chunk: streaming models: chunked attention (simulated, or real chunk-by-chunk).
     Returns:
         ({method: [(cut id, ref units, hyp units)]}, {method: SpeedReport}).
     """
     unit = scoring_unit(tokenizer)
     results = {m: [] for m in searches}
     speed = {m: SpeedReport(m, part, keys[m]) for m in searches}
+    real = chunk is not None and chunk.real
+    recognizers = {m: StreamingRecognizer(model, s, chunk.chunk_size, chunk.left_context, device)
+                   for m, s in searches.items()} if real else {}
     shared = 0.0
     started = time.perf_counter()
     for batch in batches:
         features = batch["features"].to(device)  # (N, T, F)
         feature_lens = batch["feature_lens"].to(device)  # (N,)
-        encoder_out, encoder_lens = model.encode(features, feature_lens)  # (N, T', D), (N,)
+        if not real:
+            encoder_out, encoder_lens = model.encode(
+                features, feature_lens, *((chunk.chunk_size, chunk.left_context) if chunk else ()))  # (N, T', D), (N,)
         _sync(device)
         shared += time.perf_counter() - started
         refs = [to_units(t, unit) for t in batch["texts"]]
         audio = float(batch["feature_lens"].sum()) * FRAME_SHIFT
         for method, strategy in searches.items():
             t0 = time.perf_counter()
-            out = strategy.search(encoder_out, encoder_lens)
+            if real:
+                out = decode_streaming(recognizers[method], features, feature_lens)
+            else:
+                out = strategy.search(encoder_out, encoder_lens)
             _sync(device)
             texts = tokenizer.decode([r.tokens for r in out])
             speed[method].search_seconds += time.perf_counter() - t0
@@ -140,14 +154,16 @@ def write_part_results(exp_dir: str | os.PathLike, results: list, speed: SpeedRe
 
 def decode_test_sets(exp_dir: str | os.PathLike, model, tokenizer: Tokenizer, loaders: Mapping[str, Iterable],
                      searches: Mapping[str, SearchStrategy], weights: str, extra: Mapping[str, Any],
-                     device: torch.device, report=print) -> dict[tuple[str, str], ErrorStats]:
+                     device: torch.device, report=print, chunk: ChunkSettings | None = None
+                     ) -> dict[tuple[str, str], ErrorStats]:
     """decode_part + write_part_results for every test part; ``report`` gets the %WER and
-    %SPEED lines. The key of a method is ``<weights>-<its settings>``."""
-    keys = {m: f"{weights}-{s.options.settings_key(s.uses_beam)}" for m, s in searches.items()}
+    %SPEED lines. The key of a method is ``<weights>-<its settings>[-<chunk settings>]``."""
+    suffix = f"-{chunk.key()}" if chunk is not None else ""
+    keys = {m: f"{weights}-{s.options.settings_key(s.uses_beam)}{suffix}" for m, s in searches.items()}
     unit = scoring_unit(tokenizer)
     out = {}
     for part, batches in loaders.items():
-        results, speed = decode_part(model, tokenizer, batches, searches, part, keys, device)
+        results, speed = decode_part(model, tokenizer, batches, searches, part, keys, device, chunk)
         for method in searches:
             if not results[method]:
                 raise ValueError(f"test part {part!r} yielded no utterances; check its cut manifest")

@@ -5,20 +5,27 @@ SAMPLE_RATE and mixed to mono -> fbank_extractor() (the extractor of the fbank s
 checked against the checkpoint's feature_config) -> encoder -> search -> text.
 Resampling and feature extraction go through the same lhotse calls as the fbank stage,
 so a file gets the features its cut would get in training (minus lilcom's rounding).
+
+Streaming (causal models): transcribe_streaming feeds a file's samples piece by piece, as
+live audio would arrive, through OnlineFbank (the same frames) and a StreamingRecognizer.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
+import numpy as np
 import soundfile
 import torch
 from lhotse import Recording
 
-from asr_recipes.constants import SAMPLE_RATE, frames_after_subsampling
+from asr_recipes.constants import FRAME_SHIFT, SAMPLE_RATE, frames_after_subsampling
 from asr_recipes.data.features import AUDIO_ERRORS, fbank_extractor, feature_config
+from asr_recipes.data.online_fbank import OnlineFbank
 from asr_recipes.decoding.search import SearchStrategy
 
 log = logging.getLogger(__name__)
@@ -36,8 +43,9 @@ def check_feature_config(ckpt: dict) -> None:
                          f"{here}; transcribe with the asr-recipes version that trained it")
 
 
-def load_features(path: str | Path) -> torch.Tensor:
-    """(T, F) float32 fbank of one audio file; AudioError naming the file if unusable."""
+def load_audio(path: str | Path) -> np.ndarray:
+    """(1, S) float32 samples of one audio file at SAMPLE_RATE, mixed to mono; AudioError
+    naming the file if it is unusable or too short for one encoder frame."""
     path = Path(path)
     if not path.is_file():
         raise AudioError(f"{path}: no such file")
@@ -52,37 +60,95 @@ def load_features(path: str | Path) -> torch.Tensor:
         raise AudioError(f"{path}: cannot read audio ({reason})") from None
     if samples.shape[0] > 1:
         samples = samples.mean(axis=0, keepdims=True)  # (1, S): mono, like a one-channel cut
-    features = torch.from_numpy(fbank_extractor().extract(samples, SAMPLE_RATE))  # (T, F)
-    if frames_after_subsampling(features.size(0)) < 1:
+    hop = round(FRAME_SHIFT * SAMPLE_RATE)
+    if frames_after_subsampling((samples.shape[1] + hop // 2) // hop) < 1:  # fbank frames -> encoder frames
         raise AudioError(f"{path}: too short ({samples.shape[1] / SAMPLE_RATE:.3f} s); the model needs at least "
                          "0.1 s of audio")
-    return features
+    return samples
+
+
+def load_features(path: str | Path) -> torch.Tensor:
+    """(T, F) float32 fbank of one audio file; AudioError naming the file if unusable."""
+    return torch.from_numpy(fbank_extractor().extract(load_audio(path), SAMPLE_RATE))  # (T, F)
 
 
 def transcribe_files(model, tokenizer, search: SearchStrategy, paths: Sequence[str | Path],
-                     device: torch.device, batch_size: int = 8) -> Iterator[tuple[str, str | None, str | None]]:
+                     device: torch.device, batch_size: int = 8,
+                     chunk: tuple[int, int] = ()) -> Iterator[tuple[str, str | None, str | None]]:
     """Yields (path, text, None) or (path, None, error message) per path, in input order.
-    Readable files are decoded in batches of up to ``batch_size``."""
+    Readable files are decoded in batches of up to ``batch_size``; ``chunk`` =
+    (chunk_size, left_context) runs a streaming model with its chunk mask."""
     for start in range(0, len(paths), batch_size):
-        chunk = [str(p) for p in paths[start : start + batch_size]]
+        group = [str(p) for p in paths[start : start + batch_size]]
         features, errors = {}, {}
-        for p in chunk:
+        for p in group:
             try:
                 features[p] = load_features(p)
             except AudioError as e:
                 errors[p] = str(e)
-        texts = dict(zip(features, _decode(model, tokenizer, search, list(features.values()), device)))
-        for p in chunk:
+        texts = dict(zip(features, _decode(model, tokenizer, search, list(features.values()), device, chunk)))
+        for p in group:
             yield (p, texts[p], None) if p in texts else (p, None, errors[p])
 
 
 @torch.inference_mode()
-def _decode(model, tokenizer, search: SearchStrategy, features: list[torch.Tensor], device) -> list[str]:
+def _decode(model, tokenizer, search: SearchStrategy, features: list[torch.Tensor], device,
+            chunk: tuple[int, int] = ()) -> list[str]:
     """Texts for a list of (T_n, F) feature matrices."""
     if not features:
         return []
     lens = torch.tensor([f.size(0) for f in features])  # (N,)
     # The encoder masks padding (asr_recipes.models.conformer), so the pad value is irrelevant.
     padded = torch.nn.utils.rnn.pad_sequence(features, batch_first=True)  # (N, T, F)
-    encoder_out, encoder_lens = model.encode(padded.to(device), lens.to(device))  # (N, T', D), (N,)
+    encoder_out, encoder_lens = model.encode(padded.to(device), lens.to(device), *chunk)  # (N, T', D), (N,)
     return tokenizer.decode([r.tokens for r in search.search(encoder_out, encoder_lens)])
+
+
+@dataclass
+class StreamReport:
+    """How one file went through the streaming path."""
+
+    text: str
+    audio_seconds: float
+    #: wall seconds spent on each audio piece (fbank + encoder chunks + search)
+    piece_seconds: list[float]
+
+    def summary(self, piece_ms: float) -> str:
+        mean = 1000 * sum(self.piece_seconds) / max(len(self.piece_seconds), 1)
+        worst = 1000 * max(self.piece_seconds, default=0.0)
+        rtf = sum(self.piece_seconds) / self.audio_seconds if self.audio_seconds else float("nan")
+        return (f"{len(self.piece_seconds)} pieces of {piece_ms:g} ms: compute per piece mean {mean:.1f} ms, "
+                f"max {worst:.1f} ms, RTF {rtf:.3f}")
+
+
+def transcribe_streaming(recognizer, tokenizer, samples: np.ndarray, piece_ms: float, realtime: bool = False,
+                         on_partial: Callable[[str], None] | None = None) -> StreamReport:
+    """Feed (1, S) samples to a StreamingRecognizer ``piece_ms`` at a time, as live audio
+    would arrive (``realtime``: paced at real time), decoding every chunk as soon as it is
+    complete; ``on_partial(text)`` gets the transcript each time it changes."""
+    fbank = OnlineFbank()
+    stream = recognizer.new_stream()
+    piece = max(1, round(piece_ms / 1000 * SAMPLE_RATE))
+    audio = samples.reshape(-1)
+    times, shown = [], ""
+    started = time.perf_counter()
+    for k, begin in enumerate(range(0, audio.size, piece)):
+        if realtime:  # this piece has been "spoken" only once its last sample is due
+            due = started + min(begin + piece, audio.size) / SAMPLE_RATE
+            time.sleep(max(0.0, due - time.perf_counter()))
+        t0 = time.perf_counter()
+        fbank.accept_waveform(audio[begin : begin + piece])
+        last = begin + piece >= audio.size
+        if last:
+            fbank.input_finished()
+        recognizer.accept_features(stream, fbank.frames())
+        if last:
+            recognizer.input_finished(stream)
+        while recognizer.is_ready(stream):
+            recognizer.decode([stream])
+        times.append(time.perf_counter() - t0)
+        text = tokenizer.decode([recognizer.result(stream).tokens])[0]
+        if on_partial is not None and text != shown:
+            on_partial(text)
+        shown = text
+    return StreamReport(shown, audio.size / SAMPLE_RATE, times)

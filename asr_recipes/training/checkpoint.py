@@ -64,10 +64,13 @@ def load_checkpoint(path: Path, map_location: str = "cpu") -> Dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as e:  # truncated zip, pickle errors ...
-        raise CheckpointError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e}); delete it to fall "
-                              "back to an older one") from e
+        raise CheckpointError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e}): the file is truncated "
+                              f"or not written by torch.save; expected an asr-recipes checkpoint (format {FORMAT!r}) "
+                              "written by the train or average stage") from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not an asr-recipes checkpoint (format {FORMAT!r} expected)")
+        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise CheckpointError(f"{path} is not an asr-recipes checkpoint: format {found!r}, expected {FORMAT!r} "
+                              "(a checkpoint written by the train or average stage of this version)")
     return ckpt
 
 

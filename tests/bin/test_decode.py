@@ -81,3 +81,25 @@ def test_scoring_unit_follows_the_tokenizer():
     assert scoring_unit(chinese) == "char" and scoring_unit(english) == "word"
     assert to_units("今天 天气", "char") == ["今", "天", "天", "气"]
     assert to_units(" CALL  HOME ", "word") == ["CALL", "HOME"]
+
+
+def test_streaming_model_decodes_chunk_by_chunk_as_with_the_chunk_mask(tiny_corpus, tmp_path_factory, tmp_path,
+                                                                       capsys):
+    exp = trained_exp(tiny_corpus, tmp_path_factory, tmp_path / "exp", causal=True,
+                      decoding={"chunk_size": 4, "left_context": 16, "max_sym_per_frame": 2})
+    lower_blank_logit(exp, 3.0)
+    methods = "methods=[greedy_search,modified_beam_search]"
+    run_entry("asr_recipes.bin.decode", *decode_args(tiny_corpus, exp, "epoch=3", methods, "beam=3"))
+    run_entry("asr_recipes.bin.decode", *decode_args(tiny_corpus, exp, "epoch=3", methods, "beam=3", "streaming=true"))
+    run_entry("asr_recipes.bin.decode", *decode_args(tiny_corpus, exp, "epoch=3", methods, "beam=3", "chunk_size=0"))
+    out = capsys.readouterr().out
+    assert "chunk-4-left-16-simulated" in out  # the checkpoint's recorded chunk settings
+    for method, settings in (("greedy_search", "max-sym-per-frame-2"), ("modified_beam_search",
+                                                                        "beam-3-max-sym-per-frame-2")):
+        key = f"epoch-3-avg-1-use-averaged-model-{settings}"
+        simulated = read_recogs(exp / method / f"recogs-test-clean-{key}-chunk-4-left-16-simulated.txt")
+        streamed = read_recogs(exp / method / f"recogs-test-clean-{key}-chunk-4-left-16-streaming.txt")
+        assert len({tuple(h) for _, _, h in simulated}) > 1
+        assert streamed == simulated
+        # chunk_size=0: the same model with full context, keyed without chunk settings
+        assert len(read_recogs(exp / method / f"recogs-test-clean-{key}.txt")) == len(simulated)

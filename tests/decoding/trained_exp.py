@@ -24,20 +24,24 @@ NUM_EPOCHS = 3
 _TRAINED: dict = {}
 
 
-def trained_exp(corpus, tmp_path_factory, dest: Path) -> Path:
-    """Copies the session's trained exp dir to ``dest`` (tests write into their copy)."""
-    key = str(corpus.root)
+def trained_exp(corpus, tmp_path_factory, dest: Path, causal: bool = False, decoding: dict | None = None) -> Path:
+    """Copies the session's trained exp dir to ``dest`` (tests write into their copy).
+    causal: a streaming model (dynamic chunk training) instead of the offline one; decoding:
+    the settings its checkpoints record (the recipe's ``decoding`` config)."""
+    key = (str(corpus.root), causal, tuple(sorted((decoding or {}).items())))
     if key not in _TRAINED:
         exp = tmp_path_factory.mktemp("trained_exp")
         tokenizer = load_tokenizer(corpus.lang)
         seed_everything(0)
-        model = build_transducer(MODEL, tokenizer.vocab_size)
+        arch = {**MODEL, "causal": causal}
+        model = build_transducer(arch, tokenizer.vocab_size)
         cfg = TrainerConfig(exp_dir=str(exp), seed=0, num_epochs=NUM_EPOCHS, save_every_n=1, keep_last_k=0,
                             average_period=1, log_every_n=1000, validate=False, tensorboard=False,
-                            progress_bar=False, loss=LossConfig(warm_step=4), optim=OptimConfig(lr=0.003))
+                            progress_bar=False, loss=LossConfig(warm_step=4), optim=OptimConfig(lr=0.003),
+                            decoding=dict(decoding or {}))
         data = DataModule(tiny_data_config(corpus), tokenizer)
         cpu = DistInfo(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
-        Trainer(cfg, model, MODEL, tokenizer, data, cpu).fit()
+        Trainer(cfg, model, arch, tokenizer, data, cpu).fit()
         _TRAINED[key] = exp
     shutil.copytree(_TRAINED[key], dest)
     return dest
