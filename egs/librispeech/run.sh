@@ -32,11 +32,18 @@ epoch=26                         # decode this epoch's model (= trainer.num_epoc
 avg=8                            # ... averaged over this many epochs
 beam=4                           # modified beam search width
 max_sym_per_frame=1              # symbols per encoder frame in both searches
+streaming=false                  # true: train a streaming model (model.causal=true, dynamic chunks) and decode it chunk by chunk
+decode_chunks=""                 # with --streaming true: decode with these chunks (encoder frames of 40 ms), e.g. "4 8 16"; empty: the one the checkpoint records
 experiment=librispeech           # conf/experiment/<name>.yaml, used by train and decode
 python=$([ -x "$ASR_RECIPES_ROOT/.venv/bin/python" ] && echo "$ASR_RECIPES_ROOT/.venv/bin/python" || echo python3)  # Python with asr_recipes installed
 train_args=""                    # extra Hydra overrides for training, e.g. "trainer.max_minutes=600"
 decode_args=""                   # extra Hydra overrides for decoding, e.g. "data.max_duration=600"
 . "$ASR_RECIPES_ROOT/local/parse_options.sh"
+case "$streaming" in
+  true) ;;
+  false) ;;
+  *) die "--streaming must be true or false, not '$streaming'" ;;
+esac
 
 # Python gets absolute paths: the stages do not depend on the caller's directory.
 dl_dir=$(realpath -m "$dl_dir")
@@ -104,7 +111,7 @@ if should_run 5 "$exp_dir"; then
   read -r -a extra <<< "$train_args"
   "$python" -m torch.distributed.run --nproc_per_node "$ngpu" "${launcher[@]}" \
     -m asr_recipes.bin.train experiment="$experiment" exp_dir="$exp_dir" tokenizer_dir="$lang_dir" \
-    data.manifest_dir="$data_dir/fbank" "data.train_parts=[$train_parts]" "$musan_override" "${extra[@]}"
+    data.manifest_dir="$data_dir/fbank" "data.train_parts=[$train_parts]" "$musan_override" "model.causal=$streaming" "${extra[@]}"
   mark_done "$exp_dir" 5
 fi
 
@@ -117,10 +124,13 @@ fi
 if should_run 7 "$exp_dir"; then
   log "Stage 7: decode test-clean and test-other into $exp_dir/<method>/"
   read -r -a extra <<< "$decode_args"
-  "$python" -m asr_recipes.bin.decode experiment="$experiment" exp_dir="$exp_dir" \
-    epoch="$epoch" avg="$avg" "methods=[greedy_search,modified_beam_search]" beam="$beam" \
-    max_sym_per_frame="$max_sym_per_frame" data.manifest_dir="$data_dir/fbank" \
-    "data.test_parts=[test-clean,test-other]" "${extra[@]}"
+  for chunk in ${decode_chunks:-recorded}; do  # streaming models: one decoding per chunk size
+    chunk_arg=(); [ "$chunk" = recorded ] || chunk_arg=("chunk_size=$chunk")
+    "$python" -m asr_recipes.bin.decode experiment="$experiment" exp_dir="$exp_dir" \
+      epoch="$epoch" avg="$avg" "methods=[greedy_search,modified_beam_search]" beam="$beam" \
+      max_sym_per_frame="$max_sym_per_frame" data.manifest_dir="$data_dir/fbank" \
+      "data.test_parts=[test-clean,test-other]" streaming="$streaming" "${chunk_arg[@]}" "${extra[@]}"
+  done
   mark_done "$exp_dir" 7
 fi
 

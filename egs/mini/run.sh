@@ -30,11 +30,18 @@ avg=3                            # ... averaged over this many epochs
 checkpoints=""                   # instead of epoch/avg: decode these files of the exp dir, e.g. "minutes-5.pt minutes-10.pt"
 beam=4                           # modified beam search width
 max_sym_per_frame=3              # letters per encoder frame (40 ms) in both searches
+streaming=false                  # true: train a streaming model (model.causal=true, dynamic chunks) and decode it chunk by chunk
+decode_chunks=""                 # with --streaming true: decode with these chunks (encoder frames of 40 ms), e.g. "4 8 16"; empty: the one the checkpoint records
 experiment=mini                  # conf/experiment/<name>.yaml, used by train and decode
 python=$([ -x "$ASR_RECIPES_ROOT/.venv/bin/python" ] && echo "$ASR_RECIPES_ROOT/.venv/bin/python" || echo python3)  # Python with asr_recipes installed
 train_args=""                    # extra Hydra overrides for training, e.g. "model=tiny trainer.num_epochs=1"
 decode_args=""                   # extra Hydra overrides for decoding, e.g. "data.max_duration=100"
 . "$ASR_RECIPES_ROOT/local/parse_options.sh"
+case "$streaming" in
+  true) ;;
+  false) ;;
+  *) die "--streaming must be true or false, not '$streaming'" ;;
+esac
 
 # Python gets absolute paths: the stages do not depend on the caller's directory.
 dl_dir=$(realpath -m "$dl_dir")
@@ -77,7 +84,7 @@ if should_run 4 "$exp_dir"; then
   log "Stage 4: train in $exp_dir (rerunning resumes from the newest checkpoint)"
   read -r -a extra <<< "$train_args"
   "$python" -m asr_recipes.bin.train experiment="$experiment" exp_dir="$exp_dir" \
-    tokenizer_dir="$lang_dir" data.manifest_dir="$data_dir/fbank" "${extra[@]}"
+    tokenizer_dir="$lang_dir" data.manifest_dir="$data_dir/fbank" "model.causal=$streaming" "${extra[@]}"
   mark_done "$exp_dir" 4
 fi
 
@@ -95,9 +102,12 @@ if should_run 6 "$exp_dir"; then
   [ ${#files[@]} -gt 0 ] && weights=("${files[@]/#/checkpoint=$exp_dir/}")
   for w in "${weights[@]}"; do
     read -r -a choice <<< "$w"
-    "$python" -m asr_recipes.bin.decode experiment="$experiment" exp_dir="$exp_dir" "${choice[@]}" \
-      "methods=[greedy_search,modified_beam_search]" beam="$beam" \
-      max_sym_per_frame="$max_sym_per_frame" data.manifest_dir="$data_dir/fbank" "${extra[@]}"
+    for chunk in ${decode_chunks:-recorded}; do  # streaming models: one decoding per chunk size
+      chunk_arg=(); [ "$chunk" = recorded ] || chunk_arg=("chunk_size=$chunk")
+      "$python" -m asr_recipes.bin.decode experiment="$experiment" exp_dir="$exp_dir" "${choice[@]}" \
+        "methods=[greedy_search,modified_beam_search]" beam="$beam" max_sym_per_frame="$max_sym_per_frame" \
+        data.manifest_dir="$data_dir/fbank" streaming="$streaming" "${chunk_arg[@]}" "${extra[@]}"
+    done
   done
   mark_done "$exp_dir" 6
 fi

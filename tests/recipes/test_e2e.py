@@ -90,6 +90,22 @@ def check_decoding(exp, fbank, corpus, parts, avg_name, unit):
             assert summary[1] == f"{key}\t{100 * errors / ref_len:.2f}"
 
 
+def check_streaming(recipe, tmp_path, common_args, parts, epochs=2):
+    """Stages 5.. again with --streaming true into a fresh exp dir, on the prepared data: a
+    causal model, decoded chunk by chunk with two chunk sizes, every cut of every part."""
+    exp = tmp_path / "exp-streaming"
+    run_recipe(recipe, tmp_path, *common_args, "--stage", "5", "--exp-dir", str(exp), "--streaming", "true",
+               "--decode-chunks", "2 4", "--results-md", str(tmp_path / "RESULTS-streaming.md"))
+    ckpt = torch.load(exp / f"epoch-{epochs}.pt", map_location="cpu", weights_only=False)
+    assert ckpt["model_config"]["causal"] is True and ckpt["decoding"]["left_context"] == 64
+    for method in METHODS:
+        for part in parts:
+            for chunk in (2, 4):
+                [recogs] = (exp / method).glob(f"recogs-{part}-*-chunk-{chunk}-left-64-streaming.txt")
+                assert len(read_recogs(recogs)) == 3
+    assert "chunk-4-left-64-streaming" in (tmp_path / "RESULTS-streaming.md").read_text()
+
+
 def check_results_md(path, title_words, parts, metric):
     text = path.read_text()
     assert len(re.findall(r"^## ", text, re.MULTILINE)) == 1
@@ -151,10 +167,11 @@ def free_port():
 def test_librispeech_recipe_stages_1_to_8_with_torchrun(synthesized, tmp_path):
     # The multi-node launch options (c10d rendezvous), here for one node with one CPU process.
     rendezvous = f"--nnodes 1 --rdzv-backend c10d --rdzv-endpoint 127.0.0.1:{free_port()} --rdzv-id e2e"
-    run_recipe("librispeech", tmp_path, "--stage", "1", "--torchrun-args", rendezvous, "--dl-dir", str(synthesized),
-               "--data-dir", str(tmp_path / "data"), "--exp-dir", str(tmp_path / "exp"),
-               "--results-md", str(tmp_path / "RESULTS.md"), "--full-libri", "false", "--vocab-size", "30",
-               "--ngpu", "1", "--epoch", "2", "--avg", "1", "--train-args", TRAIN_ARGS, "--decode-args", DECODE_ARGS)
+    common = ["--torchrun-args", rendezvous, "--dl-dir", str(synthesized), "--data-dir", str(tmp_path / "data"),
+              "--full-libri", "false", "--vocab-size", "30", "--ngpu", "1", "--epoch", "2", "--avg", "1",
+              "--train-args", TRAIN_ARGS, "--decode-args", DECODE_ARGS]
+    run_recipe("librispeech", tmp_path, "--stage", "1", "--exp-dir", str(tmp_path / "exp"),
+               "--results-md", str(tmp_path / "RESULTS.md"), *common)
     fbank = tmp_path / "data" / "fbank"
     for part in ["dev-clean", "dev-other", "test-clean", "test-other"]:
         assert len(load_manifest(fbank / f"librispeech_cuts_{part}.jsonl.gz")) == 3
@@ -171,13 +188,14 @@ def test_librispeech_recipe_stages_1_to_8_with_torchrun(synthesized, tmp_path):
     assert (exp / "train-config.yaml").read_text().count("train-clean-360") == 0  # --full-libri false
     check_decoding(exp, fbank, "librispeech", ["test-clean", "test-other"], "averaged-epoch-2-avg-1.pt", "word")
     check_results_md(tmp_path / "RESULTS.md", ["LibriSpeech", "100 h"], ["test-clean", "test-other"], "WER")
+    check_streaming("librispeech", tmp_path, common, ["test-clean", "test-other"])
 
 
 def test_aishell_recipe_stages_1_to_8_reports_cer(synthesized, tmp_path):
-    run_recipe("aishell", tmp_path, "--stage", "1", "--dl-dir", str(synthesized),
-               "--data-dir", str(tmp_path / "data"), "--exp-dir", str(tmp_path / "exp"),
-               "--results-md", str(tmp_path / "RESULTS.md"), "--ngpu", "1", "--epoch", "2", "--avg", "1",
-               "--train-args", TRAIN_ARGS, "--decode-args", DECODE_ARGS)
+    common = ["--dl-dir", str(synthesized), "--data-dir", str(tmp_path / "data"), "--ngpu", "1", "--epoch", "2",
+              "--avg", "1", "--train-args", TRAIN_ARGS, "--decode-args", DECODE_ARGS]
+    run_recipe("aishell", tmp_path, "--stage", "1", "--exp-dir", str(tmp_path / "exp"),
+               "--results-md", str(tmp_path / "RESULTS.md"), *common)
     fbank = tmp_path / "data" / "fbank"
     assert len(load_manifest(fbank / "aishell_cuts_train.jsonl.gz")) == 3 * 8  # speed perturbation
     tokens = [line.split()[0] for line in (tmp_path / "data" / "lang_char" / "tokens.txt").read_text().splitlines()]
@@ -191,3 +209,4 @@ def test_aishell_recipe_stages_1_to_8_reports_cer(synthesized, tmp_path):
         [errs] = (exp / method).glob("errs-test-*.txt")
         assert "%CER = " in errs.read_text()
     check_results_md(tmp_path / "RESULTS.md", ["AISHELL-1", "CER"], ["dev", "test"], "CER")
+    check_streaming("aishell", tmp_path, common, ["dev", "test"])

@@ -14,7 +14,7 @@ from tests.recipes import recipe_sh
 REPO = Path(__file__).resolve().parents[2]
 RECIPES = sorted(p.parent.name for p in (REPO / "egs").glob("*/run.sh"))
 
-COMMON_OPTIONS = ["--stage", "--stop-stage", "--dl-dir", "--data-dir", "--exp-dir", "--results-md", "--nj",
+COMMON_OPTIONS = ["--stage", "--stop-stage", "--dl-dir", "--data-dir", "--exp-dir", "--results-md", "--nj", "--streaming", "--decode-chunks",
                   "--python", "--train-args", "--decode-args", "--epoch", "--avg", "--experiment"]
 CORPUS_STAGES = {0: ["prepare", "prepare"], 1: ["prepare"], 2: ["prepare", "fbank"], 3: ["fbank"],
                  4: ["tokenizer"], 5: ["train"], 6: ["average"], 7: ["decode"], 8: ["results"]}
