@@ -142,8 +142,12 @@ def run_kernels(ctx: Context) -> tuple[bool, str]:
         ctx.report.put("kernels", _skipped(HEADINGS["kernels"], "no time left before the deadline"))
         return False, "skipped (deadline)"
     counts = kernels.parse_pytest(finished.output)
-    where = ("Triton kernels compiled and run on the GPU" if ctx.mode == "gpu"
-             else "Triton kernels interpreted on the CPU (TRITON_INTERPRET=1), subset " + " ".join(s["paths"]))
+    import torch
+
+    # tests/rnnt/triton_device.py: compiled on CUDA when the test process sees a GPU, else interpreted
+    where = ("Triton kernels compiled and run on the GPU" if torch.cuda.is_available()
+             else "no GPU visible: Triton kernels interpreted on the CPU (TRITON_INTERPRET=1)")
+    where += ", tests: " + " ".join(s["paths"])
     ctx.report.put("kernels", kernels.kernel_section(HEADINGS["kernels"], finished, counts, where))
     failed = counts.counts["FAILED"] + counts.counts["ERROR"]
     ok = finished.ok and counts.ok

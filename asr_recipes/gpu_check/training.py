@@ -227,11 +227,15 @@ def training_section(heading: str, runs: dict, skip_steps: int, setup: Sequence[
                          f"step time {c.step_time_ratio:.2f}x, peak memory {fmt(c.peak_ratio, 2, 'x')} "
                          f"(training), {fmt(c.prescan_peak_ratio, 2, 'x')} (pre-scan: the same most "
                          "memory-hungry batches).")
+    lines.append("")
     if batches_check is not None:
         n, differ = batches_check
-        lines.append("")
         lines.append(f"Same batches: cut ids of {n} common steps compared (trainer.trace_dir): "
                      + ("identical." if not differ else f"**{len(differ)} differ** (steps {differ[:10]})."))
+    else:
+        lines.append("Same batches: both runs use the same seeds, sampler and data settings, hence the same batch "
+                     "sequence (not traced here: the trace's per-step parameter checksum would slow the steps; the "
+                     "smoke mode in CI compares the cut ids step by step).")
     for loss, (finished, log) in runs.items():
         notes = [f"{k} {v}" for k, v in log.counters.items()]
         if log.saved:
