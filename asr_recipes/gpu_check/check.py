@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -110,7 +111,7 @@ class Context:
     deadline: float  # time.monotonic()
     bundle: dict = field(default_factory=dict)
     data_dir: Optional[Path] = None
-    summary: dict = field(default_factory=dict)  # part -> (status, seconds)
+    summary: dict = field(default_factory=dict)  # part -> (verdict, details, seconds)
 
     @property
     def env(self) -> dict:
@@ -304,7 +305,15 @@ def run_check(cfg: Mapping[str, Any]) -> int:
     for part in parts:
         part_started = time.monotonic()
         report.running(part, HEADINGS[part], f"part {part}")
-        ok, status = RUNNERS[part](ctx)
+        try:
+            ok, status = RUNNERS[part](ctx)
+        except Exception:  # a bug here must not cost the remaining parts of a rare GPU run
+            trace = traceback.format_exc()
+            with open(log_path, "a", encoding="utf-8") as log:
+                log.write(trace)
+            report.put(part, [HEADINGS[part], "", "**error** in the check itself (not in the part it ran):", "",
+                              *fenced(trace, 30)])
+            ok, status = False, "error in the check: " + trace.strip().splitlines()[-1][:200]
         failed |= not ok
         ctx.summary[part] = ("ok" if ok else "**FAILED**", status, f"{time.monotonic() - part_started:.0f}")
         report.put("summary", summary_lines())

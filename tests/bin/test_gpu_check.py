@@ -104,6 +104,19 @@ def test_an_expired_deadline_skips_parts_and_fails(smoke_bundle, tmp_path):
     assert "| bench | **FAILED** | skipped (deadline) |" in report and "**skipped**: no time left" in section(report, 2)
 
 
+def test_an_error_in_one_part_is_reported_and_the_next_part_still_runs(smoke_bundle, tmp_path):
+    report_path = tmp_path / "report.md"
+    out = run([sys.executable, "-m", "asr_recipes.bin.gpu_check", "mode=smoke", "parts=[kernels,bench]",
+               "smoke.kernels.paths=null", f"bundle_dir={smoke_bundle}", f"work_dir={tmp_path / 'w'}",
+               f"report={report_path}"])
+    assert out.returncode == 1, out.stderr[-2000:]
+    report = report_path.read_text()
+    assert "**error** in the check itself" in section(report, 1) and "TypeError" in section(report, 1)
+    assert re.search(r"^\| kernels \| \*\*FAILED\*\* \| error in the check", report, re.MULTILINE)
+    assert re.search(r"^\| bench \| ok \|", report, re.MULTILINE)
+    assert "TypeError" in report_path.with_suffix(".log").read_text()
+
+
 def test_a_missing_bundle_is_one_clear_error(tmp_path):
     report_path = tmp_path / "report.md"
     out = run([sys.executable, "-m", "asr_recipes.bin.gpu_check", "mode=smoke", f"bundle_dir={tmp_path / 'none'}",
