@@ -109,6 +109,7 @@ class Context:
     log_path: Path
     report: Report
     deadline: float  # time.monotonic()
+    parts: Sequence[str] = ()  # the parts this run does, in order
     bundle: dict = field(default_factory=dict)
     data_dir: Optional[Path] = None
     summary: dict = field(default_factory=dict)  # part -> (verdict, details, seconds)
@@ -169,7 +170,8 @@ def run_bench(ctx: Context) -> tuple[bool, str]:
 
 def _train_setup(ctx: Context, s: Mapping[str, Any]) -> list[str]:
     part = ctx.bundle["parts"][TRAIN_PART]
-    budget = f"{s['minutes']:g} min of training" if s["minutes"] else f"{s['max_steps']} steps"
+    budget = (f"{s['minutes']:g} min of training (less if the deadline needs it: trainer.max_minutes in the "
+              "commands below)" if s["minutes"] else f"{s['max_steps']} steps")
     return [f"Experiment `{s['experiment']}` with `{' '.join(s['overrides'])}`; each run stops after {budget} "
             f"(trainer.max_minutes/max_steps; start-up, OOM pre-scan and the last checkpoint come on top). Data: the "
             f"bundle's {part['utterances']} training utterances ({part['hours']:.2f} h, mean {part['mean_seconds']} s, "
@@ -183,14 +185,18 @@ def run_train(ctx: Context) -> tuple[bool, str]:
     s = ctx.settings["train"]
     runs: dict = {}
     statuses, ok = [], True
-    for loss in s["losses"]:
+    d = ctx.settings["decode"]
+    reserve = d["max_seconds"] * len(d["batch_sizes"]) + 30 if "decode" in ctx.parts else 0
+    for i, loss in enumerate(s["losses"]):
+        minutes = s["minutes"] and training.run_minutes(s["minutes"], ctx.remaining(), reserve, len(s["losses"]) - i,
+                                                        s["startup_s"])
         exp, trace = ctx.work_dir / f"train-{loss}", ctx.work_dir / f"trace-{loss}"
         shutil.rmtree(exp, ignore_errors=True)  # a leftover checkpoint would be resumed
         shutil.rmtree(trace, ignore_errors=True)
         cmd = training.train_command(sys.executable, loss, s["experiment"], exp, ctx.bundle["lang_dir"], ctx.data_dir,
-                                     s["minutes"], s["max_steps"], s["log_every_n"], trace if s["trace"] else None,
+                                     minutes, s["max_steps"], s["log_every_n"], trace if s["trace"] else None,
                                      s["overrides"])
-        finished = ctx.run(cmd, (s["minutes"] or 0) * 60 + s["startup_s"])
+        finished = ctx.run(cmd, (minutes or 0) * 60 + s["startup_s"])
         if finished is None:
             statuses.append(f"{loss} skipped (deadline)")
             ok = False
@@ -283,7 +289,7 @@ def run_check(cfg: Mapping[str, Any]) -> int:
               f"{settings['deadline_minutes']} min", _device_line(mode), _versions(), f"- commit: {_git_commit()}",
               f"- command: `{' '.join([Path(sys.executable).name, '-m', 'asr_recipes.bin.gpu_check', *sys.argv[1:]])}`"]
     report = Report(report_path, f"GPU check ({mode} mode)", header)
-    ctx = Context(mode, settings, work_dir, log_path, report, started + 60 * settings["deadline_minutes"])
+    ctx = Context(mode, settings, work_dir, log_path, report, started + 60 * settings["deadline_minutes"], parts)
     try:
         ctx.data_dir = work_dir / "data"
         ctx.bundle = install_bundle(Path(cfg["bundle_dir"]), ctx.data_dir, settings["train"]["repeat"])

@@ -173,6 +173,16 @@ def same_batches(trace_a: Path, trace_b: Path) -> tuple[int, list]:
     return len(common), [s for s in common if a[s] != b[s]]
 
 
+def run_minutes(configured: float, remaining_s: float, reserve_s: float, runs_left: int, startup_s: float,
+                floor: float = 0.25) -> float:
+    """trainer.max_minutes for the next run: the configured minutes, or less when the deadline
+    would otherwise cut a later run or the part after training (``reserve_s``). Each run left is
+    counted with half its start-up allowance (the expected start-up); not below ``floor`` unless
+    ``configured`` is."""
+    share = (remaining_s - reserve_s) / runs_left
+    return round(max(min(floor, configured), min(configured, (share - startup_s / 2) / 60)), 2)
+
+
 def train_command(python: str, loss: str, experiment: str, exp_dir: Path, lang_dir: str, data_dir: Path,
                   minutes: Optional[float], max_steps: Optional[int], log_every_n: int,
                   trace_dir: Optional[Path], overrides: Sequence[str]) -> list[str]:

@@ -204,6 +204,15 @@ def test_comparison_uses_the_steady_windows_both_runs_logged():
     assert training.compare(pruned, log([1], [1], None), skip_steps=10) is None
 
 
+def test_training_minutes_shrink_only_when_the_deadline_needs_it():
+    # 320 s left, 90 s for decoding, 2 runs of 50 s expected start-up each: 1 minute fits
+    assert training.run_minutes(1.0, 320, 90, 2, startup_s=100) == 1.0
+    # 240 s left: each run gets (240 - 90) / 2 = 75 s, minus 50 s start-up
+    assert training.run_minutes(1.0, 240, 90, 2, startup_s=100) == pytest.approx(25 / 60, abs=0.005)
+    assert training.run_minutes(1.0, 100, 90, 2, startup_s=100) == 0.25  # the floor; the time box does the rest
+    assert training.run_minutes(0.2, 1000, 0, 1, startup_s=100) == 0.2  # never more than configured
+
+
 def test_pytest_outcomes_are_counted_from_a_real_run(tmp_path):
     (tmp_path / "test_mix.py").write_text(
         "import pytest\n"
