@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo bench gpu-prepare gpu-check clean
 
 install: $(STAMP)
 
@@ -26,5 +26,14 @@ demo: install
 bench: install
 	$(PY) -m asr_recipes.bin.bench_loss
 
+# The GPU check (README, "GPU check"). gpu-prepare runs here (CPU, espeak-ng, network) and fills
+# .gpu-check/ (data bundle + wheels); gpu-check runs on the GPU machine, which has no network
+# and no virtualenv, so it does not depend on `install`. GPU_CHECK_ARGS: e.g. "parts=[train]".
+gpu-prepare: install
+	$(PY) -m asr_recipes.bin.gpu_prepare
+
+gpu-check:
+	bash local/gpu_check.sh $(GPU_CHECK_ARGS)
+
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache .gpu-check .gpu-check-scratch

@@ -4,7 +4,10 @@ Works as one process or under torchrun (``torchrun --nproc_per_node N -m asr_rec
 Re-running the same command resumes from the newest checkpoint in exp_dir.
 """
 
+import logging
+
 import hydra
+import torch.distributed as torch_dist
 from omegaconf import DictConfig, OmegaConf
 
 from asr_recipes.bin import CONFIG_PATH
@@ -16,21 +19,23 @@ from asr_recipes.training import distributed
 from asr_recipes.training.monitor import setup_logging
 from asr_recipes.training.trainer import Trainer, TrainerConfig, seed_everything
 
+log = logging.getLogger(__name__)
+
 
 @hydra.main(config_path=CONFIG_PATH, config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    dist_info = distributed.setup(cfg.device)
+    dist_info = distributed.setup(cfg.device, cfg.process_group)
     setup_logging(cfg.exp_dir, dist_info.is_main)
+    if dist_info.distributed and dist_info.is_main:  # what gpu_check reads to name the backend used
+        log.info("process group: %s backend, world size %d, device %s", torch_dist.get_backend(),
+                 dist_info.world_size, dist_info.device)
     tokenizer = load_tokenizer(cfg.tokenizer_dir)
     model_config = ModelConfig.from_mapping(resolved["model"]).to_dict()
     seed_everything(cfg.trainer.seed)  # identical initial weights on every rank and every run
     model = build_transducer(model_config, vocab_size=tokenizer.vocab_size)
     if dist_info.is_main:
-        import logging
-
-        logging.getLogger(__name__).info("model: %.2fM parameters, vocabulary %d", count_parameters(model) / 1e6,
-                                         tokenizer.vocab_size)
+        log.info("model: %.2fM parameters, vocabulary %d", count_parameters(model) / 1e6, tokenizer.vocab_size)
         _ensure_dir(cfg.exp_dir)
         OmegaConf.save(cfg, f"{cfg.exp_dir}/train-config.yaml")
     trainer_cfg = TrainerConfig.from_dict(

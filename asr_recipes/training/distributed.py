@@ -3,6 +3,9 @@
 torchrun exports RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR/PORT; a plain ``python -m`` run has
 none of them and trains as rank 0 of 1 without a process group. CUDA uses NCCL with one GPU
 per local rank; CPU uses gloo (which is how the multi-process tests run on this machine).
+A torchrun job of one process gets no process group either, unless ``process_group="always"``
+asks for one: then NCCL (or gloo), DDP and the collectives run as they would on N devices,
+which is how a single-GPU machine checks that path (asr_recipes.bin.gpu_check).
 """
 
 import datetime
@@ -23,6 +26,8 @@ class DistInfo:
     local_rank: int
     world_size: int
     device: torch.device
+    #: A process group was initialised although world_size is 1 (setup(process_group="always")).
+    forced_group: bool = False
 
     @property
     def is_main(self) -> bool:
@@ -31,7 +36,8 @@ class DistInfo:
 
     @property
     def distributed(self) -> bool:
-        return self.world_size > 1
+        """A process group exists: DDP and the collectives are used."""
+        return self.world_size > 1 or self.forced_group
 
 
 def resolve_device(name: str) -> torch.device:
@@ -44,8 +50,17 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def setup(device: str = "auto") -> DistInfo:
-    """Initialises the process group if launched by torchrun; picks the device for this rank."""
+def setup(device: str = "auto", process_group: str = "auto") -> DistInfo:
+    """Initialises the process group if launched by torchrun; picks the device for this rank.
+
+    process_group: "auto" = only when torchrun started more than one process; "always" = also
+    for one (needs a torchrun launch: it reads MASTER_ADDR/MASTER_PORT from there).
+    """
+    if process_group not in ("auto", "always"):
+        raise ValueError(f"process_group must be 'auto' or 'always', got {process_group!r}")
+    if process_group == "always" and "MASTER_ADDR" not in os.environ:
+        raise ValueError("process_group=always needs a torchrun launch (torchrun --nproc_per_node N -m "
+                         "asr_recipes.bin.train ...); a plain `python -m` run has no rendezvous")
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -53,7 +68,8 @@ def setup(device: str = "auto") -> DistInfo:
     if dev.type == "cuda":  # one GPU per local rank
         torch.cuda.set_device(local_rank)
         dev = torch.device("cuda", local_rank)
-    if world_size > 1 and not dist.is_initialized():
+    forced = process_group == "always" and world_size == 1
+    if (world_size > 1 or forced) and not dist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
         timeout = datetime.timedelta(minutes=30)
         store = _attempt_store(world_size, timeout)
@@ -62,7 +78,7 @@ def setup(device: str = "auto") -> DistInfo:
         else:
             dist.init_process_group(backend=backend, store=store, rank=rank, world_size=world_size, timeout=timeout)
         log.info("rank %d/%d on %s (%s)", rank, world_size, dev, backend)
-    return DistInfo(rank=rank, local_rank=local_rank, world_size=world_size, device=dev)
+    return DistInfo(rank=rank, local_rank=local_rank, world_size=world_size, device=dev, forced_group=forced)
 
 
 def _attempt_store(world_size: int, timeout: datetime.timedelta):

@@ -9,14 +9,19 @@ from collections import Counter
 from pathlib import Path
 from typing import Dict, Optional
 
+import torch
 from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 
 
 class TrainMonitor:
-    def __init__(self, exp_dir: Path, is_main: bool, tensorboard: bool, progress_bar: bool):
+    def __init__(self, exp_dir: Path, is_main: bool, tensorboard: bool, progress_bar: bool,
+                 device: Optional[torch.device] = None):
+        """device: a CUDA device adds its peak allocated memory (since the last
+        ``torch.cuda.reset_peak_memory_stats``) to each log line."""
         self.is_main = is_main
+        self.cuda_device = device if device is not None and device.type == "cuda" else None
         self.writer = None
         if is_main and tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -41,13 +46,17 @@ class TrainMonitor:
                 log.warning("%s: +%d (total %d)", name, n, self.counters[name])
 
     def train_step(self, step: int, lr: float, grad_norm: float, loss_sum: float, parts: Dict[str, float],
-                   frames: float, utts: int, log_every_n: int) -> None:
+                   frames: float, utts: int, log_every_n: int, audio_seconds: float = 0.0) -> None:
+        """One optimizer step: loss sums over ``frames`` encoder frames of ``utts`` utterances,
+        ``audio_seconds`` of audio in the batch; every ``log_every_n`` steps a log line with the
+        per-frame losses and the window's throughput."""
         w = self._window
         w["loss"] += loss_sum
         for k, v in parts.items():
             w[k] += v
         w["frames"] += frames
         w["utts"] += utts
+        w["audio"] += audio_seconds
         w["steps"] += 1
         if self.bar is not None:
             self.bar.update(1)
@@ -56,9 +65,14 @@ class TrainMonitor:
         elapsed = max(time.time() - self._window_start, 1e-9)
         per_frame = {k: w[k] / max(w["frames"], 1.0) for k in ["loss", *parts]}
         utts_per_sec = w["utts"] / elapsed
+        audio_per_sec = w["audio"] / elapsed
+        peak_gib = (torch.cuda.max_memory_allocated(self.cuda_device) / 2**30 if self.cuda_device is not None
+                    else None)
         if self.is_main:
-            log.info("step %d: %s, lr %.2e, grad norm %.2f, %.1f utt/s", step,
-                     ", ".join(f"{k} {v:.4f}" for k, v in per_frame.items()), lr, grad_norm, utts_per_sec)
+            log.info("step %d: %s, lr %.2e, grad norm %.2f, %.1f utt/s, %.1f s of audio/s, %.1f ms/step%s", step,
+                     ", ".join(f"{k} {v:.4f}" for k, v in per_frame.items()), lr, grad_norm, utts_per_sec,
+                     audio_per_sec, 1e3 * elapsed / w["steps"],
+                     "" if peak_gib is None else f", peak mem {peak_gib:.2f} GiB")
             if self.bar is not None:
                 self.bar.set_postfix(loss=f"{per_frame['loss']:.4f}", lr=f"{lr:.1e}")
             if self.writer is not None:
@@ -67,6 +81,9 @@ class TrainMonitor:
                 self.writer.add_scalar("train/lr", lr, step)
                 self.writer.add_scalar("train/grad_norm", grad_norm, step)
                 self.writer.add_scalar("train/utterances_per_second", utts_per_sec, step)
+                self.writer.add_scalar("train/audio_seconds_per_second", audio_per_sec, step)
+                if peak_gib is not None:
+                    self.writer.add_scalar("train/peak_memory_gib", peak_gib, step)
                 for k, v in self.counters.items():
                     self.writer.add_scalar(f"train/{k}", v, step)
         self._window = Counter()

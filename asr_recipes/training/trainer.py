@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from asr_recipes.constants import FRAME_SHIFT
 from asr_recipes.data.features import feature_config
 from asr_recipes.training import checkpoint as ckpt_io
 from asr_recipes.training.averaging import init_running_average, update_running_average
@@ -156,7 +157,7 @@ class Trainer:
                          "minute_snapshots": 0}
         self.sampler_state = None
         self._resume_rng = None
-        self.monitor = TrainMonitor(self.exp_dir, dist_info.is_main, cfg.tensorboard, cfg.progress_bar)
+        self.monitor = TrainMonitor(self.exp_dir, dist_info.is_main, cfg.tensorboard, cfg.progress_bar, self.device)
 
     # ------------------------------------------------------------------ checkpoints
     def _state(self, sampler_state) -> Dict[str, Any]:
@@ -232,6 +233,8 @@ class Trainer:
         self.resume()
         if self.cfg.oom_prescan == "on" or (self.cfg.oom_prescan == "auto" and self.device.type == "cuda"):
             self.prescan()
+        if self.device.type == "cuda":  # the log's peak memory is then training's own (the pre-scan logs its peak)
+            torch.cuda.reset_peak_memory_stats(self.device)
         self._started = time.time()
         self._seconds_before = self.progress["train_seconds"]
         stopped = False
@@ -356,7 +359,8 @@ class Trainer:
             self.progress["average_count"] = step
         self.monitor.train_step(step, lr=lr, grad_norm=grad_norm, loss_sum=loss_value,
                                 parts=dict(zip(parts, part_values)), frames=local_frames, utts=int(local_utts),
-                                log_every_n=self.cfg.log_every_n)
+                                log_every_n=self.cfg.log_every_n,
+                                audio_seconds=float(batch["feature_lens"].sum()) * FRAME_SHIFT)
 
     @torch.no_grad()
     def _trace(self, batch: Dict[str, Any], loss_sum: float) -> None:
