@@ -1,0 +1,29 @@
+"""bin.deploy_check on the tiny corpus: one row per decoder and precision; the fp32 greedy
+decoders agree with PyTorch on every utterance, as the client tests require."""
+
+import pytest
+
+from tests.decoding.entry import run_entry
+from tests.export.exported import exported, offline_checkpoint
+
+pytest.importorskip("sherpa_onnx")
+
+
+def test_deploy_check_prints_the_table(tiny_corpus, tmp_path_factory, capsys):
+    ckpt = offline_checkpoint(tiny_corpus, tmp_path_factory)
+    out = exported("offline", ckpt, tmp_path_factory)
+    cuts = tiny_corpus.fbank / "librispeech_cuts_test-clean.jsonl.gz"
+    run_entry("asr_recipes.bin.deploy_check", str(ckpt), f"export_dir={out}", f"cuts={cuts}", "limit=6")
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith(f"checkpoint {ckpt} | export {out} |") and "6 utterances" in lines[0]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[3:]]
+    assert [(r[0], r[1]) for r in rows] == [
+        ("PyTorch greedy", "fp32"),
+        ("onnxruntime greedy (ours)", "fp32"), ("sherpa-onnx greedy", "fp32"), ("sherpa-onnx modified beam 4", "fp32"),
+        ("onnxruntime greedy (ours)", "int8"), ("sherpa-onnx greedy", "int8"), ("sherpa-onnx modified beam 4", "int8")]
+    by_name = {(r[0], r[1]): r for r in rows}
+    for name in ("onnxruntime greedy (ours)", "sherpa-onnx greedy"):
+        assert by_name[(name, "fp32")][3] == "100.0"  # identical transcripts
+        assert by_name[(name, "fp32")][2] == rows[0][2]  # so the same WER
+    assert all(float(r[4]) > 0 and float(r[5]) > 0 for r in rows)  # RTF, size
+    assert float(by_name[("sherpa-onnx greedy", "int8")][5]) < float(by_name[("sherpa-onnx greedy", "fp32")][5])
