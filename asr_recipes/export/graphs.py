@@ -105,10 +105,15 @@ def quantize_int8(out_dir: Path) -> None:
 
     for name, ops in ((contract.ENCODER, ["MatMul"]), (contract.DECODER, ["MatMul", "Gather"]),
                       (contract.JOINER, ["MatMul"])):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            quantize_dynamic(model_input=out_dir / name, model_output=out_dir / contract.INT8[name],
-                             op_types_to_quantize=ops, weight_type=QuantType.QInt8)
+        # onnxruntime logs a line per tensor (and advice about calibration) on the root logger
+        logging.disable(logging.WARNING)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                quantize_dynamic(model_input=out_dir / name, model_output=out_dir / contract.INT8[name],
+                                 op_types_to_quantize=ops, weight_type=QuantType.QInt8)
+        finally:
+            logging.disable(logging.NOTSET)
         # quantize_dynamic keeps metadata_props; check it did, sherpa needs them
         if read_metadata(out_dir / contract.INT8[name]) != read_metadata(out_dir / name):
             add_metadata(out_dir / contract.INT8[name], read_metadata(out_dir / name), replace=True)
