@@ -27,3 +27,19 @@ def test_deploy_check_prints_the_table(tiny_corpus, tmp_path_factory, capsys):
         assert by_name[(name, "fp32")][2] == rows[0][2]  # so the same WER
     assert all(float(r[4]) > 0 and float(r[5]) > 0 for r in rows)  # RTF, size
     assert float(by_name[("sherpa-onnx greedy", "int8")][5]) < float(by_name[("sherpa-onnx greedy", "fp32")][5])
+
+
+def test_deploy_check_of_a_streaming_export(tiny_corpus, tmp_path_factory):
+    """PyTorch's chunked encoder over sherpa-onnx's windows is the reference of streaming rows."""
+    from asr_recipes.export.deploy_check import deploy_check
+    from asr_recipes.training.checkpoint import load_checkpoint
+    from tests.export.exported import causal_checkpoint
+
+    ckpt = causal_checkpoint(tiny_corpus, tmp_path_factory)
+    out = exported("streaming", ckpt, tmp_path_factory)
+    cuts = tiny_corpus.fbank / "librispeech_cuts_test-clean.jsonl.gz"
+    rows, info = deploy_check(load_checkpoint(ckpt), out, cuts, limit=3)
+    assert info["streaming"] and info["chunk"] == (4, 8) and info["tail_padding_seconds"] == 0.66
+    assert rows[0].decoder == "PyTorch greedy (chunked)" and any(rows[0].hyps)
+    for r in rows[1:3]:  # onnxruntime and sherpa-onnx greedy, fp32
+        assert r.precision == "fp32" and "greedy" in r.decoder and r.hyps == rows[0].hyps and r.identical == 100.0
