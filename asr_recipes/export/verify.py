@@ -134,26 +134,37 @@ def verify_decoder_joiner(model, decoder_path: Path, joiner_path: Path) -> dict[
     return errors
 
 
-def check_int8(out_dir: Path, streaming_inputs: dict | None = None) -> dict[str, float]:
-    """Relative deviation of each int8 graph from its fp32 graph on one random input;
-    ExportError if an output is not finite or deviates by more than INT8_RTOL."""
+def _random_feed(sess, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """One input of every kind the graphs take: 200 frames of fbank-like features (or the
+    streaming window, with zero caches), token 2 in every decoder slot, random joiner inputs.
+    Dynamic axes (named, not sized) get batch 2 and 200 frames."""
+    feed = {}
+    for inp in sess.get_inputs():
+        shape = [d if isinstance(d, int) else (200 if i == 1 and inp.name == "x" else 2)
+                 for i, d in enumerate(inp.shape)]
+        if inp.name == "x":
+            feed["x"] = (rng.standard_normal(shape) * 3.0 - 8.0).astype(np.float32)
+        elif inp.name == "x_lens":
+            feed["x_lens"] = np.full(shape, feed["x"].shape[1], dtype=np.int64)
+        elif inp.name in ("processed_lens", "cached_attn", "cached_conv"):
+            feed[inp.name] = np.zeros(shape, dtype=np.int64 if inp.name == "processed_lens" else np.float32)
+        elif inp.name == "y":
+            feed["y"] = np.full(shape, 2, dtype=np.int64)
+        else:
+            feed[inp.name] = rng.standard_normal(shape).astype(np.float32)
+    return feed
+
+
+def check_int8(out_dir: Path) -> dict[str, float]:
+    """Relative deviation of each int8 graph's first output from its fp32 graph's on one
+    random input; ExportError if it is not finite or deviates by more than INT8_RTOL."""
     rng = np.random.default_rng(0)
     errors = {}
     for name, int8 in contract.INT8.items():
         fp32_sess, int8_sess = session(out_dir / name), session(out_dir / int8)
-        feed = {}
-        for inp in fp32_sess.get_inputs():
-            shape = [d if isinstance(d, int) else 2 for d in inp.shape]
-            if inp.name == "x" and not isinstance(inp.shape[1], int):
-                shape[1] = 200
-            if "int64" in inp.type:
-                high = 200 if inp.name == "x_lens" else 2
-                feed[inp.name] = np.full(shape, high, dtype=np.int64) if inp.name != "processed_lens" else \
-                    np.zeros(shape, dtype=np.int64)
-            else:
-                feed[inp.name] = (rng.standard_normal(shape) * (3.0 if inp.name == "x" else 1.0)).astype(np.float32)
+        feed = _random_feed(fp32_sess, rng)
         ref, got = fp32_sess.run(None, feed)[0], int8_sess.run(None, feed)[0]
-        err = relative_error(got.astype(np.float32), ref.astype(np.float32))
+        err = relative_error(got, ref)
         errors[int8] = err
         if not np.isfinite(got).all() or not err <= INT8_RTOL:
             raise ExportError(f"{int8}: the int8 copy deviates from {name} by {err:.3g} (relative); quantization "

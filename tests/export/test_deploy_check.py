@@ -25,8 +25,8 @@ def test_deploy_check_prints_the_table(tiny_corpus, tmp_path_factory, capsys):
     for name in ("onnxruntime greedy (ours)", "sherpa-onnx greedy"):
         assert by_name[(name, "fp32")][3] == "100.0"  # identical transcripts
         assert by_name[(name, "fp32")][2] == rows[0][2]  # so the same WER
-    assert all(float(r[4]) > 0 and float(r[5]) > 0 for r in rows)  # RTF, size
-    assert float(by_name[("sherpa-onnx greedy", "int8")][5]) < float(by_name[("sherpa-onnx greedy", "fp32")][5])
+    assert all(float(r[4]) > 0 and float(r[5]) > 0 and float(r[6]) > 0 for r in rows)  # RTFs, size
+    assert float(by_name[("sherpa-onnx greedy", "int8")][6]) < float(by_name[("sherpa-onnx greedy", "fp32")][6])
 
 
 def test_deploy_check_of_a_streaming_export(tiny_corpus, tmp_path_factory):
