@@ -42,7 +42,8 @@ def test_checkpoint_of_another_version_is_one_clear_error(tmp_path):
             runpy.run_module("asr_recipes.bin.export", run_name="__main__", alter_sys=True)
     finally:
         sys.argv = saved
-    assert exit_.value.code == f"export: {foreign} is not an asr-recipes checkpoint (format 'asr-recipes/1' expected)"
+    message = exit_.value.code
+    assert message.startswith(f"export: {foreign} is not an asr-recipes checkpoint") and "\n" not in message
     assert not (tmp_path / "x").exists()
 
 
