@@ -4,7 +4,6 @@ causal model trained the same way with dynamic chunks, each with its export."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -81,8 +80,3 @@ def wav_files(corpus, tmp_dir: Path, count: int = 8) -> list[tuple[Path, np.ndar
         samples, _ = soundfile.read(path, dtype="float32")  # (S,) in [-1, 1]
         out.append((path, samples))
     return out
-
-
-def copy_checkpoint(src: Path, dest: Path) -> Path:
-    shutil.copy(src, dest)
-    return dest

@@ -30,8 +30,8 @@ def setup(tiny_corpus, tmp_path_factory):
 
 def sherpa_symbols(tokenizer, ids):
     """What sherpa-onnx's result.tokens shows for our ids: the symbol, a leading \u2581 as a space."""
-    return [tokenizer.id_to_token(i).replace("\u2581", " ", 1) if tokenizer.id_to_token(i).startswith("\u2581")
-            else tokenizer.id_to_token(i) for i in ids]
+    symbols = [tokenizer.id_to_token(i) for i in ids]
+    return [" " + s[1:] if s.startswith("\u2581") else s for s in symbols]
 
 
 @torch.no_grad()
