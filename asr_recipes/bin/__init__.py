@@ -9,3 +9,12 @@ call the library; they hold no logic a test would want to reach.
 
 #: Hydra ``config_path`` for modules in this package (the repository's conf/).
 CONFIG_PATH = "../../conf"
+
+
+def positional_checkpoint(argv: list[str]) -> list[str]:
+    """``prog CKPT key=value ...`` -> ``prog checkpoint='CKPT' key=value ...`` for Hydra, which
+    takes only overrides: a first argument without '=' (and not an option) is the checkpoint.
+    Quoted, so paths with '=', spaces or brackets survive Hydra's override grammar."""
+    if len(argv) > 1 and "=" not in argv[1] and not argv[1].startswith("-"):
+        return [argv[0], "checkpoint='" + argv[1].replace("'", "\\'") + "'", *argv[2:]]
+    return list(argv)

@@ -8,15 +8,16 @@
 #
 # Stages: 0 download (+ MUSAN), 1 lhotse manifests, 2 MUSAN manifests + fbank (--use-musan true),
 # 3 fbank (0.9/1.1 speed perturbation of train), 4 character tokenizer, 5 train,
-# 6 average checkpoints, 7 decode dev/test (greedy + modified beam), 8 RESULTS.md.
+# 6 average checkpoints, 7 decode dev/test (greedy + modified beam), 8 RESULTS.md,
+# 9 export the averaged model for sherpa-onnx (exp/onnx: encoder/decoder/joiner.onnx, tokens.txt).
 # Finished stages leave a done-marker (<data-dir>/.done/stage-N for 0-4, <exp-dir>/.done/
-# stage-N for 5-8); delete it to redo a stage.
+# stage-N for 5-9); delete it to redo a stage.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../../local/common.sh"
 RECIPE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 stage=0                          # first stage to run
-stop_stage=8                     # last stage to run
+stop_stage=9                     # last stage to run
 dl_dir=$RECIPE_DIR/download      # holds (or receives) aishell/data_aishell/ and musan/; only read after stage 0
 data_dir=$RECIPE_DIR/data        # manifests, features, tokenizer
 exp_dir=$RECIPE_DIR/exp          # checkpoints, logs, TensorBoard, decoding results
@@ -130,4 +131,11 @@ if should_run 8 "$exp_dir"; then
   "$python" -m asr_recipes.bin.results exp_dir="$exp_dir" results_md="$results_md" \
     "title='AISHELL-1, pruned transducer (icefall pruned_transducer_stateless2 setup), CER'"
   mark_done "$exp_dir" 8
+fi
+
+if should_run 9 "$exp_dir"; then
+  log "Stage 9: export for sherpa-onnx (fp32 + int8 ONNX, checked against PyTorch) into $exp_dir/onnx"
+  "$python" -m asr_recipes.bin.export checkpoint="$exp_dir/averaged-epoch-$epoch-avg-$avg.pt" \
+    out_dir="$exp_dir/onnx" int8=true
+  mark_done "$exp_dir" 9
 fi

@@ -6,15 +6,16 @@
 #   bash egs/mini/run.sh --stage 4 --stop-stage 4 --train-args "trainer.num_epochs=2"
 #
 # Stages: 0 synthesize corpus, 1 lhotse manifests, 2 fbank, 3 tokenizer, 4 train,
-# 5 average checkpoints, 6 decode dev/test (greedy + modified beam), 7 append to RESULTS.md.
+# 5 average checkpoints, 6 decode dev/test (greedy + modified beam), 7 append to RESULTS.md,
+# 8 export the model for sherpa-onnx (exp/onnx: encoder/decoder/joiner.onnx, tokens.txt).
 # Hyper-parameters live in conf/experiment/mini.yaml. Finished stages leave a done-marker
-# (<data-dir>/.done/stage-N for 0-3, <exp-dir>/.done/stage-N for 4-7); delete it to redo one.
+# (<data-dir>/.done/stage-N for 0-3, <exp-dir>/.done/stage-N for 4-8); delete it to redo one.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../../local/common.sh"
 RECIPE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 stage=0                          # first stage to run
-stop_stage=7                     # last stage to run
+stop_stage=8                     # last stage to run
 dl_dir=$RECIPE_DIR/download      # stage 0 writes the corpus to <dl-dir>/LibriSpeech
 data_dir=$RECIPE_DIR/data        # manifests, features, tokenizer
 exp_dir=$RECIPE_DIR/exp          # checkpoints, logs, TensorBoard, decoding results
@@ -117,4 +118,13 @@ if should_run 7 "$exp_dir"; then
   "$python" -m asr_recipes.bin.results exp_dir="$exp_dir" results_md="$results_md" \
     "title='mini: synthesized $task ($size), $experiment experiment'"
   mark_done "$exp_dir" 7
+fi
+
+if should_run 8 "$exp_dir"; then
+  log "Stage 8: export for sherpa-onnx (fp32 + int8 ONNX, checked against PyTorch) into $exp_dir/onnx"
+  read -r -a files <<< "$checkpoints"
+  ckpt=$exp_dir/averaged-epoch-$epoch-avg-$avg.pt
+  [ ${#files[@]} -gt 0 ] && ckpt=$exp_dir/${files[-1]}  # the last of --checkpoints
+  "$python" -m asr_recipes.bin.export checkpoint="$ckpt" out_dir="$exp_dir/onnx" int8=true
+  mark_done "$exp_dir" 8
 fi

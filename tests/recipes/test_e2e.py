@@ -5,6 +5,7 @@ Outputs are checked with independent readers: lhotse for cut manifests and featu
 checkpoints, TensorBoard's EventAccumulator for the logs, kaldialign for the error rates."""
 
 import ast
+import json
 import os
 import re
 import shutil
@@ -104,6 +105,16 @@ def check_streaming(recipe, tmp_path, common_args, parts, epochs=2):
                 [recogs] = (exp / method).glob(f"recogs-{part}-*-chunk-{chunk}-left-64-streaming.txt")
                 assert len(read_recogs(recogs)) == 3
     assert "chunk-4-left-64-streaming" in (tmp_path / "RESULTS-streaming.md").read_text()
+    check_export(exp, streaming=True)  # sherpa-onnx's streaming layout, with the recorded chunk settings
+
+
+def check_export(exp, streaming=False):
+    """The export stage left a complete sherpa-onnx directory (its checks passed)."""
+    names = {p.name for p in (exp / "onnx").iterdir()}
+    assert names == {"encoder.onnx", "decoder.onnx", "joiner.onnx", "tokens.txt", "export.json",
+                     "encoder.int8.onnx", "decoder.int8.onnx", "joiner.int8.onnx"}, names
+    info = json.loads((exp / "onnx" / "export.json").read_text())
+    assert info["streaming"] is streaming and info["int8"] is True
 
 
 def check_results_md(path, title_words, parts, metric):
@@ -137,12 +148,13 @@ def test_mini_recipe_all_stages_from_another_directory(tmp_path):
     check_training(exp, epochs=2)
     check_decoding(exp, fbank, "librispeech", ["dev-clean", "test-clean"], "averaged-epoch-2-avg-2.pt", "word")
     check_results_md(tmp_path / "RESULTS.md", ["mini", "commands", "tiny"], ["dev-clean", "test-clean"], "WER")
+    check_export(exp)
     assert (real_results.read_bytes() if real_results.exists() else None) == before
 
     # A second run finds every stage done and changes nothing.
     results = (tmp_path / "RESULTS.md").read_text()
     again = run_recipe("mini", tmp_path, *args)
-    assert [int(n) for n in re.findall(r"Stage (\d+) already done", again.stderr)] == list(range(8))
+    assert [int(n) for n in re.findall(r"Stage (\d+) already done", again.stderr)] == list(range(9))
     assert (tmp_path / "RESULTS.md").read_text() == results
 
 
@@ -164,7 +176,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_librispeech_recipe_stages_1_to_8_with_torchrun(synthesized, tmp_path):
+def test_librispeech_recipe_stages_1_to_9_with_torchrun(synthesized, tmp_path):
     # The multi-node launch options (c10d rendezvous), here for one node with one CPU process.
     rendezvous = f"--nnodes 1 --rdzv-backend c10d --rdzv-endpoint 127.0.0.1:{free_port()} --rdzv-id e2e"
     common = ["--torchrun-args", rendezvous, "--dl-dir", str(synthesized), "--data-dir", str(tmp_path / "data"),
@@ -188,10 +200,11 @@ def test_librispeech_recipe_stages_1_to_8_with_torchrun(synthesized, tmp_path):
     assert (exp / "train-config.yaml").read_text().count("train-clean-360") == 0  # --full-libri false
     check_decoding(exp, fbank, "librispeech", ["test-clean", "test-other"], "averaged-epoch-2-avg-1.pt", "word")
     check_results_md(tmp_path / "RESULTS.md", ["LibriSpeech", "100 h"], ["test-clean", "test-other"], "WER")
+    check_export(exp)
     check_streaming("librispeech", tmp_path, common, ["test-clean", "test-other"])
 
 
-def test_aishell_recipe_stages_1_to_8_reports_cer(synthesized, tmp_path):
+def test_aishell_recipe_stages_1_to_9_reports_cer(synthesized, tmp_path):
     common = ["--dl-dir", str(synthesized), "--data-dir", str(tmp_path / "data"), "--ngpu", "1", "--epoch", "2",
               "--avg", "1", "--train-args", TRAIN_ARGS, "--decode-args", DECODE_ARGS]
     run_recipe("aishell", tmp_path, "--stage", "1", "--exp-dir", str(tmp_path / "exp"),
@@ -209,4 +222,5 @@ def test_aishell_recipe_stages_1_to_8_reports_cer(synthesized, tmp_path):
         [errs] = (exp / method).glob("errs-test-*.txt")
         assert "%CER = " in errs.read_text()
     check_results_md(tmp_path / "RESULTS.md", ["AISHELL-1", "CER"], ["dev", "test"], "CER")
+    check_export(exp)
     check_streaming("aishell", tmp_path, common, ["dev", "test"])

@@ -17,12 +17,12 @@ RECIPES = sorted(p.parent.name for p in (REPO / "egs").glob("*/run.sh"))
 COMMON_OPTIONS = ["--stage", "--stop-stage", "--dl-dir", "--data-dir", "--exp-dir", "--results-md", "--nj", "--streaming", "--decode-chunks",
                   "--python", "--train-args", "--decode-args", "--epoch", "--avg", "--experiment"]
 CORPUS_STAGES = {0: ["prepare", "prepare"], 1: ["prepare"], 2: ["prepare", "fbank"], 3: ["fbank"],
-                 4: ["tokenizer"], 5: ["train"], 6: ["average"], 7: ["decode"], 8: ["results"]}
+                 4: ["tokenizer"], 5: ["train"], 6: ["average"], 7: ["decode"], 8: ["results"], 9: ["export"]}
 EXPECTED = {
     "mini": {
         "options": COMMON_OPTIONS + ["--task", "--size"],
         "stages": {0: ["synthesize"], 1: ["prepare"], 2: ["fbank"], 3: ["tokenizer"], 4: ["train"],
-                   5: ["average"], 6: ["decode"], 7: ["results"]},
+                   5: ["average"], 6: ["decode"], 7: ["results"], 8: ["export"]},
     },
     "librispeech": {
         "options": COMMON_OPTIONS + ["--ngpu", "--torchrun-args", "--full-libri", "--use-musan", "--vocab-size"],
