@@ -153,3 +153,25 @@ def test_minute_snapshots_are_written_and_resumable(tiny_corpus, tmp_path):
     (tmp_path / "checkpoint-2.pt").unlink()
     newest = ckpt_io.load_latest(tmp_path)
     assert newest["path"] == str(snapshots[-1]) and newest["progress"]["step"] == 2
+
+
+def test_prune_coverage_is_measured_and_logged_at_validation(tiny_corpus, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    trainer = make_trainer(tiny_corpus, tmp_path, num_epochs=1, save_every_n=0, prune_coverage_batches=1)
+    trainer.fit()
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    (logged,) = events.Scalars("valid/prune_coverage")
+    assert logged.step == trainer.progress["step"] and 0.0 < logged.value < 1.0  # prune_range 5 of ~20 labels
+    assert len(events.Scalars("valid/prune_gap_per_frame")) == 1
+    # The first validation batch only (of every rank; one rank here), with the band of training.
+    first = next(iter(trainer.data.valid_dataloader()))
+    stats = trainer.prune_coverage()
+    assert stats.utterances == len(first["cut_ids"]) and stats.batches == 1
+    assert stats.coverage == pytest.approx(logged.value, abs=1e-6)  # the weights did not change since
+    # A band wider than every transcript keeps the whole lattice; off means off.
+    wide = make_trainer(tiny_corpus, tmp_path / "wide", loss=LossConfig(warm_step=4, prune_range=1000))
+    wide_stats = wide.prune_coverage()
+    assert wide_stats.coverage == pytest.approx(1.0, abs=1e-6) and abs(wide_stats.gap_per_frame) < 1e-4
+    assert make_trainer(tiny_corpus, tmp_path / "off", prune_coverage_batches=0).prune_coverage() is None
