@@ -64,9 +64,10 @@ def _widen_to_fit(boundary: Tensor, s_range: int) -> int:
     width gives them a path. Logs one warning when it widens.
     """
     S_b, T_b = boundary[:, 2], boundary[:, 3]
+    if S_b.numel() == 0:
+        return s_range
     needed = torch.where(T_b > 0, (S_b + T_b - 1).div(T_b.clamp(min=1), rounding_mode="floor") + 1, 0)
-    worst = int(needed.argmax()) if needed.numel() else 0
-    required = int(needed[worst]) if needed.numel() else 0  # one host sync
+    required, worst = torch.stack(needed.max(dim=0)).tolist()  # one host sync
     if required <= s_range:
         return s_range
     log.warning(
