@@ -417,10 +417,12 @@ class Trainer:
         loss, k = self.cfg.loss, self.cfg.prune_coverage_batches
         if k <= 0 or loss.type != "pruned":
             return None
+        rng = _rng_state()  # a diagnostic must not change training (iterating a loader draws a seed)
         self.model.eval()
         batches = itertools.islice(self.data.valid_dataloader(self.dist.rank, self.dist.world_size), k)
         stats = measure_batches(self.model, batches, [loss.prune_range], PruneSettings.of(loss), self.device)
         self.model.train()
+        _set_rng_state(rng)
         sums = all_reduce_sum(torch.tensor(stats[loss.prune_range].as_list(), dtype=torch.float64,
                                            device=self.device), self.dist)
         total = PruneStats.from_list(sums.tolist())

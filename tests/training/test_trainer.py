@@ -175,3 +175,13 @@ def test_prune_coverage_is_measured_and_logged_at_validation(tiny_corpus, tmp_pa
     wide_stats = wide.prune_coverage()
     assert wide_stats.coverage == pytest.approx(1.0, abs=1e-6) and abs(wide_stats.gap_per_frame) < 1e-4
     assert make_trainer(tiny_corpus, tmp_path / "off", prune_coverage_batches=0).prune_coverage() is None
+
+
+def test_prune_coverage_does_not_change_training(tiny_corpus, tmp_path):
+    with_it = make_trainer(tiny_corpus, tmp_path / "on", num_epochs=2, save_every_n=0, prune_coverage_batches=1)
+    with_it.fit()
+    without = make_trainer(tiny_corpus, tmp_path / "off", num_epochs=2, save_every_n=0, prune_coverage_batches=0)
+    without.fit()
+    for (name, a), b in zip(with_it.model.state_dict().items(), without.model.state_dict().values()):
+        assert torch.equal(a, b), name
+
