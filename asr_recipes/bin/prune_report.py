@@ -66,7 +66,7 @@ def main(cfg: DictConfig) -> None:
                       f"epoch {progress.get('epoch')}, step {progress.get('step')}, {hours:.2f} h of training)",
         "band settings": f"prune_range {prune_range}, lm_scale {settings.lm_scale}, am_scale {settings.am_scale}, "
                          f"delay_penalty {settings.delay_penalty} (from {source})",
-        "run": f"{datetime.now():%Y-%m-%d %H:%M} on {device} ({torch.get_num_threads()} threads), torch {torch.__version__}",
+        "run": f"{datetime.now():%Y-%m-%d %H:%M} on {device}, torch threads {torch.get_num_threads()}, torch {torch.__version__}",
     }
     text = f"### prune report: {path.name}\n\n" + markdown(sample, s_ranges, info)
     if cfg.plot and sample.lattice is not None:
