@@ -1,8 +1,9 @@
 """The prune_range report: how much of a trained model's full lattice each s_range keeps.
 
-    sample = collect(model, loaders, s_ranges=[2, 3, 4, 5, 8], settings=settings, max_batches=20)
-    print(markdown(sample, checkpoint_info))          # one table row per s_range
-    plot_lattice(sample.lattice, ...)                 # asr_recipes.diagnostics.heatmap
+    prune_range, settings, source = training_settings(ckpt, overrides={})
+    sample = collect(model, loaders, [2, 3, 4, 5, 8], settings, max_batches=20, plot_s_range=prune_range)
+    print(markdown(sample, [2, 3, 4, 5, 8], {"checkpoint": "..."}))   # one table row per s_range
+    plot_lattice(sample.lattice, prune_range, "band.png")             # asr_recipes.diagnostics.heatmap
 
 The band of each s_range is the one training would use with the checkpoint's loss settings
 (:func:`training_settings`); the numbers are defined in
