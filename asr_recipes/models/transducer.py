@@ -26,6 +26,14 @@ from asr_recipes.models.decoder import StatelessDecoder
 from asr_recipes.models.joiner import Joiner
 
 
+def lattice_boundary(token_lens: Tensor, encoder_lens: Tensor) -> Tensor:
+    """(N, 4) int64 rows [0, 0, U_n, T'_n] = [s_begin, t_begin, s_end, t_end] of k2's losses."""
+    boundary = torch.zeros(token_lens.size(0), 4, dtype=torch.int64, device=token_lens.device)
+    boundary[:, 2] = token_lens
+    boundary[:, 3] = encoder_lens
+    return boundary
+
+
 class Transducer(nn.Module):
     """Args:
         encoder: module with forward(features (N, T, F), feature_lens (N,)) ->
@@ -116,15 +124,35 @@ class Transducer(nn.Module):
         y, sos_y = self._labels(tokens, token_lens)  # (N, U), (N, U+1)
         encoder_out, encoder_lens = self.encode(features, feature_lens, chunk_size, left_context)  # (N, T', De), (N,)
         decoder_out = self.decoder(sos_y)  # (N, U+1, Dd)
+        boundary = lattice_boundary(token_lens, encoder_lens)  # (N, 4)
+        simple_loss, (px_grad, py_grad) = self.simple_loss(
+            encoder_out, decoder_out, y, boundary, am_scale, lm_scale, reduction, delay_penalty
+        )
+        ranges = k2.get_rnnt_prune_ranges(px_grad, py_grad, boundary, s_range=prune_range)  # (N, T', S)
+        pruned_loss = self.pruned_loss(encoder_out, decoder_out, y, ranges, boundary, reduction, delay_penalty)
+        return simple_loss, pruned_loss
 
-        boundary = torch.zeros(y.size(0), 4, dtype=torch.int64, device=y.device)  # (N, 4)
-        boundary[:, 2] = token_lens  # [s_begin, t_begin, s_end, t_end]
-        boundary[:, 3] = encoder_lens
+    def simple_loss(
+        self,
+        encoder_out: Tensor,
+        decoder_out: Tensor,
+        y: Tensor,
+        boundary: Tensor,
+        am_scale: float,
+        lm_scale: float,
+        reduction: str,
+        delay_penalty: float,
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """The smoothed simple loss and its lattice's arc occupations (what pruning reads).
 
+        encoder_out (N, T', De), decoder_out (N, U+1, Dd), y (N, U) labels padded with blank,
+        boundary (N, 4) from lattice_boundary. Returns (loss, (px_grad (N, U, T'+1),
+        py_grad (N, U+1, T'))); the occupations carry no autograd history.
+        """
         am = self.simple_am_proj(encoder_out)  # (N, T', V)
         lm = self.simple_lm_proj(decoder_out)  # (N, U+1, V)
-        with torch.autocast(device_type=features.device.type, enabled=False):
-            simple_loss, (px_grad, py_grad) = k2.rnnt_loss_smoothed(
+        with torch.autocast(device_type=encoder_out.device.type, enabled=False):
+            return k2.rnnt_loss_smoothed(
                 lm=lm.float(),
                 am=am.float(),
                 symbols=y,
@@ -137,14 +165,24 @@ class Transducer(nn.Module):
                 return_grad=True,
             )
 
-        ranges = k2.get_rnnt_prune_ranges(px_grad, py_grad, boundary, s_range=prune_range)  # (N, T', S)
+    def pruned_loss(
+        self,
+        encoder_out: Tensor,
+        decoder_out: Tensor,
+        y: Tensor,
+        ranges: Tensor,
+        boundary: Tensor,
+        reduction: str,
+        delay_penalty: float,
+    ) -> Tensor:
+        """The full joiner's loss inside the windows ``ranges`` (N, T', S) (shapes as in simple_loss)."""
         # project before gathering: the projections then run on T' + U+1 rows, not T' * S
         am_pruned, lm_pruned = k2.do_rnnt_pruning(
             am=self.joiner.encoder_proj(encoder_out), lm=self.joiner.decoder_proj(decoder_out), ranges=ranges
         )  # (N, T', S, J) each
         logits = self.joiner(am_pruned, lm_pruned, project_input=False)  # (N, T', S, V)
-        with torch.autocast(device_type=features.device.type, enabled=False):
-            pruned_loss = k2.rnnt_loss_pruned(
+        with torch.autocast(device_type=encoder_out.device.type, enabled=False):
+            return k2.rnnt_loss_pruned(
                 logits=logits.float(),
                 symbols=y,
                 ranges=ranges,
@@ -153,7 +191,6 @@ class Transducer(nn.Module):
                 delay_penalty=delay_penalty,
                 reduction=reduction,
             )
-        return simple_loss, pruned_loss
 
     def full_loss(
         self, features: Tensor, feature_lens: Tensor, tokens: Tensor, token_lens: Tensor, reduction: str = "sum",

@@ -17,6 +17,14 @@ REDUCTIONS = ("none", "mean", "sum")
 
 
 def check_rnnt_type(rnnt_type: str) -> None:
+    if not isinstance(rnnt_type, str):
+        # Most likely a boundary tensor passed positionally in fast_rnnt's order for
+        # get_rnnt_logprobs_joint (boundary, rnnt_type); k2's order is (rnnt_type, boundary).
+        raise ValueError(
+            f"rnnt_type must be one of {RNNT_TYPES}, got a {type(rnnt_type).__name__}: get_rnnt_logprobs and "
+            "get_rnnt_logprobs_joint take (..., termination_symbol, rnnt_type, boundary) as in k2; "
+            "pass boundary=... by keyword"
+        )
     if rnnt_type not in RNNT_TYPES:
         raise ValueError(f"rnnt_type must be one of {RNNT_TYPES}, got {rnnt_type!r}")
 

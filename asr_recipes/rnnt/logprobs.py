@@ -105,8 +105,8 @@ def get_rnnt_logprobs(
     am: Tensor,
     symbols: Tensor,
     termination_symbol: int,
-    boundary: Optional[Tensor] = None,
     rnnt_type: str = "regular",
+    boundary: Optional[Tensor] = None,
 ) -> Tuple[Tensor, Tensor]:
     """Lattice of the additive joiner log_softmax(am[b, t] + lm[b, s]).
 
@@ -116,8 +116,9 @@ def get_rnnt_logprobs(
       am: (B, T, C) encoder ("acoustic model") logits.
       symbols: (B, S) int64 label ids in [0, C), padded arbitrarily past each length.
       termination_symbol: the blank id.
-      boundary: optional (B, 4) [s_begin, t_begin, s_end, t_end]; only t_end is used here.
       rnnt_type: "regular", "modified" or "constrained".
+      boundary: optional (B, 4) [s_begin, t_begin, s_end, t_end]; only t_end is used here.
+    Argument order as in k2 (rnnt_type before boundary, unlike the losses).
     Returns: (px, py), see the module docstring.
     """
     B, S, T, C = _check_lm_am(lm, am, symbols, termination_symbol, rnnt_type)
@@ -179,13 +180,15 @@ def get_rnnt_logprobs_joint(
     logits: Tensor,
     symbols: Tensor,
     termination_symbol: int,
-    boundary: Optional[Tensor] = None,
     rnnt_type: str = "regular",
+    boundary: Optional[Tensor] = None,
 ) -> Tuple[Tensor, Tensor]:
     """Lattice of a full joiner: log_softmax over C of logits (B, T, S+1, C).
 
     Only the gathered true-label and blank entries and the (B, T, S+1) normalisers are formed;
     no (B, T, S+1, C) log-softmax copy is kept. Returns (px, py) as in the module docstring.
+    Argument order as in k2 (rnnt_type, then boundary); fast_rnnt's version of this one
+    function takes boundary first, so pass boundary by keyword to serve both.
     """
     check_rnnt_type(rnnt_type)
     check_ndim("logits", logits, 4, "(B, T, S+1, C)")

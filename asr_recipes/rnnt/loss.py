@@ -15,6 +15,7 @@ from torch import Tensor
 from .checks import check_reduction
 from .logprobs import add_delay_penalty, get_rnnt_logprobs, get_rnnt_logprobs_joint, get_rnnt_logprobs_smoothed
 from .mutual_information import score_checked_lattice
+from .hat import get_hat_logprobs_pruned
 from .pruning import get_rnnt_logprobs_pruned
 
 LossResult = Union[Tensor, Tuple[Tensor, Tuple[Tensor, Tensor]]]
@@ -49,7 +50,7 @@ def rnnt_loss_simple(
     See :func:`get_rnnt_logprobs` for the arguments.
     """
     check_reduction(reduction)
-    px, py = get_rnnt_logprobs(lm, am, symbols, termination_symbol, boundary, rnnt_type)
+    px, py = get_rnnt_logprobs(lm, am, symbols, termination_symbol, rnnt_type, boundary)
     return _score_lattice(px, py, boundary, rnnt_type, delay_penalty, reduction, return_grad)
 
 
@@ -94,7 +95,7 @@ def rnnt_loss(
     blank=termination_symbol and logit/target lengths taken from boundary[:, 3] / boundary[:, 2].
     """
     check_reduction(reduction)
-    px, py = get_rnnt_logprobs_joint(logits, symbols, termination_symbol, boundary, rnnt_type)
+    px, py = get_rnnt_logprobs_joint(logits, symbols, termination_symbol, rnnt_type, boundary)
     return _score_lattice(px, py, boundary, rnnt_type, delay_penalty, reduction, return_grad)
 
 
@@ -107,6 +108,7 @@ def rnnt_loss_pruned(
     rnnt_type: str = "regular",
     delay_penalty: float = 0.0,
     reduction: Optional[str] = "mean",
+    use_hat_loss: bool = False,
     return_grad: bool = False,
 ) -> LossResult:
     """Transducer loss of the full joiner evaluated only in the windows given by ``ranges``.
@@ -114,7 +116,12 @@ def rnnt_loss_pruned(
     logits: (B, T, s_range, C) for the pairs (t, ranges[b, t, k]); ranges: (B, T, s_range) from
     :func:`get_rnnt_prune_ranges`. Equals :func:`rnnt_loss` when s_range >= S + 1; otherwise it
     is -log of the path mass inside the windows (paths leaving them are dead ends).
+    use_hat_loss: read the logits as HAT (blank = sigmoid(logits[..., 0]), labels = a softmax
+    over the rest; see :mod:`.hat`); needs termination_symbol == 0. The arguments up to
+    use_hat_loss are k2's, in k2's order; return_grad (fast_rnnt's) comes last, so pass it by
+    keyword (fast_rnnt has it where k2 has use_hat_loss).
     """
     check_reduction(reduction)
-    px, py = get_rnnt_logprobs_pruned(logits, symbols, ranges, termination_symbol, boundary, rnnt_type)
+    lattice = get_hat_logprobs_pruned if use_hat_loss else get_rnnt_logprobs_pruned
+    px, py = lattice(logits, symbols, ranges, termination_symbol, boundary, rnnt_type)
     return _score_lattice(px, py, boundary, rnnt_type, delay_penalty, reduction, return_grad)

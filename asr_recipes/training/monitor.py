@@ -98,6 +98,19 @@ class TrainMonitor:
                 self.writer.add_scalar(f"valid/{k}_per_frame", v, step)
             self.writer.flush()
 
+    def prune_coverage(self, step: int, prune_range: int, stats) -> None:
+        """Logs a PruneStats (asr_recipes.diagnostics.prune_coverage) of the validation batches."""
+        if not self.is_main:
+            return
+        log.info("prune_range %d on %d validation utterances: coverage %.4f%% of the full lattice's occupation, "
+                 "pruned - full loss %.2e per frame, best path outside the band in %d", prune_range,
+                 stats.utterances, 100 * stats.coverage, stats.gap_per_frame, stats.escapes)
+        if self.writer is not None:
+            self.writer.add_scalar("valid/prune_coverage", stats.coverage, step)
+            self.writer.add_scalar("valid/prune_gap_per_frame", stats.gap_per_frame, step)
+            self.writer.add_scalar("valid/prune_best_path_escapes", stats.escapes / stats.utterances, step)
+            self.writer.flush()
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()

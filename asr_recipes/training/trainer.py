@@ -12,6 +12,7 @@ A checkpoint is written every ``save_every_n`` steps, at each epoch end, and whe
 from the newest checkpoint, mid-epoch included.
 """
 
+import itertools
 import json
 import logging
 import math
@@ -29,6 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from asr_recipes.constants import FRAME_SHIFT
 from asr_recipes.data.features import feature_config
+from asr_recipes.diagnostics.prune_coverage import PruneSettings, PruneStats, measure_batches
 from asr_recipes.training import checkpoint as ckpt_io
 from asr_recipes.training.averaging import init_running_average, update_running_average
 from asr_recipes.training.distributed import DistInfo, all_reduce_sum
@@ -68,6 +70,9 @@ class TrainerConfig:
     average_period: int = 100
     log_every_n: int = 20
     validate: bool = True
+    # Also measure, on this many validation batches, how much of the full model's lattice the
+    # training prune_range keeps (asr_recipes.diagnostics.prune_coverage); 0 = off.
+    prune_coverage_batches: int = 2
     tensorboard: bool = True
     progress_bar: bool = True
     # Diagnostics: every rank appends one JSON line per step (cut ids, loss, parameter
@@ -248,6 +253,9 @@ class Trainer:
                 valid = self.validate() if self.cfg.validate else None
                 if valid is not None:
                     self.monitor.valid(self.progress["epoch"], self.progress["step"], valid)
+                    coverage = self.prune_coverage()
+                    if coverage is not None:
+                        self.monitor.prune_coverage(self.progress["step"], self.cfg.loss.prune_range, coverage)
                 self._tick()
                 self.save(ckpt_io.epoch_checkpoint(self.exp_dir, self.progress["epoch"]), None)
         self.monitor.close()
@@ -401,3 +409,21 @@ class Trainer:
         if totals[-1] == 0:
             return None
         return {k: v / totals[-1] for k, v in zip(names, totals[:-1])}
+
+    def prune_coverage(self) -> Optional[PruneStats]:
+        """How much of the full lattice's occupation the training prune band keeps, on the first
+        ``prune_coverage_batches`` validation batches of every rank (see
+        asr_recipes.diagnostics.prune_coverage); None when off or not training a pruned loss."""
+        loss, k = self.cfg.loss, self.cfg.prune_coverage_batches
+        if k <= 0 or loss.type != "pruned":
+            return None
+        rng = _rng_state()  # a diagnostic must not change training (iterating a loader draws a seed)
+        self.model.eval()
+        batches = itertools.islice(self.data.valid_dataloader(self.dist.rank, self.dist.world_size), k)
+        stats = measure_batches(self.model, batches, [loss.prune_range], PruneSettings.of(loss), self.device)
+        self.model.train()
+        _set_rng_state(rng)
+        sums = all_reduce_sum(torch.tensor(stats[loss.prune_range].as_list(), dtype=torch.float64,
+                                           device=self.device), self.dist)
+        total = PruneStats.from_list(sums.tolist())
+        return total if total.utterances > 0 else None

@@ -205,15 +205,99 @@ def test_do_rnnt_pruning_gradient_matches_dense_gather():
     assert torch.autograd.gradcheck(lambda x: k2.do_rnnt_pruning(am, x, ranges)[1], (lm,))
 
 
-def test_transcript_too_long_for_the_windows_gets_infinite_loss_not_an_error():
-    # 5 labels in 2 frames with s_range 2 (one label per frame at most): no path survives.
+def test_too_narrow_s_range_is_widened_so_short_utterances_keep_a_finite_loss(caplog):
+    """k2's rule: regular windows climb s_range - 1 labels per frame, so S_b labels in T_b frames
+    need s_range >= ceil(S_b / T_b) + 1; k2 widens the whole batch to that and warns."""
     gen = torch.Generator().manual_seed(7)
-    px_grad, py_grad = torch.rand(1, 5, 3, generator=gen), torch.rand(1, 6, 2, generator=gen)
-    boundary = torch.tensor([[0, 0, 5, 2]])
-    ranges = k2.get_rnnt_prune_ranges(px_grad, py_grad, boundary, 2)
-    assert (ranges >= 0).all() and (ranges <= 5).all() and ranges[0, 0, 0] == 0
-    logits = torch.randn(1, 2, 2, 4, generator=gen, requires_grad=True)
-    loss = k2.rnnt_loss_pruned(logits, torch.tensor([[1, 2, 3, 1, 2]]), ranges, 0, boundary, reduction="none")
-    assert torch.isinf(loss).all()
-    loss.sum().backward()
+    C = 6
+    for T in (1, 2, 3):
+        for S in range(0, 10):
+            needed = (S + T - 1) // T + 1  # ceil(S / T) + 1, written out independently of the code
+            for s_range in range(2, S + 2):
+                boundary = torch.tensor([[0, 0, S, T]])
+                symbols = torch.randint(1, C, (1, S), generator=gen)
+                full_logits = torch.randn(1, T, S + 1, C, generator=gen, dtype=torch.float64)
+                *_, px_grad, py_grad = simple_occupations(gen, 1, T, S, C, boundary, "regular", 2.0)
+                caplog.clear()
+                with caplog.at_level("WARNING", logger="asr_recipes.rnnt.pruning"):
+                    ranges = k2.get_rnnt_prune_ranges(px_grad, py_grad, boundary, s_range)
+                width = min(max(s_range, needed), S + 1)
+                assert ranges.shape == (1, T, width), (T, S, s_range, ranges.shape)
+                warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+                if s_range < needed:
+                    assert len(warnings) == 1 and f"s_range={needed}" in warnings[0].getMessage()
+                else:
+                    assert not warnings
+                pruned_logits = torch.gather(full_logits, 2, ranges.unsqueeze(-1).expand(1, T, width, C))
+                loss = k2.rnnt_loss_pruned(pruned_logits, symbols, ranges, 0, boundary, reduction="none")
+                assert torch.isfinite(loss).all(), (T, S, s_range, ranges)
+                keep = np.zeros((T, S + 1), dtype=bool)
+                for t in range(T):
+                    keep[t, ranges[0, t].numpy()] = True
+                lp = log_softmax(full_logits[0].numpy())
+                ref = -transducer_log_likelihood(lp, symbols[0].tolist(), T, 0, keep=keep)
+                assert abs(float(loss[0]) - ref) <= 1e-9 * max(1.0, abs(ref))
+                if width == S + 1:  # the widened windows cover the whole lattice: nothing is pruned
+                    full = -transducer_log_likelihood(lp, symbols[0].tolist(), T, 0)
+                    assert abs(float(loss[0]) - full) <= 1e-9 * max(1.0, abs(full))
+
+
+def test_widening_keeps_a_summed_batch_finite(caplog):
+    # One utterance with 9 labels in 2 frames among ordinary ones: s_range 3 would leave it (and
+    # a reduction="sum" of the batch) infinite; the batch is widened to ceil(9 / 2) + 1 = 6.
+    gen = torch.Generator().manual_seed(8)
+    B, T, S, C = 3, 12, 9, 7
+    boundary = torch.tensor([[0, 0, 9, 2], [0, 0, 5, 12], [0, 0, 0, 7]])
+    am, lm, symbols, px_grad, py_grad = simple_occupations(gen, B, T, S, C, boundary, "regular", 1.0)
+    with caplog.at_level("WARNING", logger="asr_recipes.rnnt.pruning"):
+        ranges = k2.get_rnnt_prune_ranges(px_grad, py_grad, boundary, 3)
+    assert ranges.shape == (B, T, 6)
+    assert len(caplog.records) == 1 and "utterance 0" in caplog.records[0].getMessage()
+    logits = torch.randn(B, T, 6, C, generator=gen, requires_grad=True)
+    loss = k2.rnnt_loss_pruned(logits, symbols, ranges, 0, boundary, reduction="sum")
+    assert torch.isfinite(loss)
+    loss.backward()
     assert torch.isfinite(logits.grad).all()
+
+
+def test_modified_ranges_are_never_widened(caplog):
+    # Modified lattices climb one label per frame whatever the width, and need T_b >= S_b anyway.
+    gen = torch.Generator().manual_seed(9)
+    boundary = torch.tensor([[0, 0, 4, 4]])
+    *_, px_grad, py_grad = simple_occupations(gen, 1, 4, 4, 5, boundary, "modified", 1.0)
+    with caplog.at_level("WARNING", logger="asr_recipes.rnnt.pruning"):
+        assert k2.get_rnnt_prune_ranges(px_grad, py_grad, boundary, 1).shape == (1, 4, 1)
+    assert not caplog.records
+
+
+def test_deprecated_ranges_maximise_windowed_node_occupancy():
+    # Reference: per frame, the first window start with the largest summed node occupancy,
+    # found by looping over starts; then the published rules (last frame, monotone, jumps).
+    gen = torch.Generator().manual_seed(10)
+    for rnnt_type in ("regular", "modified"):
+        for _ in range(5):
+            B, T, S, s_range = 2, 15, 8, 3
+            boundary = torch.tensor([[0, 0, 8, 15], [0, 0, 5, 11]])
+            *_, px_grad, py_grad = simple_occupations(gen, B, T, S, 6, boundary, rnnt_type, 1.5)
+            ranges = k2.get_rnnt_prune_ranges_deprecated(px_grad, py_grad, boundary, s_range)
+            assert ranges.shape == (B, T, s_range)
+            max_jump = s_range - 1 if rnnt_type == "regular" else 1
+            for b in range(B):
+                S_b, T_b = int(boundary[b, 2]), int(boundary[b, 3])
+                starts = []
+                for t in range(T):
+                    if t >= T_b - 1:
+                        starts.append(max(0, S_b - s_range + 1))
+                        continue
+                    occ = [float(py_grad[b, s, t]) + (float(px_grad[b, s, t]) if s < S else 0.0) for s in range(S + 1)]
+                    sums = [sum(occ[p:p + s_range]) for p in range(S + 2 - s_range)]
+                    starts.append(sums.index(max(sums)))
+                # repairs: non-decreasing (lower earlier starts), reachable from the origin
+                # (start <= max_jump * t), then jumps <= max_jump (raise earlier starts)
+                for t in range(T - 2, -1, -1):
+                    starts[t] = min(starts[t], starts[t + 1])
+                for t in range(T):
+                    starts[t] = min(starts[t], max_jump * t)
+                for t in range(T - 1, 0, -1):
+                    starts[t - 1] = max(starts[t - 1], starts[t] - max_jump)
+                assert ranges[b, :, 0].tolist() == starts, (rnnt_type, b)

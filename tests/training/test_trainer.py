@@ -84,15 +84,16 @@ def _batch(tiny_corpus, trainer):
 def test_non_finite_utterances_are_dropped_and_counted(tiny_corpus, tmp_path):
     trainer = make_trainer(tiny_corpus, tmp_path)
     batch = _batch(tiny_corpus, trainer)
-    # Utterance 0 gets far more labels than its windows can climb (4 per frame with
-    # prune_range 5): its pruned loss is +inf, the others train normally.
-    N = batch["tokens"].shape[0]
-    too_many = 4 * int(batch["feature_lens"][0]) // 4 + 50
-    tokens = torch.randint(2, trainer.tokenizer.vocab_size, (N, too_many))
-    tokens[1:, : batch["tokens"].shape[1]] = batch["tokens"][1:]
-    batch["tokens"] = tokens
-    batch["token_lens"] = batch["token_lens"].clone()
-    batch["token_lens"][0] = too_many
+    # An utterance without any alignment has an infinite loss. Real batches cannot produce one
+    # any more (too-short cuts are filtered, and get_rnnt_prune_ranges widens windows that
+    # cannot climb a transcript, as k2 does), so the encoder is made to report 0 frames for
+    # utterance 0 (with labels): its lattice has no path, the others train normally.
+    def no_frames_for_utterance_0(module, inputs, output):
+        encoder_out, encoder_lens = output
+        return encoder_out, encoder_lens.clone().index_fill_(0, torch.tensor([0]), 0)
+
+    assert int(batch["token_lens"][0]) > 0
+    trainer.model.encoder.register_forward_hook(no_frames_for_utterance_0)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     trainer.train_step(batch)
     assert trainer.monitor.counters["dropped_utterances"] == 1
@@ -152,3 +153,35 @@ def test_minute_snapshots_are_written_and_resumable(tiny_corpus, tmp_path):
     (tmp_path / "checkpoint-2.pt").unlink()
     newest = ckpt_io.load_latest(tmp_path)
     assert newest["path"] == str(snapshots[-1]) and newest["progress"]["step"] == 2
+
+
+def test_prune_coverage_is_measured_and_logged_at_validation(tiny_corpus, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    trainer = make_trainer(tiny_corpus, tmp_path, num_epochs=1, save_every_n=0, prune_coverage_batches=1)
+    trainer.fit()
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    (logged,) = events.Scalars("valid/prune_coverage")
+    assert logged.step == trainer.progress["step"] and 0.0 < logged.value < 1.0  # prune_range 5 of ~20 labels
+    assert len(events.Scalars("valid/prune_gap_per_frame")) == 1
+    # The first validation batch only (of every rank; one rank here), with the band of training.
+    first = next(iter(trainer.data.valid_dataloader()))
+    stats = trainer.prune_coverage()
+    assert stats.utterances == len(first["cut_ids"]) and stats.batches == 1
+    assert stats.coverage == pytest.approx(logged.value, abs=1e-6)  # the weights did not change since
+    # A band wider than every transcript keeps the whole lattice; off means off.
+    wide = make_trainer(tiny_corpus, tmp_path / "wide", loss=LossConfig(warm_step=4, prune_range=1000))
+    wide_stats = wide.prune_coverage()
+    assert wide_stats.coverage == pytest.approx(1.0, abs=1e-6) and abs(wide_stats.gap_per_frame) < 1e-4
+    assert make_trainer(tiny_corpus, tmp_path / "off", prune_coverage_batches=0).prune_coverage() is None
+
+
+def test_prune_coverage_does_not_change_training(tiny_corpus, tmp_path):
+    with_it = make_trainer(tiny_corpus, tmp_path / "on", num_epochs=2, save_every_n=0, prune_coverage_batches=1)
+    with_it.fit()
+    without = make_trainer(tiny_corpus, tmp_path / "off", num_epochs=2, save_every_n=0, prune_coverage_batches=0)
+    without.fit()
+    for (name, a), b in zip(with_it.model.state_dict().items(), without.model.state_dict().values()):
+        assert torch.equal(a, b), name
+
