@@ -96,7 +96,6 @@ def test_elastic_restart_after_a_worker_is_killed(tiny_corpus, tmp_path):
                     break
             time.sleep(0.2)
         assert victim is not None, "training did not get far enough to kill a worker"
-        killed_at = read_trace(trace, 1)[-1]["step"]
         os.kill(victim, signal.SIGKILL)
         out, _ = proc.communicate(timeout=300)
     finally:
@@ -108,8 +107,12 @@ def test_elastic_restart_after_a_worker_is_killed(tiny_corpus, tmp_path):
     pids = [r["pid"] for r in records]
     assert len(set(pids)) == 2, "rank 1 was not restarted"
     restarted = [r for r in records if r["pid"] != victim]
-    # The restarted group resumed from a checkpoint (not from step 0) no later than the kill.
-    assert 1 < restarted[0]["step"] <= killed_at + 1
+    # The victim's trace ends with the last step it finished before the kill. It may have
+    # joined one more step's gradient all-reduce and died before tracing it, while rank 0
+    # finished that step and checkpointed it; so the restarted group resumes from a
+    # checkpoint (not from step 0) at most one step past the victim's last traced step.
+    last_traced = max(r["step"] for r in records if r["pid"] == victim)
+    assert 1 < restarted[0]["step"] <= last_traced + 2
     log_text = (exp / "log" / "train.log").read_text()
     assert "resumed from" in log_text
     for path in ckpt_io.step_checkpoints(exp) + ckpt_io.epoch_checkpoints(exp):
