@@ -1,22 +1,29 @@
 """Token and word times in seconds from the encoder frames on which a search emitted tokens.
 
 Frames and seconds. Fbank frame i is the 25 ms window of samples [160 i - 120, 160 i + 280)
-at 16 kHz, centred on 10 i + 5 ms (asr_recipes.data.online_fbank); so frame i stands for
-the 10 ms [10 i, 10 i + 10) ms. The x4 front end makes encoder frame t from fbank frames
-4t .. 4t+6: its own 4 frames, [40 t, 40 t + 40) ms, and SUBSAMPLING_LOOKAHEAD = 3 frames
-(30 ms) of the next ones. ``frame_time(t)`` = 40 t ms + TOKEN_OFFSET is where we place a
-token emitted on frame t: the centre of the audio the front end gave that frame,
-(40 t - 7.5 + 40 t + 77.5) / 2 = 40 t + 35 ms, rounded to 40 t + 40 ms = the end of
-the frame's own 40 ms (see TOKEN_OFFSET for the measurement behind the rounding).
+at 16 kHz, centred on 10 i + 5 ms (asr_recipes.data.online_fbank), so it stands for the
+10 ms [10 i, 10 i + 10) ms. The x4 front end computes encoder frame t from fbank frames
+4t .. 4t+6 (constants.SUBSAMPLING_LOOKAHEAD): its own 40 ms [40 t, 40 t + 40) ms and 30 ms
+of look-ahead, [40 t, 40 t + 70) ms in all.
 
-Words. Start = frame_time(frame of its first token) - HALF_FRAME; end = frame_time(frame
-of its last token) + HALF_FRAME: a word occupies at least the 40 ms around its tokens'
-frames (the span that frame's own fbank frames cover, shifted by TOKEN_OFFSET). A word's
-tokens: for SentencePiece and the char tokenizer with word boundaries, a token spelled
-with a leading "▁" starts a new word and "▁" alone belongs to no word (so a word's
-times come from its letters only, never from the boundary token); for a character
-tokenizer without word boundaries (Chinese) each token is a word. The words are exactly
-``tokenizer.decode``'s text split on spaces.
+    token time  = 40 t ms                      (the start of its frame; the same numbers as
+                                                sherpa-onnx's and icefall's token timestamps)
+    word start  = 40 t_first ms                (t_first: frame of the word's first token)
+    word end    = 40 t_last + 40 + 30 ms       (t_last: frame of its last token; the end of
+                                                the audio the front end gave that frame)
+
+so a word spans the audio the front end fed to the frames its tokens were emitted on. The
+end is where the search's next decision after the word's last token falls (the blank that
+closes frame t_last) plus the look-ahead that frame read. What these times cannot know:
+a transducer emits a word's last letters as soon as it has recognised the word, often
+before the word is over, so word ends tend to be early (measured in egs/mini/RESULTS.md,
+"Word timestamps").
+
+Words: for SentencePiece and the char tokenizer with word boundaries, a token spelled with
+a leading "▁" starts a new word, and "▁" alone belongs to no word (a word's times come from
+its letters only, never from the boundary token, which the mini model emits together with
+the next word's first letter); for a character tokenizer without word boundaries (Chinese)
+each token is a word. The words are exactly ``tokenizer.decode``'s text split on spaces.
 """
 
 from __future__ import annotations
@@ -24,19 +31,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from asr_recipes.constants import FRAME_SHIFT, SUBSAMPLING_FACTOR
+from asr_recipes.constants import FRAME_SHIFT, SUBSAMPLING_FACTOR, SUBSAMPLING_LOOKAHEAD
 from asr_recipes.data.tokenizer import WORD_BOUNDARY, CharTokenizer, Tokenizer
 
 #: seconds per encoder frame (40 ms)
 FRAME_SECONDS = SUBSAMPLING_FACTOR * FRAME_SHIFT
-HALF_FRAME = FRAME_SECONDS / 2
-#: seconds from an encoder frame's start (40 t ms) to where its tokens are placed
-TOKEN_OFFSET = FRAME_SECONDS
+#: seconds of audio the front end reads past a frame's own 40 ms (30 ms)
+LOOKAHEAD_SECONDS = SUBSAMPLING_LOOKAHEAD * FRAME_SHIFT
 
 
 def frame_time(frame: int) -> float:
-    """Seconds (from the start of the audio) of a token emitted on encoder frame ``frame``."""
-    return frame * FRAME_SECONDS + TOKEN_OFFSET
+    """Seconds from the start of the audio to the start of encoder frame ``frame``."""
+    return frame * FRAME_SECONDS
 
 
 @dataclass(frozen=True)
@@ -97,5 +103,5 @@ def word_times(tokenizer: Tokenizer, tokens: Sequence[int], frames: Sequence[int
     if len(tokens) != len(frames):
         raise ValueError(f"{len(tokens)} tokens but {len(frames)} timestamps")
     pieces = [tokenizer.id_to_token(k) for k in tokens]
-    return [TimedWord(word, max(frame_time(first) - HALF_FRAME, 0.0), frame_time(last) + HALF_FRAME)
+    return [TimedWord(word, frame_time(first), frame_time(last) + FRAME_SECONDS + LOOKAHEAD_SECONDS)
             for word, first, last in group_words(pieces, frames, each_token_is_a_word(tokenizer))]

@@ -21,6 +21,7 @@ class BoundaryError:
     word: str
     start: float  # hypothesis start - reference start (s)
     end: float  # hypothesis end - reference end (s)
+    duration: float = 0.0  # reference word length (s): end > -duration means it ends after the true start
 
 
 def boundary_errors(ref: Sequence[TimedWord], hyp: Sequence[TimedWord]) -> list[BoundaryError]:
@@ -29,7 +30,7 @@ def boundary_errors(ref: Sequence[TimedWord], hyp: Sequence[TimedWord]) -> list[
     errors, i, j = [], 0, 0
     for r, h in pairs:
         if r != EPS and h != EPS and r == h:
-            errors.append(BoundaryError(r, hyp[j][1] - ref[i][1], hyp[j][2] - ref[i][2]))
+            errors.append(BoundaryError(r, hyp[j][1] - ref[i][1], hyp[j][2] - ref[i][2], ref[i][2] - ref[i][1]))
         i += r != EPS
         j += h != EPS
     return errors

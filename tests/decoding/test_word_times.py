@@ -43,3 +43,12 @@ def test_words_are_the_decoded_text(kind):
     assert [t.token for t in token_times(tok, ids, frames)] == [tok.id_to_token(i) for i in ids]
     with pytest.raises(ValueError, match="timestamps"):
         word_times(tok, ids, frames[:-1])
+
+
+def test_seconds_follow_the_front_end_geometry():
+    """Frame t: fbank frames 4t..4t+6, i.e. [40 t, 40 t + 70) ms; words span their tokens' frames."""
+    tok = CharTokenizer.train(["AB C"], word_boundary=True)
+    ids = tok.encode(["AB C"])[0]  # A B ▁ C
+    words = word_times(tok, ids, [3, 5, 9, 9])
+    assert [(w.word, round(w.start, 6), round(w.end, 6)) for w in words] == [("AB", 0.12, 0.27), ("C", 0.36, 0.43)]
+    assert [round(t.time, 6) for t in token_times(tok, ids, [3, 5, 9, 9])] == [0.12, 0.2, 0.36, 0.36]

@@ -41,7 +41,8 @@ def test_boundary_errors_pair_only_correct_words():
     ref = [("A", 0.3, 0.6), ("B", 1.0, 1.4), ("C", 2.0, 2.5)]
     hyp = [("A", 0.32, 0.66), ("X", 1.0, 1.3), ("C", 1.9, 2.5), ("D", 3.0, 3.1)]
     errors = boundary_errors(ref, hyp)
-    assert [(e.word, round(e.start, 3), round(e.end, 3)) for e in errors] == [("A", 0.02, 0.06), ("C", -0.1, 0.0)]
+    assert [(e.word, round(e.start, 3), round(e.end, 3), e.duration) for e in errors] == [
+        ("A", 0.02, 0.06, pytest.approx(0.3)), ("C", -0.1, 0.0, 0.5)]
     s = summarize(errors, ref_words=3, tolerance=0.05)
     assert s.matched == 2 and s.mean_abs_start == pytest.approx(0.06) and s.mean_abs_end == pytest.approx(0.03)
     assert s.within == pytest.approx(0.5) and s.max_abs == pytest.approx(0.1)
