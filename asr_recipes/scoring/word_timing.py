@@ -7,6 +7,7 @@ errors, so a misrecognition costs coverage (``matched`` < ``ref_words``), not ti
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -44,6 +45,8 @@ class TimingSummary:
     mean_abs_end: float
     mean_start: float  # signed: > 0 means late
     mean_end: float
+    median_abs_start: float
+    median_abs_end: float
     max_abs: float
     within: float  # share of matched boundaries (starts and ends) within the tolerance
     tolerance: float
@@ -52,7 +55,8 @@ class TimingSummary:
         ms = 1000
         return (f"{self.matched} of {self.ref_words} reference words recognized and timed; mean absolute error "
                 f"start {ms * self.mean_abs_start:.1f} ms, end {ms * self.mean_abs_end:.1f} ms "
-                f"(signed mean {ms * self.mean_start:+.1f} / {ms * self.mean_end:+.1f} ms), "
+                f"(signed mean {ms * self.mean_start:+.1f} / {ms * self.mean_end:+.1f} ms, median absolute "
+                f"{ms * self.median_abs_start:.1f} / {ms * self.median_abs_end:.1f} ms), "
                 f"max {ms * self.max_abs:.0f} ms, {100 * self.within:.1f}% of boundaries within "
                 f"{ms * self.tolerance:.0f} ms")
 
@@ -60,8 +64,10 @@ class TimingSummary:
 def summarize(errors: Sequence[BoundaryError], ref_words: int, tolerance: float = 0.12) -> TimingSummary:
     n = len(errors)
     if n == 0:
-        return TimingSummary(ref_words, 0, *(float("nan"),) * 6, tolerance)
+        return TimingSummary(ref_words, 0, *(float("nan"),) * 8, tolerance)
     both = [abs(e.start) for e in errors] + [abs(e.end) for e in errors]
     return TimingSummary(ref_words, n, sum(abs(e.start) for e in errors) / n, sum(abs(e.end) for e in errors) / n,
-                         sum(e.start for e in errors) / n, sum(e.end for e in errors) / n, max(both),
+                         sum(e.start for e in errors) / n, sum(e.end for e in errors) / n,
+                         statistics.median(abs(e.start) for e in errors), statistics.median(abs(e.end) for e in errors),
+                         max(both),
                          sum(b <= tolerance for b in both) / len(both), tolerance)

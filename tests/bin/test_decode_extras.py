@@ -74,7 +74,7 @@ def test_ctm_nbest_and_hotword_files(tiny_corpus, tmp_path_factory, tmp_path, ca
 @pytest.mark.parametrize("extra,message", [
     (("methods=[greedy_search]", "hotwords_file=HOT"), "greedy_search does not use hotwords"),
     (("methods=[greedy_search]", "nbest=2"), "greedy_search keeps one hypothesis"),
-    ((f"methods=[{MBS}]", "hotwords_file=MISSING"), "MISSING: cannot read the hotwords file"),
+    ((f"methods=[{MBS}]", "hotwords_file=MISSING"), "none.txt: cannot read the hotwords file"),
 ])
 def test_bad_combinations_exit_with_one_message(tiny_corpus, tmp_path_factory, tmp_path, extra, message):
     exp = trained_exp(tiny_corpus, tmp_path_factory, tmp_path / "exp")

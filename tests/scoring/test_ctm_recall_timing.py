@@ -46,3 +46,4 @@ def test_boundary_errors_pair_only_correct_words():
     s = summarize(errors, ref_words=3, tolerance=0.05)
     assert s.matched == 2 and s.mean_abs_start == pytest.approx(0.06) and s.mean_abs_end == pytest.approx(0.03)
     assert s.within == pytest.approx(0.5) and s.max_abs == pytest.approx(0.1)
+    assert s.median_abs_start == pytest.approx(0.06) and s.median_abs_end == pytest.approx(0.03)
