@@ -1,12 +1,14 @@
 """Decode test sets: ``python -m asr_recipes.bin.decode exp_dir=E [checkpoint=PATH | epoch=N avg=K]
 [methods=[greedy_search,modified_beam_search] beam=4 max_sym_per_frame=1] [chunk_size=8 left_context=64
-streaming=true] data.test_parts=[...]``.
+streaming=true] [hotwords_file=F hotwords_score=S] [nbest=N] [blank_penalty=P] data.test_parts=[...]``.
 
 Model, tokenizer and the default search settings come from the checkpoint (no training
 flags); anything given explicitly overrides them. Streaming models decode with their chunk
 settings: simulated (one pass with the chunk mask) or, with streaming=true, chunk by chunk.
-Writes E/<method>/{recogs,errs,wer-summary}-<part>-<key>.txt and speed-<part>-<key>.json and
-prints a %WER (or %CER) line and a %SPEED line per part and method (see conf/decode.yaml).
+Writes E/<method>/{recogs,errs,wer-summary}-<part>-<key>.txt, ctm-<part>-<key>.ctm (word
+times), speed-<part>-<key>.json (and nbest-/hotword-recall- files with nbest / hotwords) and
+prints a %WER (or %CER) line and a %SPEED line per part and method (and a %HOTWORDS recall
+line where the hotwords are spoken); see conf/decode.yaml and asr_recipes.decoding.runner.
 """
 
 import logging
@@ -18,6 +20,7 @@ from asr_recipes.bin import CONFIG_PATH
 from asr_recipes.data.datamodule import DataModule
 from asr_recipes.decoding import make_search
 from asr_recipes.decoding.checkpoints import choose_checkpoint, model_from_checkpoint
+from asr_recipes.decoding.hotwords import HotwordsError, read_hotwords
 from asr_recipes.decoding.runner import decode_test_sets, machine_info
 from asr_recipes.decoding.settings import resolve
 from asr_recipes.models.build import count_parameters
@@ -39,17 +42,30 @@ def main(cfg: DictConfig) -> None:
     extra = {"checkpoint": choice.source, "machine": machine_info(device),
              "model": {"num_parameters": count_parameters(model), "train_seconds": progress.get("train_seconds"),
                        "epoch": progress.get("epoch"), "step": progress.get("step")}}
-    settings = resolve(choice.checkpoint, beam=cfg.beam, max_sym_per_frame=cfg.max_sym_per_frame,
-                       max_sym_per_utt=cfg.max_sym_per_utt, blank_penalty=cfg.blank_penalty,
-                       chunk_size=cfg.chunk_size, left_context=cfg.left_context, streaming=cfg.streaming)
-    choice.checkpoint = None  # frees the state dicts: the weights are in the model now
-    methods = list(cfg.methods) if cfg.methods else [settings.method]
-    searches = {m: make_search(model, settings.options(m)) for m in methods}
+    hotwords = []
+    if cfg.hotwords_file:
+        try:
+            hotwords = read_hotwords(cfg.hotwords_file, tokenizer, cfg.hotwords_score)
+        except HotwordsError as e:
+            raise SystemExit(f"decode: {e}") from None
+    try:
+        settings = resolve(choice.checkpoint, beam=cfg.beam, max_sym_per_frame=cfg.max_sym_per_frame,
+                           max_sym_per_utt=cfg.max_sym_per_utt, blank_penalty=cfg.blank_penalty,
+                           chunk_size=cfg.chunk_size, left_context=cfg.left_context, streaming=cfg.streaming,
+                           hotwords=tuple(h.option for h in hotwords), nbest=cfg.nbest)
+        choice.checkpoint = None  # frees the state dicts: the weights are in the model now
+        methods = list(cfg.methods) if cfg.methods else [settings.method]
+        searches = {m: make_search(model, settings.options(m)) for m in methods}
+    except ValueError as e:  # options that do not fit together (e.g. hotwords with greedy search)
+        raise SystemExit(f"decode: {e}") from None
+    if hotwords:
+        log.info("hotwords %s: %d phrases, key part hotwords-%s", cfg.hotwords_file, len(hotwords),
+                 settings.options(methods[0]).hotwords_digest())
     if settings.chunk is not None:
         log.info("streaming model: %s", settings.chunk.key())
     loaders = DataModule(data_cfg, tokenizer).test_dataloaders()
     decode_test_sets(cfg.exp_dir, model, tokenizer, loaders, searches, choice.key, extra, device,
-                     chunk=settings.chunk)
+                     chunk=settings.chunk, hotword_phrases=[h.text for h in hotwords])
 
 
 if __name__ == "__main__":

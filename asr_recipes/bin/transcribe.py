@@ -1,8 +1,12 @@
 """Transcribe audio files: ``python -m asr_recipes.bin.transcribe CHECKPOINT AUDIO [AUDIO ...]
-[--method M] [--beam B] [--max-sym-per-frame K] [--blank-penalty P] [--streaming [--chunk-ms 320]
+[--method M] [--beam B] [--max-sym-per-frame K] [--blank-penalty P] [--hotwords-file F
+[--hotwords-score S]] [--timestamps] [--nbest N] [--streaming [--chunk-ms 320]
 [--left-context-ms 2560] [--realtime]] [--device auto]``.
 
-Prints ``<path>\\t<text>`` per readable file, in the order given; each unreadable or missing
+Prints ``<path>\\t<text>`` per readable file, in the order given (with --timestamps or
+--nbest: one JSON object per line instead, {"file", "text", "words": [{"word", "start",
+"end"}], "tokens": [{"token", "frame", "time"}], "nbest": [{"text", "score", "log_prob",
+"hotword_bonus"}]}, times in seconds as asr_recipes.decoding.word_times defines them); each unreadable or missing
 file gets one line on stderr naming it, the others are still transcribed, and the exit
 status is 1 if any file failed (2 for an unusable checkpoint or bad options). Search
 settings default to what the checkpoint records (the recipe's decoding settings).
@@ -21,14 +25,16 @@ overrides cannot express, and there is no recipe configuration to compose.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from asr_recipes.decoding import make_search, search_methods
 from asr_recipes.decoding.checkpoints import model_from_checkpoint
+from asr_recipes.decoding.hotwords import DEFAULT_SCORE, HotwordsError, read_hotwords
 from asr_recipes.decoding.settings import resolve
 from asr_recipes.decoding.streaming import StreamingRecognizer
 from asr_recipes.decoding.transcribe import (
-    AudioError, check_feature_config, load_audio, transcribe_files, transcribe_streaming,
+    AudioError, check_feature_config, load_audio, result_record, transcribe_files, transcribe_streaming,
 )
 from asr_recipes.training.checkpoint import CheckpointError, load_checkpoint
 from asr_recipes.training.distributed import resolve_device
@@ -49,6 +55,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="symbols per 40 ms encoder frame; character tokens may need several" + recorded)
     parser.add_argument("--blank-penalty", type=float, default=None,
                         help="subtracted from the blank logit (> 0: fewer deletions)" + recorded)
+    parser.add_argument("--hotwords-file", default=None,
+                        help="phrases to favour (modified_beam_search), one per line with an optional ' :score'")
+    parser.add_argument("--hotwords-score", type=float, default=DEFAULT_SCORE,
+                        help="bonus per matched token for phrases without their own score (default %(default)s)")
+    parser.add_argument("--timestamps", action="store_true",
+                        help="print JSON lines with word and token times (seconds)")
+    parser.add_argument("--nbest", type=int, default=None,
+                        help="print JSON lines with the N best hypotheses and their scores (beam methods)")
     parser.add_argument("--streaming", action="store_true", help="decode chunk by chunk (streaming models)")
     parser.add_argument("--chunk-ms", type=int, default=None,
                         help=f"streaming chunk, a multiple of {ENCODER_FRAME_MS} ms" + recorded)
@@ -78,32 +92,49 @@ def main(argv: list[str] | None = None) -> int:
         device = resolve_device(args.device)
         ckpt = load_checkpoint(args.checkpoint)
         check_feature_config(ckpt)
+        model, tokenizer = model_from_checkpoint(ckpt, device)
+        hotwords = read_hotwords(args.hotwords_file, tokenizer, args.hotwords_score) if args.hotwords_file else []
         settings = resolve(ckpt, method=args.method, beam=args.beam, max_sym_per_frame=args.max_sym_per_frame,
                            blank_penalty=args.blank_penalty, chunk_size=_frames(args.chunk_ms),
-                           left_context=_frames(args.left_context_ms), streaming=args.streaming)
-        model, tokenizer = model_from_checkpoint(ckpt, device)
-    except (CheckpointError, ValueError) as e:
+                           left_context=_frames(args.left_context_ms), streaming=args.streaming,
+                           hotwords=tuple(h.option for h in hotwords), nbest=args.nbest)
+        search = make_search(model, settings.options())
+    except (CheckpointError, HotwordsError, ValueError) as e:
         print(f"transcribe: {e}", file=sys.stderr)
         return 2
     del ckpt
-    search = make_search(model, settings.options())
+    output = Output(tokenizer, args.timestamps, args.nbest)
     if args.streaming:
         recognizer = StreamingRecognizer(model, search, settings.chunk.chunk_size, settings.chunk.left_context, device)
         return _stream_files(recognizer, tokenizer, args.audio, settings.chunk.chunk_size * ENCODER_FRAME_MS,
-                             args.realtime)
+                             args.realtime, output)
     failed = 0
     # a causal model decoded whole still uses its chunk mask: what it would output streaming
     chunk = (settings.chunk.chunk_size, settings.chunk.left_context) if settings.chunk else ()
-    for path, text, error in transcribe_files(model, tokenizer, search, args.audio, device, args.batch_size, chunk):
+    for path, result, error in transcribe_files(model, tokenizer, search, args.audio, device, args.batch_size, chunk):
         if error is None:
-            print(f"{path}\t{text}", flush=True)
+            print(output.line(path, result), flush=True)
         else:
             failed += 1
             print(f"transcribe: {error}", file=sys.stderr, flush=True)
     return 1 if failed else 0
 
 
-def _stream_files(recognizer: StreamingRecognizer, tokenizer, paths: list[str], piece_ms: int, realtime: bool) -> int:
+class Output:
+    """One stdout line per file: ``path<TAB>text``, or a JSON object (--timestamps, --nbest)."""
+
+    def __init__(self, tokenizer, timestamps: bool, nbest: int | None):
+        self.tokenizer, self.timestamps, self.nbest = tokenizer, timestamps, nbest
+
+    def line(self, path: str, result) -> str:
+        if not self.timestamps and self.nbest is None:
+            return f"{path}\t{self.tokenizer.decode([result.tokens])[0]}"
+        record = result_record(path, result, self.tokenizer, self.timestamps, self.nbest)
+        return json.dumps(record, ensure_ascii=False)
+
+
+def _stream_files(recognizer: StreamingRecognizer, tokenizer, paths: list[str], piece_ms: int, realtime: bool,
+                  output: Output) -> int:
     terminal = sys.stderr.isatty()
     failed = 0
     for path in paths:
@@ -123,7 +154,7 @@ def _stream_files(recognizer: StreamingRecognizer, tokenizer, paths: list[str], 
         report = transcribe_streaming(recognizer, tokenizer, samples, piece_ms, realtime, show)
         if terminal:
             print("\r\x1b[K", end="", file=sys.stderr, flush=True)
-        print(f"{path}\t{report.text}", flush=True)
+        print(output.line(path, report.result), flush=True)
         print(f"transcribe: {path}: {report.summary(piece_ms)}", file=sys.stderr, flush=True)
     return 1 if failed else 0
 

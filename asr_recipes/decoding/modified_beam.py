@@ -22,6 +22,13 @@ they have distinct sequences; equal sequences meet only in `closed` (reached by
 different alignments), where they are merged; the merged hypothesis keeps the timestamps
 of the more probable alignment. With beam = 1 every step keeps the single most probable
 extension: exactly greedy search with the same max_sym_per_frame.
+
+Hotwords (DecodingOptions.hotwords): each hypothesis carries its state in the hotword
+automaton (asr_recipes.decoding.context_graph) and its running bonus, both part of the
+per-stream state, so a match continues across streaming chunks. A candidate (y, k) is
+ranked with the bonus of k included, before the top-k, so the tokens of a hotword can enter
+the beam at all; blank and <unk> leave the state alone. Results subtract the bonus advanced
+for matches still unfinished, so final scores reward completed phrases only.
 """
 
 from __future__ import annotations
@@ -30,9 +37,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from asr_recipes.decoding.context_graph import ROOT, ContextGraph
 from asr_recipes.decoding.options import DecodingResult, Hypothesis
 from asr_recipes.decoding.search import DecoderCache, SearchStrategy, log_add
 
@@ -41,20 +50,26 @@ Tokens = tuple[int, ...]
 
 @dataclass
 class Hyp:
-    """A hypothesis' total log-probability and the frame of each of its tokens."""
+    """A hypothesis' score (total log-probability + running hotword bonus), the frame of
+    each of its tokens, its hotword automaton state and running bonus (both depend on the
+    token sequence only)."""
 
     score: float
     timestamps: tuple[int, ...] = ()
+    context: int = ROOT
+    bonus: float = 0.0
 
 
-def merge(hyps: dict, key, score: float, timestamps: tuple[int, ...]) -> None:
-    """Add one alignment of ``key`` (a token sequence) to ``hyps``: scores log-add, the
-    better alignment's timestamps stay."""
+def merge(hyps: dict, key, score: float, timestamps: tuple[int, ...], context: int = ROOT,
+          bonus: float = 0.0) -> None:
+    """Add one alignment of ``key`` (a token sequence) to ``hyps``: scores log-add (the
+    bonus, equal for both, factors out), the better alignment's timestamps stay."""
     old = hyps.get(key)
     if old is None:
-        hyps[key] = Hyp(score, timestamps)
+        hyps[key] = Hyp(score, timestamps, context, bonus)
     else:
-        hyps[key] = Hyp(log_add(old.score, score), old.timestamps if old.score >= score else timestamps)
+        hyps[key] = Hyp(log_add(old.score, score), old.timestamps if old.score >= score else timestamps,
+                        context, bonus)
 
 
 @dataclass
@@ -65,20 +80,30 @@ class BeamStream:
     frames: int = 0
 
 
-def ranked(stream: BeamStream) -> DecodingResult:
-    best = sorted(stream.hyps.items(), key=lambda kv: kv[1].score, reverse=True)
-    return DecodingResult(tuple(Hypothesis(y, h.score, h.timestamps) for y, h in best))
+def ranked(stream: BeamStream, graph: ContextGraph | None = None) -> DecodingResult:
+    """The stream's hypotheses best first; with hotwords, by their final scores (the bonus
+    advanced for unfinished matches taken back)."""
+    final = []
+    for y, h in stream.hyps.items():
+        undo = graph.pending(h.context) if graph is not None else 0.0
+        final.append(Hypothesis(y, h.score - undo, h.timestamps, h.bonus - undo))
+    return DecodingResult(tuple(sorted(final, key=lambda h: h.score, reverse=True)))
 
 
 class ModifiedBeamSearch(SearchStrategy):
     name = "modified_beam_search"
     uses_beam = True
+    uses_hotwords = True
+
+    def __init__(self, model, options):
+        super().__init__(model, options)
+        self.graph = ContextGraph(options.hotwords, model.vocab_size) if options.hotwords else None
 
     def start(self, num_streams: int) -> list[BeamStream]:
         return [BeamStream() for _ in range(num_streams)]
 
     def results(self, streams: Sequence[BeamStream]) -> list[DecodingResult]:
-        return [ranked(s) for s in streams]
+        return [ranked(s, self.graph) for s in streams]
 
     @torch.inference_mode()
     def advance(self, streams: Sequence[BeamStream], encoder_out: Tensor, encoder_lens: Tensor) -> None:
@@ -128,7 +153,12 @@ class ModifiedBeamSearch(SearchStrategy):
             utt_index.append(position[n])
         V = log_probs.size(1)
         padded = log_probs.new_full((len(active), beam, V), float("-inf"), dtype=torch.float64)  # (A, beam, V)
-        padded[utt_index, slot] = log_probs.double() + scores[:, None]
+        candidates = log_probs.double() + scores[:, None]  # (R, V)
+        if self.graph is not None:  # each token's hotword bonus; blank and <unk> get none
+            bonus = torch.from_numpy(np.stack([self.graph.transitions(h.context)[1] for _, _, h in rows]))
+            bonus[:, sorted(self.silent)] = 0.0
+            candidates += bonus.to(device)  # (R, V)
+        padded[utt_index, slot] = candidates
         values, flat = padded.view(len(active), beam * V).topk(beam, dim=1)  # (A, beam) each
         return values.tolist(), flat.tolist()
 
@@ -144,11 +174,13 @@ class ModifiedBeamSearch(SearchStrategy):
                 continue
             (y, hyp), k = parents[i // V], i % V
             if k in self.silent:
-                merge(closed[n], y, v, hyp.timestamps)
-            elif last:
-                merge(closed[n], y + (k,), v, hyp.timestamps + (frame,))
+                merge(closed[n], y, v, hyp.timestamps, hyp.context, hyp.bonus)
+                continue
+            context, bonus = self.graph.step(hyp.context, k) if self.graph is not None else (ROOT, 0.0)
+            if last:
+                merge(closed[n], y + (k,), v, hyp.timestamps + (frame,), context, hyp.bonus + bonus)
             else:
-                new_open[y + (k,)] = Hyp(v, hyp.timestamps + (frame,))
+                new_open[y + (k,)] = Hyp(v, hyp.timestamps + (frame,), context, hyp.bonus + bonus)
         pool = [(h.score, True, y, h) for y, h in closed[n].items()]
         pool += [(h.score, False, y, h) for y, h in new_open.items()]
         pool.sort(key=lambda e: (e[0], e[1], e[2]), reverse=True)

@@ -7,12 +7,15 @@ hypothesis. Neither blank nor ``<unk>`` is ever emitted: ``<unk>`` acts as a sec
 (it ends the frame without output), as in icefall's and sherpa-onnx's searches, so the
 same model gives the same tokens here and in sherpa-onnx. Scores are natural-log
 probabilities of the path(s) a hypothesis stands for under the joiner's log-softmax
-(after ``blank_penalty``). Timestamps are the encoder frames (0-based, from the start of
-the stream) on which each token was emitted.
+(after ``blank_penalty``), plus the hotword bonus of the phrases a hypothesis completed
+(``Hypothesis.hotword_bonus``; asr_recipes.decoding.context_graph). Timestamps are the
+encoder frames (0-based, from the start of the stream) on which each token was emitted;
+asr_recipes.decoding.word_times turns them into seconds.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 from typing import Optional
@@ -34,6 +37,10 @@ class DecodingOptions:
         unk_id: the ``<unk>`` id that is never emitted (None: the vocabulary has none).
         blank_penalty: subtracted from the blank logit before the log-softmax (> 0 makes
             blank less likely: fewer deletions, more insertions), as sherpa-onnx's option.
+        hotwords: phrases to favour, as (token ids, per-token bonus) pairs
+            (asr_recipes.decoding.hotwords.read_hotwords makes them from a file); searches
+            that cannot use them refuse them (modified_beam_search can).
+        nbest: hypotheses reported per utterance (n-best lists); beam methods only, <= beam.
     """
 
     method: str = "greedy_search"
@@ -42,6 +49,8 @@ class DecodingOptions:
     max_sym_per_utt: Optional[int] = None
     unk_id: Optional[int] = UNK_ID
     blank_penalty: float = 0.0
+    hotwords: tuple[tuple[tuple[int, ...], float], ...] = ()
+    nbest: int = 1
 
     def __post_init__(self):
         if not isinstance(self.beam, int) or self.beam < 1:
@@ -54,6 +63,13 @@ class DecodingOptions:
 
         if not isinstance(self.blank_penalty, (int, float)) or isinstance(self.blank_penalty, bool):
             raise ValueError(f"blank_penalty must be a number, got {self.blank_penalty!r}")
+        if not isinstance(self.nbest, int) or self.nbest < 1:
+            raise ValueError(f"nbest must be an integer >= 1, got {self.nbest!r}")
+        if self.nbest > self.beam:
+            raise ValueError(f"nbest={self.nbest} is more than the beam ({self.beam}) keeps; raise beam to >= nbest")
+        # canonical, hashable form (lists from YAML or callers become tuples)
+        phrases = tuple((tuple(int(k) for k in tokens), float(score)) for tokens, score in self.hotwords)
+        object.__setattr__(self, "hotwords", phrases)
 
     def symbol_cap(self, num_frames: int) -> int:
         """Most symbols an utterance of ``num_frames`` encoder frames may get."""
@@ -76,17 +92,34 @@ class DecodingOptions:
             parts.append(f"max-sym-per-utt-{self.max_sym_per_utt}")
         if self.blank_penalty:
             parts.append(f"blank-penalty-{self.blank_penalty:g}")
+        if self.hotwords:
+            parts.append(f"hotwords-{self.hotwords_digest()}")
+        if self.nbest > 1:
+            parts.append(f"nbest-{self.nbest}")
         return "-".join(parts)
+
+    def hotwords_digest(self) -> str:
+        """8 hex digits naming the hotwords (token ids and scores): which list, at which
+        score, produced a results file."""
+        return hashlib.sha256(repr(self.hotwords).encode("ascii")).hexdigest()[:8]
 
 
 @dataclass(frozen=True)
 class Hypothesis:
-    """One token sequence (no blank, no unk), its log-probability, and the encoder frame
-    on which each token was emitted (same length as tokens, non-decreasing)."""
+    """One token sequence (no blank, no unk), its score, and the encoder frame on which
+    each token was emitted (same length as tokens, non-decreasing).
+
+    score = log-probability + hotword_bonus, the bonus of the hotword phrases the sequence
+    completed (0 without hotwords)."""
 
     tokens: tuple[int, ...]
     score: float
     timestamps: tuple[int, ...] = ()
+    hotword_bonus: float = 0.0
+
+    @property
+    def log_prob(self) -> float:
+        return self.score - self.hotword_bonus
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,10 @@ For each test part, every batch is encoded once and searched by every method. Pe
 method and part, into ``<exp_dir>/<method>/``:
 
     recogs-/errs-/wer-summary-<part>-<key>.txt     asr_recipes.scoring (icefall layout)
+    ctm-<part>-<key>.ctm                          word times of the best hypotheses (asr_recipes.scoring.ctm;
+                                                  seconds from the cut start, asr_recipes.decoding.word_times)
+    nbest-<part>-<key>.txt                        with nbest > 1: the n best hypotheses per utterance (NBEST_HEADER)
+    hotword-recall-<part>-<key>.txt               with hotwords: recall per phrase (asr_recipes.scoring.hotwords)
     speed-<part>-<key>.json                       SpeedReport.to_dict() + model/machine info
 
 ``key`` = ``<weights>-<settings>``, e.g. ``epoch-10-avg-3-use-averaged-model-beam-4-max-sym-per-frame-1``
@@ -21,9 +25,9 @@ import json
 import os
 import platform
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 
@@ -33,9 +37,14 @@ from asr_recipes.data.tokenizer import CharTokenizer, Tokenizer
 from asr_recipes.decoding.search import SearchStrategy
 from asr_recipes.decoding.settings import ChunkSettings
 from asr_recipes.decoding.streaming import StreamingRecognizer, decode_streaming
+from asr_recipes.decoding.word_times import word_times
 from asr_recipes.scoring import ErrorStats, write_scoring_files
+from asr_recipes.scoring.ctm import write_ctm
+from asr_recipes.scoring.hotwords import Recall, hotword_recall
 
 SPEED_PREFIX = "speed-"
+#: columns of an n-best file (tab-separated; score = log_prob + hotword_bonus; rank 1 = best)
+NBEST_HEADER = ("utterance", "rank", "score", "log_prob", "hotword_bonus", "text")
 
 
 def scoring_unit(tokenizer: Tokenizer) -> str:
@@ -87,6 +96,17 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+@dataclass
+class MethodOutput:
+    """What one method produced on one part: (cut id, ref units, hyp units) for scoring,
+    word times of the best hypothesis per cut, and its n-best list (rows of NBEST_HEADER)
+    when the method's options ask for nbest > 1."""
+
+    results: list = field(default_factory=list)
+    words: dict = field(default_factory=dict)
+    nbest: list = field(default_factory=list)
+
+
 @torch.inference_mode()
 def decode_part(model, tokenizer: Tokenizer, batches: Iterable[Mapping[str, Any]],
                 searches: Mapping[str, SearchStrategy], part: str, keys: Mapping[str, str],
@@ -100,10 +120,10 @@ def decode_part(model, tokenizer: Tokenizer, batches: Iterable[Mapping[str, Any]
         searches: {method: strategy}; keys: {method: results-file key}.
         chunk: streaming models: chunked attention (simulated, or real chunk-by-chunk).
     Returns:
-        ({method: [(cut id, ref units, hyp units)]}, {method: SpeedReport}).
+        ({method: MethodOutput}, {method: SpeedReport}).
     """
     unit = scoring_unit(tokenizer)
-    results = {m: [] for m in searches}
+    outputs = {m: MethodOutput() for m in searches}
     speed = {m: SpeedReport(m, part, keys[m]) for m in searches}
     real = chunk is not None and chunk.real
     recognizers = {m: StreamingRecognizer(model, s, chunk.chunk_size, chunk.left_context, device)
@@ -131,45 +151,80 @@ def decode_part(model, tokenizer: Tokenizer, batches: Iterable[Mapping[str, Any]
             speed[method].search_seconds += time.perf_counter() - t0
             speed[method].num_utterances += len(out)
             speed[method].audio_seconds += audio
-            results[method] += [(cut_id, ref, to_units(hyp, unit))
-                                for cut_id, ref, hyp in zip(batch["cut_ids"], refs, texts)]
+            collect(outputs[method], tokenizer, strategy.options.nbest, batch["cut_ids"], refs, texts, out, unit)
         started = time.perf_counter()  # the next batch's loading counts as shared time
     for report in speed.values():
         report.shared_seconds = shared
-    return results, speed
+    return outputs, speed
+
+
+def collect(output: MethodOutput, tokenizer: Tokenizer, nbest: int, cut_ids: Sequence[str], refs: Sequence,
+            texts: Sequence[str], decoded: Sequence, unit: str) -> None:
+    """Add one batch's DecodingResults to ``output``."""
+    for cut_id, ref, text, result in zip(cut_ids, refs, texts, decoded):
+        output.results.append((cut_id, ref, to_units(text, unit)))
+        output.words[cut_id] = [(w.word, w.start, w.end) for w in word_times(tokenizer, result.tokens,
+                                                                             result.timestamps)]
+        if nbest > 1:
+            hyps = result.hyps[:nbest]
+            for rank, (hyp, hyp_text) in enumerate(zip(hyps, tokenizer.decode([h.tokens for h in hyps])), 1):
+                output.nbest.append((cut_id, rank, hyp.score, hyp.log_prob, hyp.hotword_bonus, hyp_text))
+
+
+def format_nbest(rows: Sequence[tuple]) -> str:
+    """The n-best file: a header line, then one tab-separated row per hypothesis, by
+    utterance id and rank."""
+    lines = ["\t".join(NBEST_HEADER) + "\n"]
+    for utt, rank, score, log_prob, bonus, text in sorted(rows, key=lambda r: (r[0], r[1])):
+        lines.append(f"{utt}\t{rank}\t{score:.4f}\t{log_prob:.4f}\t{bonus:.4f}\t{text}\n")
+    return "".join(lines)
 
 
 def write_part_results(exp_dir: str | os.PathLike, results: list, speed: SpeedReport, unit: str,
-                       extra: Mapping[str, Any]) -> ErrorStats:
+                       extra: Mapping[str, Any], output: MethodOutput | None = None,
+                       recall: Recall | None = None) -> ErrorStats:
     """Scoring files and the speed json of one (method, part) into exp_dir/<method>/;
-    ``extra`` (weights, model, machine info) goes into the json too."""
+    ``extra`` (weights, model, machine info) goes into the json too. With ``output``: the
+    CTM and (if any) n-best file; with ``recall``: the hotword recall file."""
     out_dir = Path(exp_dir) / speed.method
     stats = write_scoring_files(out_dir, speed.part, speed.key, results, unit)
+    name = f"{speed.part}-{speed.key}"
+    if output is not None:
+        write_ctm(out_dir / f"ctm-{name}.ctm", output.words)
+        if output.nbest:
+            write_atomic(out_dir / f"nbest-{name}.txt", format_nbest(output.nbest))
+    if recall is not None:
+        write_atomic(out_dir / f"hotword-recall-{name}.txt", recall.format())
     record = {**speed.to_dict(), "unit": unit, **extra}
     write_atomic(out_dir / f"{SPEED_PREFIX}{speed.part}-{speed.key}.json", json.dumps(record, indent=1, ensure_ascii=False) + "\n")
     return stats
 
 
-
-
 def decode_test_sets(exp_dir: str | os.PathLike, model, tokenizer: Tokenizer, loaders: Mapping[str, Iterable],
                      searches: Mapping[str, SearchStrategy], weights: str, extra: Mapping[str, Any],
-                     device: torch.device, report=print, chunk: ChunkSettings | None = None
-                     ) -> dict[tuple[str, str], ErrorStats]:
+                     device: torch.device, report=print, chunk: ChunkSettings | None = None,
+                     hotword_phrases: Sequence[str] = ()) -> dict[tuple[str, str], ErrorStats]:
     """decode_part + write_part_results for every test part; ``report`` gets the %WER and
-    %SPEED lines. The key of a method is ``<weights>-<its settings>[-<chunk settings>]``."""
+    %SPEED lines (and, for methods with hotwords, %HOTWORDS recall lines of the
+    ``hotword_phrases`` spoken in a part; word-scored tokenizers only).
+    The key of a method is ``<weights>-<its settings>[-<chunk settings>]``."""
     suffix = f"-{chunk.key()}" if chunk is not None else ""
     keys = {m: f"{weights}-{s.options.settings_key(s.uses_beam)}{suffix}" for m, s in searches.items()}
     unit = scoring_unit(tokenizer)
     out = {}
     for part, batches in loaders.items():
-        results, speed = decode_part(model, tokenizer, batches, searches, part, keys, device, chunk)
+        outputs, speed = decode_part(model, tokenizer, batches, searches, part, keys, device, chunk)
         for method in searches:
-            if not results[method]:
+            results = outputs[method].results
+            if not results:
                 raise ValueError(f"test part {part!r} yielded no utterances; check its cut manifest")
-            stats = write_part_results(exp_dir, results[method], speed[method], unit,
-                                       {"weights": weights, **extra})
+            biased = searches[method].options.hotwords  # recall of the methods that were given the phrases
+            recall = hotword_recall(results, hotword_phrases) if biased and hotword_phrases and unit == "word" else None
+            stats = write_part_results(exp_dir, results, speed[method], unit, {"weights": weights, **extra},
+                                       outputs[method], recall if recall is not None and recall.occurrences else None)
             report(stats.summary(part, method))
+            if recall is not None and recall.occurrences:
+                report(recall.summary(part, method))
             report(speed[method].summary())
             out[part, method] = stats
     return out

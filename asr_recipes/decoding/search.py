@@ -34,14 +34,17 @@ _REGISTRY: dict[str, type["SearchStrategy"]] = {}
 class SearchStrategy(ABC):
     """Base of the search methods.
 
-    Subclasses set ``name`` (the ``DecodingOptions.method`` value) and ``uses_beam``
-    (whether ``beam`` changes their output, which then goes into results-file keys), and
+    Subclasses set ``name`` (the ``DecodingOptions.method`` value), ``uses_beam``
+    (whether ``beam`` changes their output, which then goes into results-file keys; beam
+    methods also give n-best lists) and ``uses_hotwords`` (whether they apply
+    ``DecodingOptions.hotwords``; the others refuse options with hotwords), and
     implement :meth:`start`, :meth:`advance` and :meth:`results` over their own per-stream
     state objects (each with a ``frames`` attribute: encoder frames seen so far).
     """
 
     name: ClassVar[str]
     uses_beam: ClassVar[bool] = False
+    uses_hotwords: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -51,6 +54,13 @@ class SearchStrategy(ABC):
 
     def __init__(self, model, options: DecodingOptions):
         """model: a Transducer (``.decoder``, ``.joiner``, ``.blank_id``), in eval mode."""
+        if options.hotwords and not self.uses_hotwords:
+            users = [name for name, cls in _REGISTRY.items() if cls.uses_hotwords]
+            raise ValueError(f"{self.name} does not use hotwords; decode with {' or '.join(users)}, "
+                             "or without a hotwords file")
+        if options.nbest > 1 and not self.uses_beam:
+            raise ValueError(f"{self.name} keeps one hypothesis, so it has no n-best list (nbest={options.nbest}); "
+                             "use a beam method, e.g. modified_beam_search")
         self.model = model
         self.options = options
         self.blank_id = model.blank_id

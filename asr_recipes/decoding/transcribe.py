@@ -8,6 +8,9 @@ so a file gets the features its cut would get in training (minus lilcom's roundi
 
 Streaming (causal models): transcribe_streaming feeds a file's samples piece by piece, as
 live audio would arrive, through OnlineFbank (the same frames) and a StreamingRecognizer.
+
+``result_record`` is what ``bin.transcribe --timestamps`` / ``--nbest`` print per file: a JSON
+object with the text, word and token times (asr_recipes.decoding.word_times) and the n-best list.
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ from lhotse import Recording
 from asr_recipes.constants import FRAME_SHIFT, SAMPLE_RATE, frames_after_subsampling
 from asr_recipes.data.features import AUDIO_ERRORS, fbank_extractor, feature_config
 from asr_recipes.data.online_fbank import OnlineFbank
+from asr_recipes.decoding.options import DecodingResult
 from asr_recipes.decoding.search import SearchStrategy
+from asr_recipes.decoding.word_times import token_times, word_times
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +79,8 @@ def load_features(path: str | Path) -> torch.Tensor:
 
 def transcribe_files(model, tokenizer, search: SearchStrategy, paths: Sequence[str | Path],
                      device: torch.device, batch_size: int = 8,
-                     chunk: tuple[int, int] = ()) -> Iterator[tuple[str, str | None, str | None]]:
-    """Yields (path, text, None) or (path, None, error message) per path, in input order.
+                     chunk: tuple[int, int] = ()) -> Iterator[tuple[str, DecodingResult | None, str | None]]:
+    """Yields (path, result, None) or (path, None, error message) per path, in input order.
     Readable files are decoded in batches of up to ``batch_size``; ``chunk`` =
     (chunk_size, left_context) runs a streaming model with its chunk mask."""
     for start in range(0, len(paths), batch_size):
@@ -86,22 +91,40 @@ def transcribe_files(model, tokenizer, search: SearchStrategy, paths: Sequence[s
                 features[p] = load_features(p)
             except AudioError as e:
                 errors[p] = str(e)
-        texts = dict(zip(features, _decode(model, tokenizer, search, list(features.values()), device, chunk)))
+        results = dict(zip(features, _decode(model, search, list(features.values()), device, chunk)))
         for p in group:
-            yield (p, texts[p], None) if p in texts else (p, None, errors[p])
+            yield (p, results[p], None) if p in results else (p, None, errors[p])
 
 
 @torch.inference_mode()
-def _decode(model, tokenizer, search: SearchStrategy, features: list[torch.Tensor], device,
-            chunk: tuple[int, int] = ()) -> list[str]:
-    """Texts for a list of (T_n, F) feature matrices."""
+def _decode(model, search: SearchStrategy, features: list[torch.Tensor], device,
+            chunk: tuple[int, int] = ()) -> list[DecodingResult]:
+    """Results for a list of (T_n, F) feature matrices."""
     if not features:
         return []
     lens = torch.tensor([f.size(0) for f in features])  # (N,)
     # The encoder masks padding (asr_recipes.models.conformer), so the pad value is irrelevant.
     padded = torch.nn.utils.rnn.pad_sequence(features, batch_first=True)  # (N, T, F)
     encoder_out, encoder_lens = model.encode(padded.to(device), lens.to(device), *chunk)  # (N, T', D), (N,)
-    return tokenizer.decode([r.tokens for r in search.search(encoder_out, encoder_lens)])
+    return search.search(encoder_out, encoder_lens)
+
+
+def result_record(path: str, result: DecodingResult, tokenizer, timestamps: bool = True,
+                  nbest: int | None = None) -> dict:
+    """{"file", "text"} plus, with ``timestamps``, "words" [{"word", "start", "end"}] and
+    "tokens" [{"token", "frame", "time"}] (seconds from the start of the file), and with
+    ``nbest``, "nbest" [{"text", "score", "log_prob", "hotword_bonus"}]: the best ``nbest``
+    hypotheses, best first."""
+    record = {"file": path, "text": tokenizer.decode([result.tokens])[0]}
+    if timestamps:
+        record["words"] = [w.to_dict() for w in word_times(tokenizer, result.tokens, result.timestamps)]
+        record["tokens"] = [t.to_dict() for t in token_times(tokenizer, result.tokens, result.timestamps)]
+    if nbest:
+        hyps = result.hyps[:nbest]
+        record["nbest"] = [{"text": text, "score": round(h.score, 4), "log_prob": round(h.log_prob, 4),
+                            "hotword_bonus": round(h.hotword_bonus, 4)}
+                           for h, text in zip(hyps, tokenizer.decode([h.tokens for h in hyps]))]
+    return record
 
 
 @dataclass
@@ -112,6 +135,7 @@ class StreamReport:
     audio_seconds: float
     #: wall seconds spent on each audio piece (fbank + encoder chunks + search)
     piece_seconds: list[float]
+    result: DecodingResult | None = None
 
     def summary(self, piece_ms: float) -> str:
         mean = 1000 * sum(self.piece_seconds) / max(len(self.piece_seconds), 1)
@@ -151,4 +175,5 @@ def transcribe_streaming(recognizer, tokenizer, samples: np.ndarray, piece_ms: f
         if on_partial is not None and text != shown:
             on_partial(text)
         shown = text
-    return StreamReport(shown, audio.size / SAMPLE_RATE, times)
+    result = recognizer.result(stream)
+    return StreamReport(tokenizer.decode([result.tokens])[0], audio.size / SAMPLE_RATE, times, result)

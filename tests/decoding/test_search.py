@@ -97,8 +97,9 @@ def test_modified_beam_search_with_beam_1_equals_greedy(max_sym):
 
 
 @torch.no_grad()
-def exhaustive_sequence_scores(model, enc, max_sym, forced_advance):
-    """log P(sequence) summed over every alignment of the T frames of `enc` (T, D).
+def exhaustive_sequence_scores(model, enc, max_sym, forced_advance, blank_penalty=0.0):
+    """log P(sequence) summed over every alignment of the T frames of `enc` (T, D), the blank
+    logit lowered by ``blank_penalty``.
 
     On each frame a path emits a string of 0..max_sym real symbols and then blank or <unk>
     (both end the frame silently), except (forced_advance) that a string of exactly max_sym
@@ -113,10 +114,10 @@ def exhaustive_sequence_scores(model, enc, max_sym, forced_advance):
                 for string in itertools.product(symbols, repeat=length):
                     seq, s = prefix, score
                     for k in string:
-                        s += float(token_log_probs(model, enc[t], seq)[k])
+                        s += float(token_log_probs(model, enc[t], seq, blank_penalty)[k])
                         seq = seq + (k,)
                     if not (forced_advance and length == max_sym):
-                        s += float(token_log_probs(model, enc[t], seq)[[BLANK, UNK]].logsumexp(0))
+                        s += float(token_log_probs(model, enc[t], seq, blank_penalty)[[BLANK, UNK]].logsumexp(0))
                     nxt[seq] = float(torch.logaddexp(torch.tensor(nxt.get(seq, -math.inf)), torch.tensor(s)))
         paths = nxt
     return paths
@@ -254,3 +255,17 @@ def test_search_over_chunks_equals_search_over_whole_utterances(method):
         assert [h.tokens for h in got.hyps] == [h.tokens for h in want.hyps]
         assert [h.timestamps for h in got.hyps] == [h.timestamps for h in want.hyps]
         assert [h.score for h in got.hyps] == pytest.approx([h.score for h in want.hyps], abs=1e-6)
+
+
+@pytest.mark.parametrize("method,forced_advance", [("modified_beam_search", True), ("beam_search", False)])
+def test_blank_penalty_in_the_beam_searches_matches_the_exhaustive_sum(method, forced_advance):
+    model = make_model(vocab_size=4, blank_bias=0.0, unk_bias=1.0)
+    enc, lens = encoder_batch([3], seed=5)
+    results = decode(model, enc, lens, DecodingOptions(method, beam=10_000, max_sym_per_frame=2, blank_penalty=1.5))
+    expected = exhaustive_sequence_scores(model, enc[0, :3], 2, forced_advance, blank_penalty=1.5)
+    got = {h.tokens: h.score for h in results[0].hyps}
+    assert got.keys() == expected.keys()
+    for seq, score in expected.items():
+        assert got[seq] == pytest.approx(score, abs=1e-4), seq
+    plain = exhaustive_sequence_scores(model, enc[0, :3], 2, forced_advance)
+    assert any(abs(plain[seq] - score) > 0.1 for seq, score in expected.items())  # the penalty changes scores
