@@ -111,7 +111,7 @@ class MethodOutput:
 def decode_part(model, tokenizer: Tokenizer, batches: Iterable[Mapping[str, Any]],
                 searches: Mapping[str, SearchStrategy], part: str, keys: Mapping[str, str],
                 device: torch.device, chunk: ChunkSettings | None = None
-                ) -> tuple[dict[str, list], dict[str, SpeedReport]]:
+                ) -> tuple[dict[str, MethodOutput], dict[str, SpeedReport]]:
     """Run every search on every batch of one test part.
 
     Args:

@@ -91,7 +91,7 @@ def decode_speed(model, tokenizer, cuts: CutSet, searches: Mapping[str, SearchSt
         results, speed = decode_part(model, tokenizer, counted, searches, "test", keys, device)
         for method in searches:
             d = speed[method].to_dict()
-            stats = score(results[method], unit)
+            stats = score(results[method].results, unit)
             rows.append(SpeedRow(batch_size, method, counted.count, d["num_utterances"], d["audio_seconds"],
                                  d["wall_seconds"], d["rtf"], d["utterances_per_second"], stats.error_rate,
                                  "CER" if unit == "char" else "WER", counted.exhausted))
