@@ -34,7 +34,7 @@ class BeamSearch(SearchStrategy):
         return [BeamStream() for _ in range(num_streams)]
 
     def results(self, streams: Sequence[BeamStream]) -> list[DecodingResult]:
-        return [ranked(s) for s in streams]
+        return [ranked(s, self.context_size) for s in streams]
 
     @torch.inference_mode()
     def advance(self, streams: Sequence[BeamStream], encoder_out: Tensor, encoder_lens: Tensor) -> None:

@@ -80,14 +80,17 @@ class BeamStream:
     frames: int = 0
 
 
-def ranked(stream: BeamStream, graph: ContextGraph | None = None) -> DecodingResult:
-    """The stream's hypotheses best first; with hotwords, by their final scores (the bonus
-    advanced for unfinished matches taken back)."""
+def ranked(stream: BeamStream, context_size: int, graph: ContextGraph | None = None) -> DecodingResult:
+    """The stream's hypotheses best first by log-probability per symbol, score / (tokens +
+    context_size): the rule by which icefall's and sherpa-onnx's beam searches pick their
+    result (length normalisation: a total log-probability favours short hypotheses). With
+    hotwords, scores are final (the bonus advanced for unfinished matches taken back);
+    Hypothesis.score stays the total."""
     final = []
     for y, h in stream.hyps.items():
         undo = graph.pending(h.context) if graph is not None else 0.0
         final.append(Hypothesis(y, h.score - undo, h.timestamps, h.bonus - undo))
-    return DecodingResult(tuple(sorted(final, key=lambda h: h.score, reverse=True)))
+    return DecodingResult(tuple(sorted(final, key=lambda h: h.score / (len(h.tokens) + context_size), reverse=True)))
 
 
 class ModifiedBeamSearch(SearchStrategy):
@@ -103,7 +106,7 @@ class ModifiedBeamSearch(SearchStrategy):
         return [BeamStream() for _ in range(num_streams)]
 
     def results(self, streams: Sequence[BeamStream]) -> list[DecodingResult]:
-        return [ranked(s, self.graph) for s in streams]
+        return [ranked(s, self.context_size, self.graph) for s in streams]
 
     @torch.inference_mode()
     def advance(self, streams: Sequence[BeamStream], encoder_out: Tensor, encoder_lens: Tensor) -> None:

@@ -44,7 +44,8 @@ from asr_recipes.scoring.hotwords import Recall, hotword_recall
 
 SPEED_PREFIX = "speed-"
 #: columns of an n-best file (tab-separated; score = log_prob + hotword_bonus; rank 1 = best)
-NBEST_HEADER = ("utterance", "rank", "score", "log_prob", "hotword_bonus", "text")
+#: ranks as the search ranks: by score per symbol, score / (num_tokens + context size)
+NBEST_HEADER = ("utterance", "rank", "score", "log_prob", "hotword_bonus", "num_tokens", "text")
 
 
 def scoring_unit(tokenizer: Tokenizer) -> str:
@@ -168,15 +169,16 @@ def collect(output: MethodOutput, tokenizer: Tokenizer, nbest: int, cut_ids: Seq
         if nbest > 1:
             hyps = result.hyps[:nbest]
             for rank, (hyp, hyp_text) in enumerate(zip(hyps, tokenizer.decode([h.tokens for h in hyps])), 1):
-                output.nbest.append((cut_id, rank, hyp.score, hyp.log_prob, hyp.hotword_bonus, hyp_text))
+                output.nbest.append((cut_id, rank, hyp.score, hyp.log_prob, hyp.hotword_bonus, len(hyp.tokens),
+                                     hyp_text))
 
 
 def format_nbest(rows: Sequence[tuple]) -> str:
     """The n-best file: a header line, then one tab-separated row per hypothesis, by
     utterance id and rank."""
     lines = ["\t".join(NBEST_HEADER) + "\n"]
-    for utt, rank, score, log_prob, bonus, text in sorted(rows, key=lambda r: (r[0], r[1])):
-        lines.append(f"{utt}\t{rank}\t{score:.4f}\t{log_prob:.4f}\t{bonus:.4f}\t{text}\n")
+    for utt, rank, score, log_prob, bonus, num_tokens, text in sorted(rows, key=lambda r: (r[0], r[1])):
+        lines.append(f"{utt}\t{rank}\t{score:.4f}\t{log_prob:.4f}\t{bonus:.4f}\t{num_tokens}\t{text}\n")
     return "".join(lines)
 
 

@@ -113,8 +113,9 @@ def result_record(path: str, result: DecodingResult, tokenizer, timestamps: bool
                   nbest: int | None = None) -> dict:
     """{"file", "text"} plus, with ``timestamps``, "words" [{"word", "start", "end"}] and
     "tokens" [{"token", "frame", "time"}] (seconds from the start of the file), and with
-    ``nbest``, "nbest" [{"text", "score", "log_prob", "hotword_bonus"}]: the best ``nbest``
-    hypotheses, best first."""
+    ``nbest``, "nbest" [{"text", "score", "log_prob", "hotword_bonus", "num_tokens"}]: the best
+    ``nbest`` hypotheses, best first (by score per symbol, score / (num_tokens + context size),
+    see modified_beam.ranked)."""
     record = {"file": path, "text": tokenizer.decode([result.tokens])[0]}
     if timestamps:
         record["words"] = [w.to_dict() for w in word_times(tokenizer, result.tokens, result.timestamps)]
@@ -122,7 +123,7 @@ def result_record(path: str, result: DecodingResult, tokenizer, timestamps: bool
     if nbest:
         hyps = result.hyps[:nbest]
         record["nbest"] = [{"text": text, "score": round(h.score, 4), "log_prob": round(h.log_prob, 4),
-                            "hotword_bonus": round(h.hotword_bonus, 4)}
+                            "hotword_bonus": round(h.hotword_bonus, 4), "num_tokens": len(h.tokens)}
                            for h, text in zip(hyps, tokenizer.decode([h.tokens for h in hyps]))]
     return record
 

@@ -16,10 +16,11 @@ MBS = "modified_beam_search"
 
 def read_nbest(path):
     rows = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()]
-    assert rows[0] == ["utterance", "rank", "score", "log_prob", "hotword_bonus", "text"]
+    assert rows[0] == ["utterance", "rank", "score", "log_prob", "hotword_bonus", "num_tokens", "text"]
     out = {}
-    for utt, rank, score, log_prob, bonus, text in rows[1:]:
-        out.setdefault(utt, []).append((int(rank), float(score), float(log_prob), float(bonus), text))
+    for utt, rank, score, log_prob, bonus, num_tokens, text in rows[1:]:
+        out.setdefault(utt, []).append((int(rank), float(score), float(log_prob), float(bonus), text,
+                                        int(num_tokens)))
     return out
 
 
@@ -45,7 +46,8 @@ def test_ctm_nbest_and_hotword_files(tiny_corpus, tmp_path_factory, tmp_path, ca
     assert nbest.keys() == hyps.keys() and max(len(v) for v in nbest.values()) == 3
     for utt, rows in nbest.items():
         assert [r[0] for r in rows] == list(range(1, len(rows) + 1))
-        assert [r[1] for r in rows] == sorted((r[1] for r in rows), reverse=True)
+        per_symbol = [r[1] / (r[5] + 2) for r in rows]  # ranked by score per symbol (context size 2)
+        assert per_symbol == sorted(per_symbol, reverse=True)
         assert rows[0][4].split() == hyps[utt] and len({r[4] for r in rows}) == len(rows)
         assert all(r[3] == 0.0 and r[1] == r[2] for r in rows)  # no hotwords, no bonus
 

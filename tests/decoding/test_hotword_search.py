@@ -36,18 +36,21 @@ def test_unpruned_search_adds_the_bonus_of_completed_phrases_only(max_sym):
             assert got[seq].hotword_bonus == pytest.approx(bonus, abs=1e-6), seq
             assert got[seq].score == pytest.approx(log_prob + bonus, abs=1e-4), seq
             assert got[seq].log_prob == pytest.approx(log_prob, abs=1e-4), seq
-        assert [h.score for h in results[n].hyps] == sorted((h.score for h in results[n].hyps), reverse=True)
+        per_symbol = [h.score / (len(h.tokens) + 2) for h in results[n].hyps]  # icefall's ranking, context 2
+        assert per_symbol == sorted(per_symbol, reverse=True)
     # the case is not trivial: some sequences complete phrases, some only start one (2 alone)
     assert any(h.hotword_bonus > 0 for r in results for h in r.hyps)
     assert any(h.tokens[-1:] == (2,) and h.hotword_bonus == 0 for r in results for h in r.hyps)
 
 
 def test_nbest_list_is_the_best_n_of_the_exhaustive_ranking():
+    """Ranked as icefall and sherpa-onnx pick their result: log-probability per symbol,
+    total / (tokens + context_size)."""
     model = make_model(vocab_size=4, blank_bias=0.0, unk_bias=1.0)
     enc, lens = encoder_batch([3], seed=9)
     options = DecodingOptions("modified_beam_search", beam=10_000, max_sym_per_frame=2, nbest=5)
     expected = exhaustive_sequence_scores(model, enc[0, :3], 2, forced_advance=True)
-    best = sorted(expected.items(), key=lambda kv: kv[1], reverse=True)[:5]
+    best = sorted(expected.items(), key=lambda kv: kv[1] / (len(kv[0]) + 2), reverse=True)[:5]
     got = decode(model, enc, lens, options)[0].hyps[: options.nbest]
     assert [h.tokens for h in got] == [seq for seq, _ in best]
     assert [h.score for h in got] == pytest.approx([s for _, s in best], abs=1e-4)
