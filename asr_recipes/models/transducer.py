@@ -88,6 +88,7 @@ class Transducer(nn.Module):
         lm_scale: float = 0.25,
         reduction: str = "sum",
         delay_penalty: float = 0.0,
+        rnnt_type: str = "regular",
     ) -> tuple[Tensor, Tensor]:
         """Simple (smoothed) and pruned RNN-T losses.
 
@@ -100,6 +101,8 @@ class Transducer(nn.Module):
             am_scale, lm_scale: am_only_scale / lm_only_scale of rnnt_loss_smoothed.
             reduction: "sum", "mean" (over utterances) or "none" (per utterance).
             delay_penalty: k2's delay penalty (0 = off), applied to both losses.
+            rnnt_type: lattice topology of both losses: "regular" (any number of symbols per
+                frame), "modified" (at most one per frame, as sherpa-onnx decodes) or "constrained".
         Returns:
             (simple_loss, pruned_loss): scalars, or (N,) each with reduction="none"
             (the caller drops non-finite utterances). Negative log-likelihoods in nats.
@@ -126,6 +129,7 @@ class Transducer(nn.Module):
                 delay_penalty=delay_penalty,
                 reduction=reduction,
                 return_grad=True,
+                rnnt_type=rnnt_type,
             )
 
         ranges = k2.get_rnnt_prune_ranges(px_grad, py_grad, boundary, s_range=prune_range)  # (N, T', S)
@@ -143,6 +147,7 @@ class Transducer(nn.Module):
                 boundary=boundary,
                 delay_penalty=delay_penalty,
                 reduction=reduction,
+                rnnt_type=rnnt_type,
             )
         return simple_loss, pruned_loss
 

@@ -186,3 +186,21 @@ def test_minute_snapshots_are_written_and_resumable(tiny_corpus, tmp_path):
     (tmp_path / "checkpoint-2.pt").unlink()
     newest = ckpt_io.load_latest(tmp_path)
     assert newest["path"] == str(snapshots[-1]) and newest["progress"]["step"] == 2
+
+
+def test_loss_topology_is_checked_and_reaches_the_model(tiny_corpus, tmp_path):
+    with pytest.raises(ValueError, match="loss.rnnt_type"):
+        LossConfig(rnnt_type="one-per-frame")
+    regular = make_trainer(tiny_corpus, tmp_path / "r")
+    modified = make_trainer(tiny_corpus, tmp_path / "m", loss=LossConfig(warm_step=4, rnnt_type="modified"))
+    batch = _batch(tiny_corpus, regular)
+    args = (batch["features"], batch["feature_lens"], batch["tokens"], batch["token_lens"], 0)
+    with torch.no_grad():
+        regular.objective.eval()
+        modified.objective.eval()
+        _, parts_r = regular.objective(*args)
+        _, parts_m = modified.objective(*args)
+        # Same weights (same seed): only the lattice differs, as the model computes it directly.
+        _, expected = modified.model(*args[:4], prune_range=5, lm_scale=0.25, reduction="none", rnnt_type="modified")
+    torch.testing.assert_close(parts_m["pruned"], expected)
+    assert not torch.allclose(parts_r["pruned"], parts_m["pruned"])
