@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Demo recipe: synthesized English speech (espeak-ng + flite + sox, no download) in the
-# LibriSpeech layout with generated noise, BPE tokens, the small Conformer transducer trained
-# on a CPU for a fixed time (trainer.max_minutes in conf/experiment/mini.yaml).
+# LibriSpeech layout with generated noise, character tokens (one per 40 ms frame), the small
+# Conformer transducer trained on a CPU for a fixed time (trainer.max_minutes in
+# conf/experiment/mini.yaml).
 #
 #   bash egs/mini/run.sh                                  # everything (what `make demo` runs)
 #   bash egs/mini/run.sh --stage 4 --stop-stage 4 --train-args "trainer.max_minutes=5"
@@ -23,16 +24,16 @@ data_dir=$RECIPE_DIR/data        # manifests, features, tokenizer
 exp_dir=$RECIPE_DIR/exp          # checkpoints, logs, TensorBoard, decoding results
 results_md=$RECIPE_DIR/RESULTS.md  # stage 7 appends its table here
 task=commands                    # synthesized task: commands (47 words) | sentences (~290 words)
-size=full                        # corpus size: tiny (8/3/3 utterances) | full (2500/200/200) | N per split
+size=full                        # corpus size: tiny (8/3/3 utterances) | full (1500/200/200) | N per split
 seed=0                           # corpus synthesis seed
 synth_args=""                    # extra Hydra overrides for synthesis, e.g. "flite_voices=[]" (espeak-ng only)
 augment=true                     # speed perturbation + reverberation (fbank) and generated noise (training)
-reverb_prob=0.5                  # with --augment true: fraction of training cuts reverberated
+reverb_prob=0.2                  # with --augment true: fraction of training cuts reverberated
 nj=2                             # parallel jobs for synthesis and fbank
-token_kind=bpe                   # tokenizer: char | bpe | unigram
-vocab_size=100                   # bpe/unigram: vocabulary size; char: null (all characters)
+token_kind=char                  # tokenizer: char | bpe | unigram (conf/experiment/mini.yaml trains one letter per frame)
+vocab_size=null                  # bpe/unigram: vocabulary size, e.g. 60; char: null (all characters)
 epoch=last                       # decode the newest epoch (training stops by time: trainer.max_minutes)
-avg=2                            # ... averaged over this many epochs (at most all but the first)
+avg=1                            # ... averaged over this many epochs (1: the running average of the last one)
 checkpoints=""                   # instead of epoch/avg: decode these files of the exp dir, e.g. "minutes-5.pt minutes-10.pt"
 beam=4                           # modified beam search width
 max_sym_per_frame=1              # tokens per encoder frame (40 ms) in both searches, as in sherpa-onnx
@@ -106,7 +107,7 @@ if [ -z "$checkpoints" ] && should_run 5 "$exp_dir"; then
 fi
 
 if should_run 6 "$exp_dir"; then
-  log "Stage 6: decode $parts (greedy and modified beam search) into $exp_dir/<method>/"
+  log "Stage 6: decode the dev/test parts (greedy and modified beam search) into $exp_dir/<method>/"
   read -r -a extra <<< "$decode_args"
   read -r -a files <<< "$checkpoints"
   weights=("epoch=$epoch avg=$avg")

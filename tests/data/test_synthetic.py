@@ -188,7 +188,7 @@ def test_held_out_sentences_are_unseen_but_their_words_are_not(task):
         texts.setdefault(utt.split, []).append(utt.text)
     names = ("train", "dev", "test") if task == "mandarin" else tuple(LIBRISPEECH_PARTS.values())
     train, dev, test = (texts[s] for s in names)
-    assert (len(train), len(dev), len(test)) == (2500, 200, 200)
+    assert (len(train), len(dev), len(test)) == (split_sizes("full")["train"], 200, 200)
     assert not set(train) & set(dev) and not set(train) & set(test) and not set(dev) & set(test)
     train_words = {w for t in train for w in t.split()}
     assert {w for t in dev + test for w in t.split()} <= train_words

@@ -105,6 +105,7 @@ def test_mini_uses_the_small_model_on_the_synthesized_parts():
     assert data["test_parts"] == ["dev-clean", "dev-unseen", "test-clean", "test-unseen", "test-other"]
     assert data["musan"]["parts"] == ["noise", "speech"]  # the generated noise
     assert cfg["trainer"]["max_minutes"] and cfg["trainer"]["whole_epochs"]
+    assert cfg["loss"]["rnnt_type"] == "modified"  # one symbol per frame, as deployed
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)

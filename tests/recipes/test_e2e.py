@@ -109,7 +109,7 @@ def test_mini_recipe_all_stages_from_another_directory(tmp_path):
     before = real_results.read_bytes() if real_results.exists() else None
     # epoch=last (the default): the newest epoch, 2 here, averaged with avg capped at 1.
     args = ["--size", "tiny", "--dl-dir", "dl", "--data-dir", "data", "--exp-dir", "exp",
-            "--results-md", "RESULTS.md", "--vocab-size", "30", "--train-args", TRAIN_ARGS,
+            "--results-md", "RESULTS.md", "--train-args", TRAIN_ARGS,
             "--decode-args", DECODE_ARGS]
     run_recipe("mini", tmp_path, *args)  # relative paths: resolved against the caller's directory
 
@@ -123,12 +123,13 @@ def test_mini_recipe_all_stages_from_another_directory(tmp_path):
     assert 0 < sum(c.id.endswith("_rvb") for c in train) < len(train)
     assert train[0].load_features().shape == (train[0].num_frames, 80)
     assert len(load_manifest(fbank / "musan_cuts_noise.jsonl.gz")) == 20  # the generated noise
-    tokens = (tmp_path / "data" / "lang_bpe_30" / "tokens.txt").read_text().splitlines()
-    assert len(tokens) == 30
+    tokens = [line.split()[0] for line in (tmp_path / "data" / "lang_char" / "tokens.txt").read_text().splitlines()]
+    assert "▁" in tokens and "A" in tokens  # English letters plus the word-boundary token
     exp = tmp_path / "exp"
     check_training(exp, epochs=2)
     config = (exp / "train-config.yaml").read_text()
     assert "- noise" in config and "- speech" in config  # noise mixed into training batches
+    assert "rnnt_type: modified" in config  # trained for one symbol per frame
     check_decoding(exp, fbank, "librispeech", MINI_TEST_PARTS, "averaged-epoch-2-avg-1.pt", "word")
     for method in METHODS:  # one symbol per frame, as deployed
         assert all("max-sym-per-frame-1" in p.name for p in (exp / method).glob("wer-summary-*"))

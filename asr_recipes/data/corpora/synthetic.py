@@ -61,7 +61,9 @@ MARKER_NAME = ".synthesis.json"
 #: Utterances per split for the named sizes; an int N means N in every split.
 SIZES: Mapping[str, Mapping[str, int]] = {
     "tiny": {"train": 8, "dev": 3, "test": 3},
-    "full": {"train": 2500, "dev": 200, "test": 200},
+    # 1500 training sentences: x3 speed copies = ~200 steps of 60 s per epoch, so a run budgeted
+    # by time wastes little when it stops at an epoch end (trainer.whole_epochs).
+    "full": {"train": 1500, "dev": 200, "test": 200},
 }
 #: flite voices of the training speakers (also in dev-clean / test-clean) ...
 SEEN_FLITE_VOICES = ("kal16", "rms", "slt")
@@ -358,7 +360,7 @@ def synthesize_librispeech_layout(out_dir: Path, task: str = "commands", size: s
     """English corpus in the LibriSpeech layout; returns ``out_dir / "LibriSpeech"``.
 
     task: "commands" (47 words) or "sentences" (~290 words). size: "tiny" (8/3/3
-    utterances per split), "full" (2500/200/200) or N per split. flite_voices /
+    utterances per split), "full" (1500/200/200) or N per split. flite_voices /
     heldout_voice / noisy_snr: see :func:`plan_librispeech`. noise_corpus: also write the
     generated training noise to ``out_dir / "musan"``. Idempotent and deterministic.
     """
