@@ -16,12 +16,14 @@ class TinyCorpus:
     fbank: Path  # cuts with fbank features (librispeech_cuts_<part>.jsonl.gz)
     lang: Path  # saved char tokenizer
     parts: tuple = ("train-clean-100", "dev-clean", "test-clean")
+    noise_parts: tuple = ("noise", "speech")  # generated noise (musan_cuts_<part> in fbank)
 
 
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory) -> TinyCorpus:
-    """24 synthesized utterances per split in the LibriSpeech layout, prepared with the
-    library's own stages (prepare -> fbank -> char tokenizer). Needs espeak-ng and sox."""
+    """24 synthesized utterances per split in the LibriSpeech layout and the generated noise,
+    prepared with the library's own stages (prepare -> fbank -> char tokenizer). Needs
+    espeak-ng, flite and sox."""
     from asr_recipes.data.corpora import get_corpus
     from asr_recipes.data.corpora.synthetic import synthesize_librispeech_layout
     from asr_recipes.data.features import compute_fbank
@@ -33,6 +35,9 @@ def tiny_corpus(tmp_path_factory) -> TinyCorpus:
     synthesize_librispeech_layout(corpus.root, task="commands", size=24, seed=0, num_jobs=2)
     get_corpus("librispeech").prepare(corpus.root, corpus.manifests, list(corpus.parts))
     compute_fbank(corpus.manifests, "librispeech", list(corpus.parts), corpus.fbank, num_jobs=1)
+    musan = get_corpus("musan")
+    musan.prepare(corpus.root, corpus.manifests, list(corpus.noise_parts))
+    compute_fbank(corpus.manifests, "musan", list(corpus.noise_parts), corpus.fbank, cut_window=musan.cut_window)
     ensure_tokenizer(corpus.manifests / "librispeech_supervisions_train-clean-100.jsonl.gz", corpus.lang,
                      kind="char", vocab_size=None)
     return corpus

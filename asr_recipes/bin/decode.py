@@ -24,6 +24,7 @@ from asr_recipes.decoding.hotwords import HotwordsError, read_hotwords
 from asr_recipes.decoding.runner import decode_test_sets, machine_info
 from asr_recipes.decoding.settings import resolve
 from asr_recipes.models.build import count_parameters
+from asr_recipes.training.checkpoint import resolve_epoch_avg
 from asr_recipes.training.distributed import resolve_device
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,8 @@ def main(cfg: DictConfig) -> None:
     if not data_cfg.get("test_parts"):
         raise SystemExit("decode: no test parts; pass data.test_parts=[part,...]")
     device = resolve_device(cfg.device)
-    choice = choose_checkpoint(cfg.exp_dir, cfg.checkpoint, cfg.epoch, cfg.avg, cfg.use_averaged_model)
+    epoch, avg = (cfg.epoch, cfg.avg) if cfg.checkpoint else resolve_epoch_avg(cfg.exp_dir, cfg.epoch, cfg.avg)
+    choice = choose_checkpoint(cfg.exp_dir, cfg.checkpoint, epoch, avg, cfg.use_averaged_model)
     log.info("decoding with %s (%s) on %s", choice.key, choice.source, device)
     model, tokenizer = model_from_checkpoint(choice.checkpoint, device)
     progress = choice.checkpoint.get("progress", {})

@@ -24,6 +24,7 @@ def main(cfg: DictConfig) -> None:
             speed_perturb=cfg.speed_perturb, num_jobs=cfg.num_jobs,
             train_parts=[p for p in parts if corpus.is_train_part(p)],
             cut_window=corpus.cut_window, max_failed_fraction=cfg.max_failed_fraction, seed=cfg.seed,
+            reverb_prob=cfg.reverb_prob,
         )
     except (FileNotFoundError, TooManyFailuresError) as e:
         # User errors whose message names the file and the fix: no traceback needed.

@@ -14,7 +14,10 @@ Cut manifests are read lazily; each manifest set is scanned once by the filters
 (:mod:`asr_recipes.data.filters`), whose counts are logged. Training batches come from
 a rank-aware lhotse ``DynamicBucketingSampler`` (every rank draws the same batch
 sequence and keeps every ``world_size``-th batch, so ranks see disjoint cuts), get
-optional MUSAN noise (``CutMix``) and ``SpecAugment``; valid/test batches get neither.
+optional noise (MUSAN-layout noise cuts mixed with lhotse ``CutSet.mix``) and
+``SpecAugment``, both seeded per batch from (seed, epoch, cut ids)
+(:mod:`asr_recipes.data.augment`), so resuming mid-epoch reproduces the uninterrupted run
+with or without worker processes; valid/test batches get neither.
 """
 
 from __future__ import annotations
@@ -27,10 +30,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from lhotse import CutSet, load_manifest
-from lhotse.dataset import CutMix, DynamicBucketingSampler, DynamicCutSampler, SpecAugment
+from lhotse.dataset import DynamicBucketingSampler, DynamicCutSampler, SpecAugment
 from lhotse.dataset.dataloading import make_worker_init_fn
 from torch.utils.data import DataLoader
 
+from asr_recipes.data.augment import NoiseMix
 from asr_recipes.data.dataset import AsrDataset
 from asr_recipes.data.filters import DropIds, FilterConfig, scan_cuts
 from asr_recipes.data.manifests import manifest_path
@@ -198,7 +202,8 @@ class DataModule:
             batch_size=None,  # the sampler yields whole batches (CutSets)
             num_workers=workers,
             persistent_workers=False,
-            # Distinct augmentation RNG per worker and rank (lhotse's seeding helper).
+            # Distinct process seeds per worker and rank (lhotse's helper); the augmentation
+            # itself is seeded per batch (AsrDataset's seed).
             worker_init_fn=(
                 make_worker_init_fn(rank=rank, world_size=world_size, seed=seed) if workers else None
             ),
@@ -227,16 +232,13 @@ class DataModule:
         cut_transforms = []
         if cfg.musan.parts:
             # Same duration and id as the clean cut: feature_lens, filters and ids stay valid.
-            cut_transforms.append(
-                CutMix(self._noise_cuts(), snr=cfg.musan.snr, p=cfg.musan.prob, pad_to_longest=False,
-                       preserve_id=True, seed="randomized")
-            )
+            cut_transforms.append(NoiseMix(self._noise_cuts(), snr=cfg.musan.snr, prob=cfg.musan.prob))
         input_transforms = []
         if cfg.specaug.enabled:
             params = dataclasses.asdict(cfg.specaug)
             del params["enabled"]
             input_transforms.append(SpecAugment(**params))
-        dataset = AsrDataset(self.tokenizer, cut_transforms, input_transforms)
+        dataset = AsrDataset(self.tokenizer, cut_transforms, input_transforms, seed=(cfg.seed, epoch))
         return self._loader(dataset, sampler, rank, world_size, seed=cfg.seed + epoch)
 
     def _noise_cuts(self) -> CutSet:

@@ -13,6 +13,7 @@ import torch
 from lhotse import CutSet
 from lhotse.dataset.collation import collate_features
 
+from asr_recipes.data.augment import batch_seed, seeded
 from asr_recipes.data.filters import cut_text
 
 
@@ -41,6 +42,10 @@ class AsrDataset(torch.utils.data.Dataset):
         input_transforms: called as ``t(features, supervision_segments=segments)`` with
             segments int32 (N, 3) = (cut index, start frame 0, feature_lens[n]) after
             collation (e.g. lhotse ``SpecAugment``).
+        seed: (seed, epoch). When given, both kinds of transforms run under
+            :func:`~asr_recipes.data.augment.seeded` with a seed computed from (seed, epoch,
+            the batch's cut ids), so a batch is augmented the same in any process, after
+            any resume; None leaves the process's random streams as they are.
     """
 
     def __init__(
@@ -48,14 +53,22 @@ class AsrDataset(torch.utils.data.Dataset):
         tokenizer,
         cut_transforms: Sequence[Callable[[CutSet], CutSet]] = (),
         input_transforms: Sequence[Callable[..., torch.Tensor]] = (),
+        seed: tuple[int, int] | None = None,
     ):
         super().__init__()
         self.tokenizer = tokenizer
         self.cut_transforms = list(cut_transforms)
         self.input_transforms = list(input_transforms)
+        self.seed = seed
 
     def __getitem__(self, cuts: CutSet) -> dict:
         cuts = cuts.sort_by_duration(ascending=False)
+        if self.seed is not None and (self.cut_transforms or self.input_transforms):
+            with seeded(batch_seed(*self.seed, (c.id for c in cuts))):
+                return self._batch(cuts)
+        return self._batch(cuts)
+
+    def _batch(self, cuts: CutSet) -> dict:
         for transform in self.cut_transforms:
             cuts = transform(cuts)
         features, feature_lens = collate_features(cuts)  # (N, T, F), (N,)

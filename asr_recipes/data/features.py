@@ -14,6 +14,7 @@ fails as a whole when more than ``max_failed_fraction`` of its cuts fail.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import logging
 import multiprocessing
 import random
@@ -23,11 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import soundfile
 import torch
-from lhotse import CutSet, Fbank, FbankConfig, LilcomChunkyWriter, load_manifest
+from lhotse import CutSet, Fbank, FbankConfig, LilcomChunkyWriter, Recording, load_manifest
 from lhotse.audio.utils import AudioLoadingError, DurationMismatchError
 
+from asr_recipes.atomic_files import write_atomic_with
 from asr_recipes.constants import FRAME_LENGTH, FRAME_SHIFT, NUM_MEL_BINS, SAMPLE_RATE
 from asr_recipes.data.manifests import manifest_path, write_atomically
 
@@ -35,6 +38,10 @@ log = logging.getLogger(__name__)
 
 #: Speed factors added for training parts when speed perturbation is on (1.0 is kept).
 SPEED_FACTORS = (0.9, 1.1)
+#: Cut-id suffix lhotse gives reverberated cuts.
+REVERB_SUFFIX = "_rvb"
+#: Simulated room impulse responses per reverberated part.
+RIR_POOL_SIZE = 100
 #: Errors that mean "this cut's audio is unreadable" (missing, truncated, corrupt file).
 AUDIO_ERRORS = (AudioLoadingError, DurationMismatchError, soundfile.SoundFileError, OSError, EOFError)
 #: lhotse's audio errors list every backend it tried; the first few lines are enough.
@@ -117,9 +124,51 @@ def _to_sample_rate(cut):
     return cut if cut.sampling_rate == SAMPLE_RATE else cut.resample(SAMPLE_RATE)
 
 
+def _draw(seed: int, cut_id: str, what: str) -> int:
+    """A 63-bit number from (seed, cut id, what): the same for a cut on every run."""
+    digest = hashlib.sha256(f"{seed}/{what}/{cut_id}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def simulated_rirs(directory: Path, seed: int, count: int | None = None) -> list[Recording]:
+    """``count`` room impulse responses simulated with lhotse's fast random RIR generator
+    (T60 0.1-0.8 s, source 0.2-12 m away), written to ``directory/rir-<k>.wav``.
+
+    A pool, because simulating costs ~50 ms per RIR and convolving ~3 ms per cut. Each RIR is
+    a function of (seed, k): the generator's own seeds and, for its torch draws, torch's.
+    """
+    from lhotse.augmentation.utils import FastRandomRIRGenerator
+
+    from asr_recipes.data.augment import seeded
+
+    directory.mkdir(parents=True, exist_ok=True)
+    rirs = []
+    for k in range(RIR_POOL_SIZE if count is None else count):
+        key = _draw(seed, str(k), "rir")
+        with seeded(key):
+            rir = FastRandomRIRGenerator(sr=SAMPLE_RATE, room_seed=key % 2 ** 32, source_seed=(key >> 32) % 2 ** 32)()
+        path = directory / f"rir-{k:03d}.wav"
+        write_atomic_with(path, lambda f: soundfile.write(f, rir[0] / np.abs(rir[0]).max(), SAMPLE_RATE,
+                                                            format="WAV", subtype="FLOAT"))
+        rirs.append(Recording.from_file(path, recording_id=f"rir-{k:03d}"))
+    return rirs
+
+
+def reverberate(cuts: CutSet, prob: float, seed: int, rirs: Sequence[Recording]) -> CutSet:
+    """Replace a ``prob`` fraction of ``cuts`` by versions convolved with one of ``rirs``
+    (lhotse ``reverb_rir``, output power kept; cut ids get ``_rvb``). Which cuts, and which
+    RIR each gets, are functions of (seed, cut id): reruns are identical."""
+    def one(cut):
+        if _draw(seed, cut.id, "reverb") / 2 ** 63 >= prob:
+            return cut
+        return cut.reverb_rir(rir_recording=rirs[_draw(seed, cut.id, "room") % len(rirs)])
+
+    return CutSet.from_cuts(one(c) for c in cuts) if prob > 0 else cuts
+
+
 def _make_cuts(
     manifest_dir: Path, corpus: str, part: str, perturb: bool, shuffle: bool,
-    cut_window: float | None, seed: int,
+    cut_window: float | None, seed: int, reverb_prob: float = 0.0, rirs: Sequence[Recording] = (),
 ) -> CutSet:
     rec_path = manifest_path(manifest_dir, corpus, "recordings", part)
     if not rec_path.is_file():
@@ -142,6 +191,7 @@ def _make_cuts(
     if perturb:
         copies = [cuts] + [cuts.perturb_speed(factor) for factor in SPEED_FACTORS]
         cuts = CutSet.from_cuts(c for copy in copies for c in copy)
+    cuts = reverberate(cuts, reverb_prob, seed, rirs)
     if shuffle:
         # The training sampler shuffles within a buffer only; a globally shuffled
         # manifest keeps speed-perturbed copies of one utterance apart.
@@ -181,6 +231,7 @@ def compute_fbank(
     cut_window: float | None = None,
     max_failed_fraction: float = 0.05,
     seed: int = 0,
+    reverb_prob: float = 0.0,
 ) -> dict[str, PartSummary]:
     """Compute fbank features for ``parts`` of ``corpus``; parts already done are reused.
 
@@ -196,7 +247,11 @@ def compute_fbank(
             (noise corpora); pieces shorter than ``MIN_WINDOW`` are dropped.
         max_failed_fraction: raise :class:`TooManyFailuresError` (and write nothing for
             that part) when more than this fraction of its cuts have unreadable audio.
-        seed: seed of the training-manifest shuffle.
+        seed: seed of the training-manifest shuffle and of the reverberation.
+        reverb_prob: fraction of the training parts' cuts (speed-perturbed copies included)
+            replaced by reverberant versions (:func:`reverberate`) with room impulse
+            responses simulated into ``<out_dir>/<corpus>_rirs_<part>/`` (:func:`simulated_rirs`);
+            0 = none.
 
     Returns:
         ``{part: PartSummary}`` in the order of ``parts``.
@@ -214,14 +269,18 @@ def compute_fbank(
             summaries[part] = PartSummary(part, cuts_path, num_cuts, (), reused=True)
             continue
         is_train = part.startswith("train") if train_parts is None else part in train_parts
+        reverb = reverb_prob if is_train else 0.0
+        storage_dir = out_dir / f"{corpus}_feats_{part}"
+        rir_dir = out_dir / f"{corpus}_rirs_{part}"
+        # Nothing references an old storage dir without its cut manifest: start clean.
+        for directory in (storage_dir, rir_dir):
+            shutil.rmtree(directory, ignore_errors=True)
+        storage_dir.mkdir(parents=True)
+        rirs = simulated_rirs(rir_dir, seed) if reverb > 0 else []
         cuts = _make_cuts(
             manifest_dir, corpus, part, perturb=speed_perturb and is_train, shuffle=is_train,
-            cut_window=cut_window, seed=seed,
+            cut_window=cut_window, seed=seed, reverb_prob=reverb, rirs=rirs,
         )
-        storage_dir = out_dir / f"{corpus}_feats_{part}"
-        # Nothing references an old storage dir without its cut manifest: start clean.
-        shutil.rmtree(storage_dir, ignore_errors=True)
-        storage_dir.mkdir(parents=True)
         log.info("%s %s: computing fbank for %d cuts with %d job(s)", corpus, part, len(cuts), num_jobs)
         done, failed = _compute_part(cuts, storage_dir, num_jobs)
         for f in failed:

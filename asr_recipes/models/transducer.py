@@ -104,6 +104,7 @@ class Transducer(nn.Module):
         delay_penalty: float = 0.0,
         chunk_size: int = 0,
         left_context: int = -1,
+        rnnt_type: str = "regular",
     ) -> tuple[Tensor, Tensor]:
         """Simple (smoothed) and pruned RNN-T losses.
 
@@ -117,6 +118,8 @@ class Transducer(nn.Module):
             reduction: "sum", "mean" (over utterances) or "none" (per utterance).
             delay_penalty: k2's delay penalty (0 = off), applied to both losses.
             chunk_size, left_context: chunked attention for streaming models (see encode()).
+            rnnt_type: lattice topology of both losses: "regular" (any number of symbols per
+                frame), "modified" (at most one per frame, as sherpa-onnx decodes) or "constrained".
         Returns:
             (simple_loss, pruned_loss): scalars, or (N,) each with reduction="none"
             (the caller drops non-finite utterances). Negative log-likelihoods in nats.
@@ -126,10 +129,12 @@ class Transducer(nn.Module):
         decoder_out = self.decoder(sos_y)  # (N, U+1, Dd)
         boundary = lattice_boundary(token_lens, encoder_lens)  # (N, 4)
         simple_loss, (px_grad, py_grad) = self.simple_loss(
-            encoder_out, decoder_out, y, boundary, am_scale, lm_scale, reduction, delay_penalty
+            encoder_out, decoder_out, y, boundary, am_scale, lm_scale, reduction, delay_penalty, rnnt_type
         )
         ranges = k2.get_rnnt_prune_ranges(px_grad, py_grad, boundary, s_range=prune_range)  # (N, T', S)
-        pruned_loss = self.pruned_loss(encoder_out, decoder_out, y, ranges, boundary, reduction, delay_penalty)
+        pruned_loss = self.pruned_loss(
+            encoder_out, decoder_out, y, ranges, boundary, reduction, delay_penalty, rnnt_type
+        )
         return simple_loss, pruned_loss
 
     def simple_loss(
@@ -142,6 +147,7 @@ class Transducer(nn.Module):
         lm_scale: float,
         reduction: str,
         delay_penalty: float,
+        rnnt_type: str = "regular",
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """The smoothed simple loss and its lattice's arc occupations (what pruning reads).
 
@@ -163,6 +169,7 @@ class Transducer(nn.Module):
                 delay_penalty=delay_penalty,
                 reduction=reduction,
                 return_grad=True,
+                rnnt_type=rnnt_type,
             )
 
     def pruned_loss(
@@ -174,6 +181,7 @@ class Transducer(nn.Module):
         boundary: Tensor,
         reduction: str,
         delay_penalty: float,
+        rnnt_type: str = "regular",
     ) -> Tensor:
         """The full joiner's loss inside the windows ``ranges`` (N, T', S) (shapes as in simple_loss)."""
         # project before gathering: the projections then run on T' + U+1 rows, not T' * S
@@ -190,6 +198,7 @@ class Transducer(nn.Module):
                 boundary=boundary,
                 delay_penalty=delay_penalty,
                 reduction=reduction,
+                rnnt_type=rnnt_type,
             )
 
     def full_loss(

@@ -94,6 +94,31 @@ def epoch_checkpoints(exp_dir: Path) -> List[Path]:
     return _numbered(exp_dir, _EPOCH_RE)
 
 
+#: ``epoch`` value that names the newest epoch checkpoint (runs budgeted by time).
+LAST = "last"
+
+
+def resolve_epoch_avg(exp_dir: Path, epoch, avg: int) -> tuple:
+    """(epoch, avg) for averaging and decoding; ``epoch`` may be "last".
+
+    "last" means the newest epoch-N.pt in exp_dir (a run stopped by its time budget ends at
+    an epoch the config does not know); avg is then capped at N-1, so the average is the
+    mean of the models between the ends of epochs N-avg and N (the running averages of two
+    checkpoints) and never reaches back to the untrained start. Other values are returned
+    as given. Raises CheckpointError if "last" finds no epoch checkpoint.
+    """
+    if epoch != LAST:
+        return epoch, avg
+    epochs = epoch_checkpoints(exp_dir)
+    if not epochs:
+        raise CheckpointError(f"epoch=last: no epoch-*.pt in {exp_dir}; train first (or give epoch=N)")
+    last = int(_EPOCH_RE.match(epochs[-1].name).group(1))
+    capped = max(1, min(avg, last - 1))
+    if capped != avg:
+        log.info("epoch=last is epoch %d: averaging %d epoch(s) instead of %d", last, capped, avg)
+    return last, capped
+
+
 def prune_step_checkpoints(exp_dir: Path, keep_last_k: int) -> None:
     """Deletes all but the newest ``keep_last_k`` checkpoint-<step>.pt files (0 keeps all)."""
     if keep_last_k <= 0:

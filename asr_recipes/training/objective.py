@@ -31,10 +31,13 @@ class LossConfig:
     simple_loss_scale: float = 0.5
     warm_step: int = 2000
     delay_penalty: float = 0.0
+    rnnt_type: str = "regular"  # pruned only: regular | modified (<= 1 symbol per frame) | constrained
 
     def __post_init__(self):
         if self.type not in ("pruned", "full"):
             raise ValueError(f"loss.type must be 'pruned' or 'full', got {self.type!r}")
+        if self.rnnt_type not in ("regular", "modified", "constrained"):
+            raise ValueError(f"loss.rnnt_type must be 'regular', 'modified' or 'constrained', got {self.rnnt_type!r}")
 
     @property
     def scales(self) -> LossScales:
@@ -94,7 +97,7 @@ class TransducerObjective(nn.Module):
         simple, pruned = self.model(
             features, feature_lens, tokens, token_lens,
             prune_range=self.cfg.prune_range, am_scale=self.cfg.am_scale, lm_scale=self.cfg.lm_scale,
-            reduction="none", delay_penalty=self.cfg.delay_penalty,
+            reduction="none", delay_penalty=self.cfg.delay_penalty, rnnt_type=self.cfg.rnnt_type,
             chunk_size=chunk_size, left_context=left_context,
         )
         simple_scale, pruned_scale = self.cfg.scales.at(step)

@@ -61,6 +61,11 @@ class TrainerConfig:
     num_epochs: int = 30
     max_steps: Optional[int] = None  # stop (with a checkpoint) after this many steps in total
     max_minutes: Optional[float] = None  # ... or this much training time in total (resumes included)
+    # With max_minutes: end at an epoch boundary instead of mid-epoch. An epoch is not started
+    # when the longest epoch so far (validation included) would run past max_minutes; every
+    # training minute then counts towards epoch checkpoints (what averaging uses), and the
+    # time a cut-off partial epoch would take is not spent.
+    whole_epochs: bool = False
     amp: str = "auto"  # auto (fp16 on CUDA, off on CPU) | off | fp16 | bf16
     save_every_n: int = 1000
     # Also snapshot minutes-<m>.pt each time the training time passes a multiple of this
@@ -159,7 +164,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.model_avg = init_running_average(self.model) if dist_info.is_main else None
         self.progress = {"epoch": 0, "step": 0, "batches_in_epoch": 0, "average_count": 0, "train_seconds": 0.0,
-                         "minute_snapshots": 0}
+                         "minute_snapshots": 0, "epoch_start_seconds": 0.0, "longest_epoch_seconds": 0.0}
         self.sampler_state = None
         self._resume_rng = None
         self.monitor = TrainMonitor(self.exp_dir, dist_info.is_main, cfg.tensorboard, cfg.progress_bar, self.device)
@@ -233,6 +238,21 @@ class Trainer:
         # Clocks differ between ranks: stop when any rank is over, or the others would hang.
         return bool(all_reduce_sum(over, self.dist) > 0)
 
+    def _next_epoch_overruns(self) -> bool:
+        """whole_epochs: True when an epoch starting now is predicted to end past max_minutes."""
+        cfg = self.cfg
+        if not (cfg.whole_epochs and cfg.max_minutes is not None) or self.progress["batches_in_epoch"] > 0:
+            return False
+        self._tick()
+        predicted = self.progress["train_seconds"] + self.progress["longest_epoch_seconds"]
+        over = torch.tensor(float(predicted > 60 * cfg.max_minutes), device=self.device)
+        if bool(all_reduce_sum(over, self.dist) > 0):
+            log.info("stopping before epoch %d: the longest epoch so far (%.1f min) would end past "
+                     "max_minutes=%g (%.1f min trained)", self.progress["epoch"] + 1,
+                     self.progress["longest_epoch_seconds"] / 60, cfg.max_minutes, self.progress["train_seconds"] / 60)
+            return True
+        return False
+
     def fit(self) -> None:
         seed_everything(self.cfg.seed + 1000 * self.dist.rank)
         self.resume()
@@ -244,8 +264,11 @@ class Trainer:
         self._seconds_before = self.progress["train_seconds"]
         stopped = False
         while self.progress["epoch"] < self.cfg.num_epochs and not stopped:
-            if self._budget_reached():
+            if self._budget_reached() or self._next_epoch_overruns():
                 break
+            if self.progress["batches_in_epoch"] == 0:
+                self._tick()
+                self.progress["epoch_start_seconds"] = self.progress["train_seconds"]
             stopped = self.train_epoch()
             if not stopped:
                 self.progress["epoch"] += 1
@@ -257,6 +280,8 @@ class Trainer:
                     if coverage is not None:
                         self.monitor.prune_coverage(self.progress["step"], self.cfg.loss.prune_range, coverage)
                 self._tick()
+                took = self.progress["train_seconds"] - self.progress["epoch_start_seconds"]
+                self.progress["longest_epoch_seconds"] = max(self.progress["longest_epoch_seconds"], took)
                 self.save(ckpt_io.epoch_checkpoint(self.exp_dir, self.progress["epoch"]), None)
         self.monitor.close()
         log.info("training stopped at epoch %d, step %d (%.1f min of training)", self.progress["epoch"],

@@ -4,6 +4,7 @@ import logging
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 import torch
@@ -252,3 +253,61 @@ def test_config_errors_name_the_key_or_file(data, tmp_path):
     with pytest.raises(FileNotFoundError, match="run the fbank stage") as e:
         DataModule(config(tmp_path), tok).valid_dataloader()
     assert str(tmp_path / "toy_cuts_dev.jsonl.gz") in str(e.value)
+
+
+def test_noise_is_mixed_at_the_drawn_snr_measured_from_the_samples(data):
+    from asr_recipes.data.augment import NoiseMix, seeded
+
+    root, _ = data
+    cuts = CutSet.from_cuts(manifest(root, "train")[f"tr{i:02d}"] for i in range(6))
+    mixer = NoiseMix(CutSet.from_file(root / "musan_cuts_noise.jsonl.gz"), snr=(4.0, 12.0), prob=1.0)
+    with seeded(3):
+        mixed = mixer(cuts)
+    with seeded(3):
+        again = mixer(cuts)
+    for a, b in zip(mixed, again):  # a function of the seed (lhotse names the noise pieces with uuid4s)
+        np.testing.assert_array_equal(a.load_features(), b.load_features())
+    snrs = []
+    for clean, noisy in zip(cuts, mixed):
+        assert noisy.id == clean.id and noisy.duration == pytest.approx(clean.duration)
+        speech = clean.load_audio()[0].astype(np.float64)
+        noise = noisy.load_audio()[0].astype(np.float64) - speech  # what the mixing added
+        snrs.append(10 * np.log10(np.sum(speech ** 2) / np.sum(noise ** 2)))
+        # ... is the SNR drawn for this cut (lhotse levels the noise piece by its own energy
+        # estimate, which is a few tenths of a dB off on these short tone-like cuts).
+        assert snrs[-1] == pytest.approx(noisy.tracks[1].snr, abs=0.5)
+    assert all(3.5 <= s <= 12.5 for s in snrs) and max(snrs) - min(snrs) > 1.0  # drawn, not fixed
+
+
+def test_augmented_batches_do_not_depend_on_workers_or_resuming(data):
+    root, tok = data
+    cfg = config(root, shuffle=True, max_duration=3.0, specaug={"enabled": True},
+                 musan={"parts": ["noise"], "prob": 0.5, "snr": [5, 15]})
+
+    def batches(loader):
+        return [(b["cut_ids"], b["features"]) for b in loader]
+
+    reference = batches(DataModule(cfg, tok).train_dataloader(epoch=1))
+    assert len(reference) >= 6
+    with_worker = batches(DataModule(dict(cfg, num_workers=1), tok).train_dataloader(epoch=1))
+    assert [ids for ids, _ in with_worker] == [ids for ids, _ in reference]
+    for (_, a), (_, b) in zip(with_worker, reference):
+        assert torch.equal(a, b)
+    clean = {c.id: torch.from_numpy(c.load_features()) for c in manifest(root, "train").values()}
+    assert sum(not torch.equal(f[i, : len(clean[c])], clean[c]) for ids, f in reference for i, c in enumerate(ids)) > 5
+
+    # Resumed after 3 batches with a worker: the remaining batches, augmented identically.
+    loader = DataModule(dict(cfg, num_workers=1), tok).train_dataloader(epoch=1)
+    it = iter(loader)
+    for _ in range(3):
+        next(it)
+    state = DataModule.sampler_state(loader, batches_consumed=3)
+    del it
+    resumed = batches(DataModule(dict(cfg, num_workers=1), tok).train_dataloader(epoch=1, sampler_state=state))
+    assert [ids for ids, _ in resumed] == [ids for ids, _ in reference[3:]]
+    for (_, a), (_, b) in zip(resumed, reference[3:]):
+        assert torch.equal(a, b)
+    # Another epoch augments the same cut differently.
+    other = {c: f[i] for ids, f in batches(DataModule(cfg, tok).train_dataloader(epoch=2)) for i, c in enumerate(ids)}
+    first = {c: f[i] for ids, f in reference for i, c in enumerate(ids)}
+    assert any(not torch.equal(first[c][: len(clean[c])], other[c][: len(clean[c])]) for c in first)

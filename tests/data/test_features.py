@@ -4,6 +4,7 @@ import gzip
 import logging
 import runpy
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -72,6 +73,47 @@ def test_speed_perturbation_of_training_parts_only(corpus):
             np.testing.assert_allclose(
                 cut.load_features(), reference_fbank(perturbed.load_audio()[0]), atol=LILCOM_ATOL
             )
+    assert sorted(_ids(root / "fb" / "librispeech_cuts_dev-clean.jsonl.gz")) == sorted(truth["dev-clean"])
+
+
+def reverb_reference(audio: np.ndarray, rir: np.ndarray) -> np.ndarray:
+    """Kaldi wav-reverberate semantics, written out: convolve, start at the RIR's peak, keep the
+    length, restore the input power."""
+    wet = np.convolve(audio.astype(np.float64), rir)[int(np.argmax(np.abs(rir))):][: len(audio)]
+    return (wet * np.sqrt(np.sum(audio.astype(np.float64) ** 2) / np.sum(wet ** 2))).astype(np.float32)
+
+
+def test_reverberation_of_training_cuts_is_a_convolution_and_reproducible(corpus, monkeypatch):
+    import asr_recipes.data.features as features
+
+    monkeypatch.setattr(features, "RIR_POOL_SIZE", 4)  # simulating costs ~50 ms per RIR
+    root, truth = corpus
+    for out in ("fb", "fb2"):
+        compute_fbank(root / "man", "librispeech", list(PARTS), root / out, speed_perturb=True, reverb_prob=0.5)
+    train = CutSet.from_file(root / "fb" / "librispeech_cuts_train-clean-100.jsonl.gz")
+    again = CutSet.from_file(root / "fb2" / "librispeech_cuts_train-clean-100.jsonl.gz")
+    assert [c.id for c in train] == [c.id for c in again]
+    for a, b in zip(train, again):
+        np.testing.assert_array_equal(a.load_features(), b.load_features())
+    reverberant = [c for c in train if c.id.endswith("_rvb")]
+    # A share of the 12 cuts (speed copies included), each copy drawn on its own.
+    assert 0 < len(reverberant) < len(train)
+    assert {c.id.removesuffix("_rvb") for c in train} == {
+        f"{u}{sfx}" for u in truth["train-clean-100"] for sfx in ("", "_sp0.9", "_sp1.1")}
+    rir_files = sorted((root / "fb" / "librispeech_rirs_train-clean-100").glob("rir-*.wav"))
+    assert len(rir_files) == 4
+    for cut in reverberant:
+        utt_id, _, factor = cut.id.removesuffix("_rvb").partition("_sp")
+        rec = Recording.from_file(truth["train-clean-100"][utt_id]["path"])
+        dry = (rec.perturb_speed(float(factor)) if factor else rec).load_audio()[0]
+        [rir_path] = [t.to_dict()["kwargs"]["rir"]["sources"][0]["source"] for t in cut.recording.transforms
+                      if type(t).__name__ == "ReverbWithImpulseResponse"]
+        assert Path(rir_path).parent == rir_files[0].parent
+        rir, _ = sf.read(rir_path, dtype="float64")
+        wet = reference_fbank(reverb_reference(dry, rir))
+        np.testing.assert_allclose(cut.load_features(), wet, atol=2 * LILCOM_ATOL)
+        assert np.abs(cut.load_features() - reference_fbank(dry)).max() > 1.0  # audibly different
+    # Dev parts are never reverberated.
     assert sorted(_ids(root / "fb" / "librispeech_cuts_dev-clean.jsonl.gz")) == sorted(truth["dev-clean"])
 
 

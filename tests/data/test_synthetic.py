@@ -1,21 +1,25 @@
 """Synthesized-speech corpora: layouts read by lhotse's own recipes, determinism,
-idempotence, held-out sentences and speakers, and the missing-tool error.
+idempotence, held-out sentences, speakers and voices, the noisy part's SNR, and the
+missing-tool errors.
 
-Needs espeak-ng and sox (``apt-get install espeak-ng sox``); tiny corpora take about a
-second each.
+Needs espeak-ng, flite and sox (``apt-get install espeak-ng flite sox``); tiny corpora take
+a few seconds each.
 """
 
 import hashlib
+import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile
-from lhotse.recipes import prepare_aishell, prepare_librispeech
+from lhotse.recipes import prepare_aishell, prepare_librispeech, prepare_musan
 
 from asr_recipes.data.corpora.synthetic import (
     MARKER_NAME,
@@ -34,6 +38,9 @@ from asr_recipes.data.corpora.synthetic_text import GRAMMARS
 
 REPO = Path(__file__).resolve().parents[2]
 LIBRISPEECH_PARTS = {"train": "train-clean-100", "dev": "dev-clean", "test": "test-clean"}
+#: Every part of the default corpus and the sentence split it draws from.
+ALL_PARTS = {"train-clean-100": "train", "dev-clean": "dev", "test-clean": "test", "dev-unseen": "dev",
+             "test-unseen": "test", "test-other": "test"}
 
 
 def file_hashes(root: Path) -> dict[str, str]:
@@ -60,8 +67,8 @@ def tiny_aishell(tmp_path_factory) -> Path:
 def test_librispeech_layout_is_read_by_lhotse(tiny_librispeech):
     root = tiny_librispeech
     assert root.name == "LibriSpeech"
-    manifests = prepare_librispeech(root)
-    assert set(manifests) == set(LIBRISPEECH_PARTS.values())
+    assert {p.name for p in root.iterdir() if p.is_dir()} == set(ALL_PARTS)
+    manifests = prepare_librispeech(root, dataset_parts=list(ALL_PARTS))
 
     # Transcripts as written on disk, parsed here independently of the library.
     written = {}
@@ -75,7 +82,7 @@ def test_librispeech_layout_is_read_by_lhotse(tiny_librispeech):
 
     vocabulary = GRAMMARS["commands"].vocabulary()
     speakers = {}
-    for split, part in LIBRISPEECH_PARTS.items():
+    for part, split in ALL_PARTS.items():
         recordings = manifests[part]["recordings"]
         supervisions = manifests[part]["supervisions"]
         assert len(recordings) == len(supervisions) == split_sizes("tiny")[split]
@@ -89,9 +96,18 @@ def test_librispeech_layout_is_read_by_lhotse(tiny_librispeech):
             rel = path.relative_to(root).as_posix()
             assert re.fullmatch(rf"{part}/(\d+)/(\d+)/\1-\2-\d{{4}}\.flac", rel), rel
             check_audio(path)
-        speakers[split] = {sup.speaker for sup in supervisions}
-    assert not speakers["train"] & (speakers["dev"] | speakers["test"])
-    assert not speakers["dev"] & speakers["test"]
+        speakers[part] = {sup.speaker for sup in supervisions}
+    for a in ALL_PARTS:  # every part has its own speaker ids
+        assert all(not speakers[a] & speakers[b] for b in ALL_PARTS if b != a)
+    # The unseen-voice and noisy parts say the test sentences of test-clean (dev-unseen: dev-clean's).
+    texts = {part: sorted(s.text for s in manifests[part]["supervisions"]) for part in ALL_PARTS}
+    assert texts["test-unseen"] == texts["test-clean"] == texts["test-other"]
+    assert texts["dev-unseen"] == texts["dev-clean"]
+
+    noise = prepare_musan(root.parent / "musan", parts=["noise", "speech"])  # the generated noise
+    assert len(noise["noise"]["recordings"]) == 20 and len(noise["speech"]["recordings"]) == 8
+    for rec in noise["noise"]["recordings"]:
+        assert rec.sampling_rate == 16000 and rec.duration == pytest.approx(8.0)
 
 
 def test_aishell_layout_is_read_by_lhotse(tiny_aishell):
@@ -117,11 +133,15 @@ def test_aishell_layout_is_read_by_lhotse(tiny_aishell):
 
 def test_rerun_is_byte_identical_idempotent_and_redoes_partial_runs(tiny_librispeech, tmp_path):
     reference = file_hashes(tiny_librispeech)
+    noise_reference = file_hashes(tiny_librispeech.parent / "musan")
     assert any(name.endswith(".flac") for name in reference)
+    assert any(name.startswith("test-other/") for name in reference)
+    assert len([n for n in noise_reference if n.endswith(".wav")]) == 28
 
-    # Same options elsewhere: byte-identical files (the marker included).
+    # Same options elsewhere: byte-identical files (the markers included).
     again = synthesize_librispeech_layout(tmp_path, size="tiny", num_jobs=1)
     assert file_hashes(again) == reference
+    assert file_hashes(tmp_path / "musan") == noise_reference
 
     # Complete and same options: nothing is rewritten.
     stamps = {p: p.stat().st_mtime_ns for p in again.rglob("*")}
@@ -143,8 +163,12 @@ def test_rerun_is_byte_identical_idempotent_and_redoes_partial_runs(tiny_librisp
     synthesize_librispeech_layout(tmp_path, size="tiny", seed=1)
     replaced = file_hashes(again)
     flacs = [name for name in replaced if name.endswith(".flac")]
-    assert len(flacs) == sum(split_sizes("tiny").values())
+    assert len(flacs) == sum(split_sizes("tiny")[split] for split in ALL_PARTS.values())
     assert all(replaced[name] != reference.get(name) for name in flacs)  # new voices
+
+    # Options that leave out parts delete them (no stale part from an earlier corpus).
+    synthesize_librispeech_layout(tmp_path, size="tiny", heldout_voice=None, noisy_snr=None, noise_corpus=False)
+    assert {p.name for p in again.iterdir() if p.is_dir()} == set(LIBRISPEECH_PARTS.values())
 
 
 def test_refuses_to_overwrite_a_corpus_it_did_not_write(tmp_path):
@@ -162,8 +186,9 @@ def test_held_out_sentences_are_unseen_but_their_words_are_not(task):
     texts: dict[str, list[str]] = {}
     for utt in plan:
         texts.setdefault(utt.split, []).append(utt.text)
-    train, dev, test = (texts[s] for s in sorted(texts, key=lambda s: ("tr" not in s, s)))
-    assert (len(train), len(dev), len(test)) == (2500, 200, 200)
+    names = ("train", "dev", "test") if task == "mandarin" else tuple(LIBRISPEECH_PARTS.values())
+    train, dev, test = (texts[s] for s in names)
+    assert (len(train), len(dev), len(test)) == (split_sizes("full")["train"], 200, 200)
     assert not set(train) & set(dev) and not set(train) & set(test) and not set(dev) & set(test)
     train_words = {w for t in train for w in t.split()}
     assert {w for t in dev + test for w in t.split()} <= train_words
@@ -182,30 +207,44 @@ def test_plans_are_seeded():
     assert [u.text for u in other] != [u.text for u in first]
 
 
-def test_speakers_are_many_distinct_and_unseen_in_dev_test(tmp_path):
+def test_speakers_are_many_distinct_and_voices_held_out_as_planned(tmp_path):
     plan = plan_librispeech("commands", "full", 0)
     speakers = {}
     for utt in plan:
         speakers.setdefault(utt.split, set()).add(utt.speaker)
-    train, dev, test = (speakers[LIBRISPEECH_PARTS[s]] for s in ("train", "dev", "test"))
-    assert len(train) >= 24 and len(dev) >= 4 and len(test) >= 4
-    timbres = {split: {(s.voice, s.variant) for s in group}
-               for split, group in (("train", train), ("dev", dev), ("test", test))}
-    assert not timbres["train"] & (timbres["dev"] | timbres["test"])
-    assert not timbres["dev"] & timbres["test"]
-    everyone = train | dev | test
-    assert len({(s.voice, s.variant, s.speed, s.pitch) for s in everyone}) == len(everyone)
-    assert all(s.speaker_id.isdigit() for s in everyone)
+    espeak = {part: {s for s in group if s.engine == "espeak-ng"} for part, group in speakers.items()}
+    flite = {part: {s for s in group if s.engine == "flite"} for part, group in speakers.items()}
+    assert len(espeak["train-clean-100"]) >= 24 and len(espeak["dev-clean"]) >= 4 and len(espeak["test-clean"]) >= 4
+    # espeak-ng: dev/test timbres are unseen in training and differ between dev and test.
+    timbres = {part: {(s.voice, s.variant) for s in espeak[part]} for part in LIBRISPEECH_PARTS.values()}
+    assert not timbres["train-clean-100"] & (timbres["dev-clean"] | timbres["test-clean"])
+    assert not timbres["dev-clean"] & timbres["test-clean"]
+    # flite: the seen voices speak in training and the clean dev/test parts, awb only in the unseen parts.
+    voices = {part: {s.voice for s in group} for part, group in flite.items()}
+    for part in ("train-clean-100", "dev-clean", "test-clean"):
+        assert voices[part] == {"kal16", "rms", "slt"}, part
+    assert voices["dev-unseen"] == voices["test-unseen"] == {"awb"}
+    assert {s.engine for s in speakers["dev-unseen"] | speakers["test-unseen"]} == {"flite"}
+    # test-other repeats test-clean's voices under its own speaker ids; everybody else is distinct.
+    key = lambda s: (s.engine, s.voice, s.variant, s.speed, s.pitch)  # noqa: E731
+    assert sorted(map(key, speakers["test-other"])) == sorted(map(key, speakers["test-clean"]))
+    everyone = [s for part, group in speakers.items() if part != "test-other" for s in group]
+    assert len({key(s) for s in everyone}) == len(everyone)
+    assert all(s.speaker_id.isdigit() for group in speakers.values() for s in group)
+    # The flite share of the training utterances follows the speakers: 18 of 50.
+    train = [u for u in plan if u.split == "train-clean-100"]
+    assert sum(u.speaker.engine == "flite" for u in train) / len(train) == pytest.approx(18 / 50, abs=0.01)
 
     # espeak-ng silently falls back to its default for an unknown variant: check that
     # every variant is installed and every speaker sounds different.
     listing = subprocess.run(["espeak-ng", "--voices=variant"], capture_output=True,
                              text=True, check=True).stdout
     installed = set(re.findall(r"!v/(\S+)", listing))
-    assert {s.variant for s in everyone} <= installed
+    assert {s.variant for s in everyone if s.engine == "espeak-ng"} <= installed
     one_each = {}
     for utt in plan:
-        one_each.setdefault(utt.speaker, utt)
+        if utt.split != "test-other":
+            one_each.setdefault(utt.speaker, utt)
     same_text = [Utterance(u.split, f"u{i}", f"u{i}.wav", "x", "one two three", u.speaker)
                  for i, u in enumerate(one_each.values())]
     for utt in same_text:
@@ -214,12 +253,80 @@ def test_speakers_are_many_distinct_and_unseen_in_dev_test(tmp_path):
     assert len(audio) == len(same_text)
 
 
+def median_f0(samples: np.ndarray, rate: int) -> float:
+    """Median pitch (Hz) of the loud frames by autocorrelation (60-400 Hz), written out here."""
+    frame, found = int(0.04 * rate), []
+    level = np.sqrt(np.mean(samples ** 2))
+    for start in range(0, len(samples) - frame, frame // 2):
+        w = samples[start:start + frame] * np.hanning(frame)
+        if np.sqrt(np.mean(w ** 2)) < 0.3 * level:
+            continue
+        ac = np.correlate(w, w, "full")[frame - 1:]
+        lo, hi = rate // 400, rate // 60
+        lag = lo + int(np.argmax(ac[lo:hi]))
+        if ac[lag] > 0.4 * ac[0]:
+            found.append(rate / lag)
+    return float(np.median(found))
+
+
+def speak(tmp_path, speaker, text="please turn off the lights in the kitchen") -> tuple[np.ndarray, int]:
+    utt = Utterance("x", "u", f"{speaker.voice}-{speaker.speed}-{speaker.pitch}.flac", text.upper(), text, speaker)
+    render(utt, tmp_path)
+    return soundfile.read(str(tmp_path / utt.relpath))
+
+
+def test_flite_voices_are_other_people_than_espeak(tmp_path):
+    from asr_recipes.data.corpora.synthetic_voices import Speaker, synthesize_wav
+
+    flite = {v: Speaker("1", v, "", 100, 0, engine="flite") for v in ("kal16", "awb", "rms", "slt")}
+    espeak = Speaker("2", "en-us", "m3", 160, 50)
+    # Which program made the audio: espeak-ng writes 22.05 kHz, flite's voices 16 kHz.
+    assert soundfile.info(io.BytesIO(synthesize_wav(espeak, "one two"))).samplerate == 22050
+    for speaker in flite.values():
+        assert soundfile.info(io.BytesIO(synthesize_wav(speaker, "one two"))).samplerate == 16000
+    # Each voice is its own person (flite would fall back to kal for an unknown name): slt is a
+    # woman, rms and kal16 are men; all four renderings of one sentence differ.
+    f0 = {v: median_f0(*speak(tmp_path, s)) for v, s in flite.items()}
+    assert f0["slt"] > 150 > max(f0["rms"], f0["kal16"]), f0
+    assert len({hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.glob("*.flac")}) == 4
+
+
+def test_flite_speakers_differ_by_sox_tempo_and_pitch(tmp_path):
+    from asr_recipes.data.corpora.synthetic_voices import Speaker
+
+    base, base_rate = speak(tmp_path, Speaker("1", "rms", "", 100, 0, engine="flite"))
+    slow, _ = speak(tmp_path, Speaker("1", "rms", "", 85, 0, engine="flite"))
+    high, _ = speak(tmp_path, Speaker("1", "rms", "", 100, 300, engine="flite"))
+    assert len(slow) / len(base) == pytest.approx(1 / 0.85, rel=0.03)
+    assert len(high) == pytest.approx(len(base), rel=0.01)
+    assert median_f0(high, base_rate) / median_f0(base, base_rate) == pytest.approx(2 ** (300 / 1200), rel=0.05)
+
+
+def test_noisy_part_is_the_clean_part_plus_noise_at_the_snr(tiny_librispeech):
+    root = tiny_librispeech
+    noisy = sorted((root / "test-other").rglob("*.flac"))
+    assert len(noisy) == split_sizes("tiny")["test"]
+    for path in noisy:
+        spk, chapter, index = path.stem.split("-")
+        clean_spk = int(spk) - 3000
+        [clean_path] = (root / "test-clean" / str(clean_spk)).rglob(f"*-{index}.flac")
+        clean, _ = soundfile.read(str(clean_path))
+        mixed, _ = soundfile.read(str(path))
+        assert len(mixed) == len(clean)
+        # mixed = g * (clean + noise) (g < 1 only if the sum had to be scaled down to not clip):
+        # project out the speech, measure what is left.
+        g = mixed @ clean / (clean @ clean)
+        rest = mixed - g * clean
+        assert 0.5 < g < 1.05  # 1 + the chance correlation of noise and speech when nothing clipped
+        assert 10 * np.log10((g * g * (clean @ clean)) / (rest @ rest)) == pytest.approx(10.0, abs=0.3)
+
+
 @pytest.mark.parametrize("layout,task", [("librispeech", "commands"),
                                          ("librispeech", "sentences"), ("aishell", None)])
 def test_durations_stay_between_1_5_and_5_seconds(tmp_path, layout, task):
-    root = synthesize(layout, tmp_path, task=task, size=25, num_jobs=2)
+    root = synthesize(layout, tmp_path, task=task, size=15, num_jobs=2)
     files = list(root.rglob("*.flac" if layout == "librispeech" else "*.wav"))
-    assert len(files) == 75
+    assert len(files) == 15 * (6 if layout == "librispeech" else 3)
     for path in files:
         check_audio(path)
 
@@ -242,6 +349,12 @@ def test_bad_options_raise_clear_errors(tmp_path):
         synthesize("aishell", tmp_path, task="commands")
     with pytest.raises(SynthesisError, match="layout='timit'"):
         synthesize("timit", tmp_path)
+    with pytest.raises(SynthesisError, match="unknown flite voice 'bdl'"):
+        synthesize("librispeech", tmp_path, flite_voices=["bdl"])
+    with pytest.raises(SynthesisError, match="heldout_voice='slt' is also in flite_voices"):
+        synthesize("librispeech", tmp_path, heldout_voice="slt")
+    with pytest.raises(SynthesisError, match="only apply to layout=librispeech"):
+        synthesize("aishell", tmp_path, noisy_snr=5)
     assert not any(tmp_path.iterdir())
 
 
@@ -257,7 +370,7 @@ def test_entry_point_writes_the_corpus(tmp_path):
     assert done.returncode == 0, done.stderr
     lines = [line for trans in (tmp_path / "LibriSpeech").rglob("*.trans.txt")
              for line in trans.read_text().splitlines()]
-    assert len(lines) == sum(split_sizes("tiny").values())
+    assert len(lines) == sum(split_sizes("tiny")[split] for split in ALL_PARTS.values())
     vocabulary = GRAMMARS["sentences"].vocabulary()
     assert all(set(line.split()[1:]) <= vocabulary for line in lines)
 
@@ -267,5 +380,21 @@ def test_missing_tools_give_install_advice_and_nonzero_exit(tmp_path):
     empty.mkdir()
     done = run_entry_point([f"out_dir={tmp_path / 'corpus'}", "size=tiny"], str(empty))
     assert done.returncode != 0
-    assert "apt-get install espeak-ng sox" in done.stderr
+    assert "apt-get install espeak-ng flite sox" in done.stderr
     assert not (tmp_path / "corpus").exists()
+
+
+def test_missing_flite_alone_is_named(tmp_path):
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for tool in ("espeak-ng", "sox"):
+        (tools / tool).symlink_to(shutil.which(tool))
+    done = run_entry_point([f"out_dir={tmp_path / 'corpus'}", "size=tiny"], str(tools))
+    assert done.returncode != 0
+    assert "error: flite not found on PATH" in done.stderr and "apt-get install espeak-ng flite sox" in done.stderr
+    # espeak-ng alone is enough for a corpus without flite voices.
+    done = run_entry_point([f"out_dir={tmp_path / 'corpus'}", "size=tiny", "flite_voices=[]", "heldout_voice=null"],
+                           str(tools))
+    assert done.returncode == 0, done.stderr
+    assert {p.name for p in (tmp_path / "corpus" / "LibriSpeech").iterdir() if p.is_dir()} == {
+        "train-clean-100", "dev-clean", "test-clean", "test-other"}

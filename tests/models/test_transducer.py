@@ -77,6 +77,46 @@ def test_simple_loss_is_rnnt_loss_of_the_additive_joiner():
     torch.testing.assert_close(simple, expected, atol=1e-4, rtol=1e-5)
 
 
+def modified_rnnt_loss_reference(logits: torch.Tensor, y: torch.Tensor, T: int, U: int) -> torch.Tensor:
+    """-log P(y) when every frame emits blank or exactly one label (the "modified" transducer),
+    by the forward recursion written out: alpha[t+1, u] = alpha[t, u] p(blank | t, u)
+    + alpha[t, u-1] p(y_u | t, u-1). logits (T', U+1, V) of one utterance."""
+    logp = logits.double().log_softmax(-1)
+    alpha = torch.full((T + 1, U + 1), float("-inf"), dtype=torch.float64)
+    alpha[0, 0] = 0.0
+    for t in range(T):
+        for u in range(U + 1):
+            stay = alpha[t, u] + logp[t, u, 0]
+            emit = alpha[t, u - 1] + logp[t, u - 1, y[u - 1]] if u > 0 else torch.tensor(float("-inf"))
+            alpha[t + 1, u] = torch.logaddexp(stay, emit)
+    return -alpha[T, U]
+
+
+def test_modified_topology_pruned_loss_equals_its_written_out_recursion():
+    model = make_model()
+    features, feature_lens, tokens, token_lens = batch = make_batch()
+    U = int(token_lens.max())
+    with torch.no_grad():
+        _, pruned = model(*batch, prune_range=U + 1, reduction="none", rnnt_type="modified")
+        _, regular = model(*batch, prune_range=U + 1, reduction="none")
+        enc, enc_lens = model.encode(features, feature_lens)
+        y = tokens.clamp(min=0)
+        dec = model.decoder(torch.cat([torch.zeros(3, 1, dtype=torch.int64), y], dim=1))
+        logits = model.joiner(enc.unsqueeze(2), dec.unsqueeze(1))  # (N, T', U+1, V)
+    for n in range(3):
+        expected = modified_rnnt_loss_reference(logits[n], y[n], int(enc_lens[n]), int(token_lens[n]))
+        torch.testing.assert_close(pruned[n].double(), expected, atol=1e-3, rtol=1e-5)
+    assert not torch.allclose(pruned, regular)
+    # More labels than encoder frames: impossible with one label per frame (the data filters drop
+    # such training cuts), fine with several.
+    short = make_batch(feature_lens=(30,), token_lens=(8,))
+    assert frames_after_subsampling(30) < 8
+    with torch.no_grad():
+        assert torch.isfinite(model(*short, prune_range=9, reduction="none")[1]).all()
+        with pytest.raises(ValueError, match="at most one symbol per frame"):
+            model(*short, prune_range=9, reduction="none", rnnt_type="modified")
+
+
 def test_reductions_and_token_padding_value():
     model = make_model()
     with torch.no_grad():

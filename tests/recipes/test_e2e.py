@@ -128,26 +128,39 @@ def check_results_md(path, title_words, parts, metric):
                 part, method, text)
 
 
+MINI_TEST_PARTS = ["dev-clean", "dev-unseen", "test-clean", "test-unseen", "test-other"]
+
+
 def test_mini_recipe_all_stages_from_another_directory(tmp_path):
     real_results = REPO / "egs" / "mini" / "RESULTS.md"
     before = real_results.read_bytes() if real_results.exists() else None
+    # epoch=last (the default): the newest epoch, 2 here, averaged with avg capped at 1.
     args = ["--size", "tiny", "--dl-dir", "dl", "--data-dir", "data", "--exp-dir", "exp",
-            "--results-md", "RESULTS.md", "--epoch", "2", "--avg", "2", "--train-args", TRAIN_ARGS,
+            "--results-md", "RESULTS.md", "--train-args", TRAIN_ARGS,
             "--decode-args", DECODE_ARGS]
     run_recipe("mini", tmp_path, *args)  # relative paths: resolved against the caller's directory
 
     corpus = tmp_path / "dl" / "LibriSpeech"
-    assert {p.name for p in corpus.iterdir() if p.is_dir()} == {"train-clean-100", "dev-clean", "test-clean"}
+    assert {p.name for p in corpus.iterdir() if p.is_dir()} == {"train-clean-100", *MINI_TEST_PARTS}
     fbank = tmp_path / "data" / "fbank"
     train = load_manifest(fbank / "librispeech_cuts_train-clean-100.jsonl.gz")
-    assert len(train) == 8  # no speed perturbation in the demo
+    # Speed perturbation (x3) and reverberation (a share of the cuts) of the training part.
+    assert len(train) == 3 * 8
+    assert sum(c.id.endswith("_sp0.9") or "_sp0.9_" in c.id for c in train) == 8
+    assert 0 < sum(c.id.endswith("_rvb") for c in train) < len(train)
     assert train[0].load_features().shape == (train[0].num_frames, 80)
+    assert len(load_manifest(fbank / "musan_cuts_noise.jsonl.gz")) == 20  # the generated noise
     tokens = [line.split()[0] for line in (tmp_path / "data" / "lang_char" / "tokens.txt").read_text().splitlines()]
     assert "▁" in tokens and "A" in tokens  # English letters plus the word-boundary token
     exp = tmp_path / "exp"
     check_training(exp, epochs=2)
-    check_decoding(exp, fbank, "librispeech", ["dev-clean", "test-clean"], "averaged-epoch-2-avg-2.pt", "word")
-    check_results_md(tmp_path / "RESULTS.md", ["mini", "commands", "tiny"], ["dev-clean", "test-clean"], "WER")
+    config = (exp / "train-config.yaml").read_text()
+    assert "- noise" in config and "- speech" in config  # noise mixed into training batches
+    assert "rnnt_type: modified" in config  # trained for one symbol per frame
+    check_decoding(exp, fbank, "librispeech", MINI_TEST_PARTS, "averaged-epoch-2-avg-1.pt", "word")
+    for method in METHODS:  # one symbol per frame, as deployed
+        assert all("max-sym-per-frame-1" in p.name for p in (exp / method).glob("wer-summary-*"))
+    check_results_md(tmp_path / "RESULTS.md", ["mini", "commands", "tiny"], MINI_TEST_PARTS, "WER")
     check_export(exp)
     assert (real_results.read_bytes() if real_results.exists() else None) == before
 
@@ -163,7 +176,8 @@ def synthesized(tmp_path_factory):
     """Tiny corpora in the real layouts: LibriSpeech (dev-other/test-other are copies of the clean
     parts, which a synthesized corpus lacks) and AISHELL-1 under <dl>/aishell."""
     dl = tmp_path_factory.mktemp("download")
-    libri = synthesize_librispeech_layout(dl, task="commands", size="tiny", seed=1, num_jobs=2)
+    libri = synthesize_librispeech_layout(dl, task="commands", size="tiny", seed=1, num_jobs=2, heldout_voice=None,
+                                          noisy_snr=None, noise_corpus=False)
     shutil.copytree(libri / "dev-clean", libri / "dev-other")
     shutil.copytree(libri / "test-clean", libri / "test-other")
     synthesize_aishell_layout(dl / "aishell", size="tiny", seed=1, num_jobs=2)

@@ -64,3 +64,18 @@ def test_prune_step_checkpoints_keeps_the_newest(tmp_path):
         ckpt_io.save_checkpoint(tmp_path / f"checkpoint-{step}.pt", {"progress": {"step": step}})
     ckpt_io.prune_step_checkpoints(tmp_path, 2)
     assert [p.name for p in ckpt_io.step_checkpoints(tmp_path)] == ["checkpoint-9.pt", "checkpoint-12.pt"]
+
+
+def test_epoch_last_is_the_newest_epoch_and_caps_the_average(tmp_path):
+    from asr_recipes.training.checkpoint import CheckpointError, resolve_epoch_avg
+
+    with pytest.raises(CheckpointError, match="no epoch-"):
+        resolve_epoch_avg(tmp_path, "last", 3)
+    for name in ("epoch-1.pt", "epoch-2.pt", "epoch-10.pt", "checkpoint-900.pt", "minutes-15.pt"):
+        (tmp_path / name).write_bytes(b"")  # only the names matter here
+    assert resolve_epoch_avg(tmp_path, "last", 3) == (10, 3)  # 10, not 2: numbers, not strings
+    (tmp_path / "epoch-10.pt").unlink()
+    assert resolve_epoch_avg(tmp_path, "last", 3) == (2, 1)  # never reaches back to the untrained start
+    (tmp_path / "epoch-2.pt").unlink()
+    assert resolve_epoch_avg(tmp_path, "last", 3) == (1, 1)
+    assert resolve_epoch_avg(tmp_path, 7, 3) == (7, 3)  # explicit values pass through

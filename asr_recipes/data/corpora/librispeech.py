@@ -25,12 +25,15 @@ DEFAULT_PARTS = ("train-clean-100", "dev-clean", "dev-other", "test-clean", "tes
 TRAIN_PARTS = ("train-clean-100", "train-clean-360", "train-other-500", "train-clean-5")
 #: Threads reading audio headers during preparation (I/O bound, so more than the cores).
 PREPARE_THREADS = 4
-#: Every part name lhotse knows (full and mini LibriSpeech).
+#: Parts only the synthesized corpus in this layout has (asr_recipes.data.corpora.synthetic):
+#: a voice that no training speaker has.
+SYNTHESIZED_PARTS = ("dev-unseen", "test-unseen")
+#: Every part name lhotse knows (full and mini LibriSpeech), plus the synthesized corpus' own.
 KNOWN_PARTS = (
     "train-clean-100", "train-clean-360", "train-other-500",
     "dev-clean", "dev-other", "test-clean", "test-other",
     "train-clean-5", "dev-clean-2",
-)
+) + SYNTHESIZED_PARTS
 
 
 def _check_parts(parts: Sequence[str]) -> list[str]:
@@ -61,18 +64,21 @@ def check_layout(dl_dir: str | Path, parts: Sequence[str]) -> Path:
         f"download=true`, or link an existing copy: `ln -s /path/to/LibriSpeech {corpus_dir}`."
     )
     for part in _check_parts(parts):
+        part_fix = fix if part not in SYNTHESIZED_PARTS else (
+            f"{part!r} exists only in the synthesized corpus: write it with `python -m "
+            f"asr_recipes.bin.synthesize out_dir={dl_dir}` (egs/mini/run.sh stage 0).")
         part_dir = corpus_dir / part
         expected = f"{part_dir}/<speaker>/<chapter>/*.flac (with <speaker>-<chapter>.trans.txt)"
         if not part_dir.is_dir():
             hint = ""
             if (dl_dir / part).is_dir():
                 hint = f" Found {dl_dir / part}: dl_dir must be the parent of the LibriSpeech/ directory."
-            raise CorpusLayoutError(f"LibriSpeech part {part!r} not found: expected {expected}.{hint} {fix}")
+            raise CorpusLayoutError(f"LibriSpeech part {part!r} not found: expected {expected}.{hint} {part_fix}")
         has_files = all(next(part_dir.glob(f"*/*/*{ext}"), None) for ext in (".trans.txt", ".flac"))
         if not has_files:
             raise CorpusLayoutError(
                 f"LibriSpeech part {part!r} has the wrong layout: expected {expected}, "
-                f"found no such files under {part_dir}. {fix}"
+                f"found no such files under {part_dir}. {part_fix}"
             )
     return corpus_dir
 

@@ -1,22 +1,34 @@
 """Synthesized-speech corpora in the exact LibriSpeech and AISHELL-1 layouts.
 
-Speech comes from espeak-ng (formant synthesis, ~270x faster than real time) piped
-through sox, so a full corpus takes well under a minute on two cores and needs no
-download. The layouts match the real corpora, so lhotse's ``prepare_librispeech`` /
-``prepare_aishell`` read them unchanged and recipes run the same code on both.
+Speech comes from two engines (:mod:`synthetic_voices`): espeak-ng (formant synthesis) and
+flite (voices built from recordings of real people), piped through sox; no download. The
+layouts match the real corpora, so lhotse's ``prepare_librispeech`` / ``prepare_aishell``
+read them unchanged and recipes run the same code on both.
 
-- LibriSpeech: ``<out_dir>/LibriSpeech/{train-clean-100,dev-clean,test-clean}/<spk>/
-  <chapter>/<spk>-<chapter>-<NNNN>.flac`` plus ``<spk>-<chapter>.trans.txt``.
+- LibriSpeech: ``<out_dir>/LibriSpeech/<part>/<spk>/<chapter>/<spk>-<chapter>-<NNNN>.flac``
+  plus ``<spk>-<chapter>.trans.txt``. Parts:
+
+  ==================  =====================================================================
+  train-clean-100     espeak-ng training timbres + the seen flite voices (kal16, rms, slt)
+  dev-clean           seen voices: held-out espeak-ng timbres, seen flite voices at new
+  test-clean            tempo/pitch pairs
+  dev-unseen          a flite voice (awb) that no training or -clean speaker has
+  test-unseen           (same sentences as dev-clean / test-clean)
+  test-other          test-clean plus generated noise at ``noisy_snr`` dB (same speakers,
+                        texts and order, speaker ids +3000)
+  ==================  =====================================================================
+
+  plus, with ``noise_corpus``, generated training noise in the MUSAN layout under
+  ``<out_dir>/musan`` (:mod:`synthetic_noise`).
 - AISHELL-1: ``<out_dir>/data_aishell/wav/{train,dev,test}/<spk>/<uttid>.wav`` plus
-  ``data_aishell/transcript/aishell_transcript_v0.8.txt`` (space-separated words).
+  ``data_aishell/transcript/aishell_transcript_v0.8.txt`` (espeak-ng Mandarin only).
 
-Audio: 16 kHz, mono, 16-bit. Texts come from the seeded grammars in
-:mod:`synthetic_text` (dev/test sentences never occur in train); dev/test speakers use
-espeak-ng variants never heard in train. Everything is deterministic in ``seed``:
-reruns give byte-identical files. A marker file in the corpus root records a
-fingerprint of the whole plan (paths, texts, voices, tool versions); a complete corpus
-with the same fingerprint is left alone, anything else (a partial run, other options)
-is deleted and written again. Every file is written to a temp name and renamed.
+Audio: 16 kHz, mono, 16-bit. Texts come from the seeded grammars in :mod:`synthetic_text`
+(dev/test sentences never occur in train). Everything is deterministic in ``seed``: reruns
+give byte-identical files. A marker file in each corpus root records a fingerprint of the
+whole plan (paths, texts, voices, tool versions); a complete corpus with the same
+fingerprint is left alone, anything else (a partial run, other options) is deleted and
+written again. Every file is written to a temp name and renamed.
 """
 
 from __future__ import annotations
@@ -24,71 +36,41 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import random
 import shutil
 import statistics
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import astuple, dataclass
-from itertools import product
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-import soundfile
+import numpy as np
 
 from asr_recipes.atomic_files import write_atomic
 from asr_recipes.constants import SAMPLE_RATE
+from asr_recipes.data.corpora import synthetic_noise as noise
 from asr_recipes.data.corpora.synthetic_text import GRAMMARS, SPLITS, sample_sentences
+from asr_recipes.data.corpora.synthetic_voices import (  # noqa: F401  (Speaker, SynthesisError: public API)
+    ENGLISH_VOICES, MANDARIN_VOICES, SPEED_RANGE, Speaker, SynthesisError, check_tools, make_flite_speakers,
+    make_speakers, render_audio)
 
 log = logging.getLogger(__name__)
 
-REQUIRED_TOOLS = ("espeak-ng", "sox")
-INSTALL_HINT = "sudo apt-get install espeak-ng sox"
 MARKER_NAME = ".synthesis.json"
 
 #: Utterances per split for the named sizes; an int N means N in every split.
 SIZES: Mapping[str, Mapping[str, int]] = {
     "tiny": {"train": 8, "dev": 3, "test": 3},
-    "full": {"train": 2500, "dev": 200, "test": 200},
+    # 1500 training sentences: x3 speed copies = ~200 steps of 60 s per epoch, so a run budgeted
+    # by time wastes little when it stops at an epoch end (trainer.whole_epochs).
+    "full": {"train": 1500, "dev": 200, "test": 200},
 }
-
-#: English accents (espeak-ng voices) shared by all splits.
-ENGLISH_VOICES = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp",
-                  "en-gb-x-gbcwmd", "en-029", "en-us-nyc")
-MANDARIN_VOICES = ("cmn-latn-pinyin",)  # plain "cmn" is broken in espeak-ng 1.51
-
-#: espeak-ng voice variants (timbre). Dev/test speakers only use the held-out ones, so
-#: they are unseen speakers, not just unseen (accent, speed, pitch) combinations.
-#: Left out: novelty voices (robots, whisper, croak) and the fast-talking Andrea and anika.
-TRAIN_VARIANTS = {
-    "female": ("f1", "f2", "f3", "f4", "Alicia", "Annie", "aunty", "grandma"),
-    "male": ("m1", "m2", "m3", "m4", "m5", "m7", "m8", "klatt", "klatt2", "klatt4", "adam",
-             "Alex", "Andy", "benjamin", "boris", "david", "edward", "john", "max", "Mike",
-             "norbert", "paul", "quincy", "rob", "victor"),
-}
-HELDOUT_VARIANTS = {
-    "female": ("f5", "linda", "belinda", "steph"),
-    "male": ("m6", "klatt3", "Michael", "travis"),
-}
-#: espeak-ng words per minute; Mandarin is slower so 5-syllable sentences last 1.5 s.
-SPEED_RANGE = {"english": (140, 180), "mandarin": (130, 165)}
-PITCH_RANGE = (30, 70)  # espeak-ng pitch adjustment, 0..99
-
-
-class SynthesisError(RuntimeError):
-    """A corpus cannot be synthesized; the message names the cause and the fix."""
-
-
-@dataclass(frozen=True)
-class Speaker:
-    """One synthetic speaker: espeak-ng ``voice+variant`` at a speed and pitch."""
-
-    speaker_id: str  # "1001" (LibriSpeech) or "S0002" (AISHELL)
-    voice: str
-    variant: str
-    speed: int
-    pitch: int
+#: flite voices of the training speakers (also in dev-clean / test-clean) ...
+SEEN_FLITE_VOICES = ("kal16", "rms", "slt")
+#: ... and the one kept for dev-unseen / test-unseen.
+HELDOUT_FLITE_VOICE = "awb"
+#: SNR (dB) of test-other.
+NOISY_SNR = 10.0
 
 
 @dataclass(frozen=True)
@@ -99,8 +81,10 @@ class Utterance:
     utt_id: str
     relpath: str
     text: str  # transcript words
-    spoken: str  # what espeak-ng reads (lower case English or tone-numbered pinyin)
+    spoken: str  # what the engine reads (lower case English or tone-numbered pinyin)
     speaker: Speaker
+    mix_from: str = ""  # noisy copies: relpath of the clean utterance, mixed with noise at ...
+    snr: float | None = None  # ... this SNR (dB)
 
 
 def split_sizes(size: str | int) -> dict[str, int]:
@@ -111,45 +95,6 @@ def split_sizes(size: str | int) -> dict[str, int]:
         return dict(SIZES[size])
     raise SynthesisError(f"size={size!r} is not valid; use one of {sorted(SIZES)} or a "
                          "positive number of utterances per split")
-
-
-def make_speakers(voices: Sequence[str], counts: Mapping[str, int], seed: int,
-                  speed_range: tuple[int, int]) -> dict[str, list[Speaker]]:
-    """Speakers per split (ids left empty), half female, all (voice, variant) distinct.
-
-    Every split cycles through the accents (voices), so each accent a dev/test speaker has
-    is spoken by several training speakers too: test speakers are unseen people, not an
-    unseen dialect. Train draws its timbres from TRAIN_VARIANTS; dev and test from
-    HELDOUT_VARIANTS without sharing a (voice, variant) pair. Raises SynthesisError if the
-    pools are too small.
-    """
-    rng = random.Random(f"speakers/{seed}")
-    pools = {}
-    for name, variants in (("train", TRAIN_VARIANTS), ("heldout", HELDOUT_VARIANTS)):
-        for gender, names in variants.items():
-            pairs = list(product(voices, names))
-            rng.shuffle(pairs)
-            pools[name, gender] = pairs
-    order = list(voices)
-    rng.shuffle(order)
-    speakers: dict[str, list[Speaker]] = {}
-    for split in SPLITS:
-        pool = "train" if split == "train" else "heldout"
-        chosen = []
-        for i in range(counts[split]):
-            voice = order[i % len(order)]
-            # Alternate genders within an accent as well as across consecutive speakers.
-            gender = ("female", "male")[(i % len(order) + i // len(order)) % 2]
-            pairs = pools[pool, gender]
-            pick = next((k for k, (v, _) in enumerate(pairs) if v == voice), None)
-            if pick is None:
-                raise SynthesisError(f"not enough espeak-ng voice variants for "
-                                     f"{counts[split]} {split} speakers")
-            _, variant = pairs.pop(pick)  # popped pairs are gone for the other splits
-            chosen.append(Speaker("", voice, variant, rng.randint(*speed_range),
-                                  rng.randint(*PITCH_RANGE)))
-        speakers[split] = chosen
-    return speakers
 
 
 def to_pinyin(text: str) -> str:
@@ -165,9 +110,16 @@ def to_pinyin(text: str) -> str:
 # --------------------------------------------------------------------------------------
 # Plans: which file holds which text, spoken by whom.
 
-_LIBRISPEECH_SPLITS = {"train": "train-clean-100", "dev": "dev-clean", "test": "test-clean"}
-_LIBRISPEECH_FIRST_SPEAKER = {"train": 1001, "dev": 2001, "test": 3001}
-_LIBRISPEECH_SPEAKERS = {"train": 32, "dev": 8, "test": 8}
+#: part -> (sentence split, first speaker id). Speaker ids tell the parts apart.
+_LIBRISPEECH_PARTS = {
+    "train-clean-100": ("train", 1001), "dev-clean": ("dev", 2001), "test-clean": ("test", 3001),
+    "dev-unseen": ("dev", 4001), "test-unseen": ("test", 5001),
+}
+NOISY_PART, NOISY_OF, NOISY_ID_OFFSET = "test-other", "test-clean", 3000
+_ESPEAK_SPEAKERS = {"train": 32, "dev": 8, "test": 8}
+#: flite speakers (tempo/pitch pairs) per seen voice and split, and of the held-out voice.
+_FLITE_SPEAKERS = {"train": 6, "dev": 2, "test": 2}
+_HELDOUT_SPEAKERS = {"dev": 8, "test": 8}
 _AISHELL_FIRST_SPEAKER = {"train": 2, "dev": 724, "test": 764}  # as in AISHELL-1
 _AISHELL_SPEAKERS = {"train": 16, "dev": 4, "test": 4}
 
@@ -184,23 +136,63 @@ def _assign(sentences: list[str], speakers: list[Speaker]) -> list[tuple[int, st
     return out
 
 
-def plan_librispeech(task: str, size: str | int, seed: int) -> list[Utterance]:
-    """The LibriSpeech-layout corpus for an English ``task``, one chapter per speaker."""
+def librispeech_speakers(seed: int, flite_voices: Sequence[str] = SEEN_FLITE_VOICES,
+                         heldout_voice: str | None = HELDOUT_FLITE_VOICE) -> dict[str, list[Speaker]]:
+    """Speakers (with ids) of every LibriSpeech-layout speech part except the noisy copy.
+
+    Within a part, the engines' speakers are interleaved in a seeded order, so even a tiny
+    corpus hears both engines.
+    """
+    if heldout_voice is not None and heldout_voice in flite_voices:
+        raise SynthesisError(f"heldout_voice={heldout_voice!r} is also in flite_voices; the held-out "
+                             "voice must not be heard in training")
+    espeak = make_speakers(ENGLISH_VOICES, _ESPEAK_SPEAKERS, seed, SPEED_RANGE["english"])
+    flite = [make_flite_speakers(v, _FLITE_SPEAKERS, seed) for v in flite_voices]
+    heldout = make_flite_speakers(heldout_voice, _HELDOUT_SPEAKERS, seed) if heldout_voice else None
+    out = {}
+    for part, (split, first) in _LIBRISPEECH_PARTS.items():
+        if part.endswith("-unseen"):
+            if heldout is None:
+                continue
+            voices = list(heldout[split])
+        else:
+            voices = espeak[split] + [s for f in flite for s in f[split]]
+            random.Random(f"order/{seed}/{part}").shuffle(voices)
+        out[part] = [Speaker(str(first + i), s.voice, s.variant, s.speed, s.pitch, s.engine)
+                     for i, s in enumerate(voices)]
+    return out
+
+
+def plan_librispeech(task: str, size: str | int, seed: int, flite_voices: Sequence[str] = SEEN_FLITE_VOICES,
+                     heldout_voice: str | None = HELDOUT_FLITE_VOICE,
+                     noisy_snr: float | None = NOISY_SNR) -> list[Utterance]:
+    """The LibriSpeech-layout corpus for an English ``task``, one chapter per speaker.
+
+    flite_voices: seen flite voices ([] = espeak-ng only); heldout_voice: the flite voice of
+    dev-unseen / test-unseen (None = no such parts); noisy_snr: SNR of test-other (None = none).
+    """
     if task not in ("commands", "sentences"):
         raise SynthesisError(f"task={task!r} is not an English task; use commands or sentences")
     counts = split_sizes(size)
-    voices = make_speakers(ENGLISH_VOICES, _LIBRISPEECH_SPEAKERS, seed, SPEED_RANGE["english"])
     plan = []
-    for split, part in _LIBRISPEECH_SPLITS.items():
-        first = _LIBRISPEECH_FIRST_SPEAKER[split]
-        speakers = [Speaker(str(first + i), s.voice, s.variant, s.speed, s.pitch)
-                    for i, s in enumerate(voices[split])]
+    for part, speakers in librispeech_speakers(seed, flite_voices, heldout_voice).items():
+        split = _LIBRISPEECH_PARTS[part][0]
         sentences = sample_sentences(GRAMMARS[task], split, counts[split], seed)
         for index, text, spk in _assign(sentences, speakers):
             chapter = int(spk.speaker_id) * 100 + 1
             utt_id = f"{spk.speaker_id}-{chapter}-{index:04d}"
             relpath = f"{part}/{spk.speaker_id}/{chapter}/{utt_id}.flac"
             plan.append(Utterance(part, utt_id, relpath, text, text.lower(), spk))
+    if noisy_snr is not None:
+        for utt in [u for u in plan if u.split == NOISY_OF]:
+            spk = utt.speaker
+            noisy = Speaker(str(int(spk.speaker_id) + NOISY_ID_OFFSET), spk.voice, spk.variant, spk.speed,
+                            spk.pitch, spk.engine)
+            chapter = int(noisy.speaker_id) * 100 + 1
+            utt_id = f"{noisy.speaker_id}-{chapter}-{utt.utt_id.rsplit('-', 1)[1]}"
+            relpath = f"{NOISY_PART}/{noisy.speaker_id}/{chapter}/{utt_id}.flac"
+            plan.append(Utterance(NOISY_PART, utt_id, relpath, utt.text, utt.spoken, noisy,
+                                  mix_from=utt.relpath, snr=float(noisy_snr)))
     return plan
 
 
@@ -222,56 +214,27 @@ def plan_aishell(size: str | int, seed: int) -> list[Utterance]:
 
 
 # --------------------------------------------------------------------------------------
-# Tools and rendering.
-
-def _run(cmd: list[str], stdin: bytes | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, input=stdin, capture_output=True, check=False)
-
-
-def check_tools(plan: Sequence[Utterance] = ()) -> str:
-    """Fail clearly unless espeak-ng, sox and every planned voice/variant exist.
-
-    Returns the tools' version lines (part of the corpus fingerprint). The variant
-    check matters: espeak-ng silently falls back to its default for unknown variants.
-    """
-    missing = [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
-    if missing:
-        raise SynthesisError(f"{' and '.join(missing)} not found on PATH; the synthesized "
-                             f"corpora need espeak-ng and sox. Install with: {INSTALL_HINT}")
-    listing = _run(["espeak-ng", "--voices=variant"]).stdout.decode()
-    known = {line.split()[4].split("/", 1)[1] for line in listing.splitlines()[1:]
-             if len(line.split()) >= 5}
-    languages = _run(["espeak-ng", "--voices"]).stdout.decode().split()
-    for spk in {u.speaker for u in plan}:
-        if spk.variant not in known or spk.voice not in languages:
-            raise SynthesisError(f"this espeak-ng lacks voice {spk.voice}+{spk.variant} "
-                                 f"(speaker {spk.speaker_id}); install espeak-ng >= 1.51")
-    versions = [_run([tool, "--version"]).stdout.decode().strip() for tool in REQUIRED_TOOLS]
-    return "\n".join(versions)
-
+# Rendering.
 
 def render(utt: Utterance, root: Path) -> float:
-    """Synthesize ``utt`` to ``root / utt.relpath`` atomically; returns its duration (s).
+    """Synthesize ``utt`` to ``root / utt.relpath`` atomically; returns its duration (s)."""
+    return render_audio(utt.speaker, utt.spoken, root / utt.relpath)
 
-    espeak-ng writes 22.05 kHz WAV to stdout; sox resamples to 16 kHz mono 16-bit
-    without dither (-D), so the bytes depend only on the inputs.
-    """
-    spk = utt.speaker
-    dest = root / utt.relpath
-    tts = _run(["espeak-ng", "--stdout", "-v", f"{spk.voice}+{spk.variant}",
-                "-s", str(spk.speed), "-p", str(spk.pitch), utt.spoken])
-    if tts.returncode != 0 or not tts.stdout:
-        raise SynthesisError(f"espeak-ng failed on {utt.utt_id} ({utt.spoken!r}): "
-                             f"{tts.stderr.decode().strip()}")
-    tmp = dest.with_name(dest.name + ".tmp")
-    file_type = dest.suffix.lstrip(".")
-    conv = _run(["sox", "-D", "-t", "wav", "-", "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16",
-                 "-t", file_type, str(tmp)], stdin=tts.stdout)
-    if conv.returncode != 0:
-        tmp.unlink(missing_ok=True)
-        raise SynthesisError(f"sox failed on {utt.utt_id}: {conv.stderr.decode().strip()}")
-    os.replace(tmp, dest)
-    return soundfile.info(str(dest)).duration
+
+def _render_noisy(utts: Sequence[Utterance], root: Path, pool: list[np.ndarray], seed: int,
+                  num_jobs: int) -> list[float]:
+    """Write each noisy utterance: its clean file plus a pool signal at its SNR."""
+    import soundfile
+
+    def one(utt: Utterance) -> float:
+        speech, rate = soundfile.read(str(root / utt.mix_from), dtype="float64")
+        rng = noise.rng_for(seed, "mix", utt.utt_id)
+        mixed = noise.mix_at_snr(speech, pool[int(rng.integers(len(pool)))], utt.snr, rng)
+        noise.write_audio(root / utt.relpath, mixed, rate)
+        return len(mixed) / rate
+
+    with ThreadPoolExecutor(max_workers=max(1, num_jobs)) as ex:
+        return list(ex.map(one, utts))
 
 
 def _log_summary(plan: Sequence[Utterance], durations: Sequence[float]) -> None:
@@ -280,23 +243,22 @@ def _log_summary(plan: Sequence[Utterance], durations: Sequence[float]) -> None:
         by_split.setdefault(utt.split, []).append((utt, dur))
     for split, items in by_split.items():
         secs = [d for _, d in items]
-        log.info("%s: %d utterances, %d speakers, duration min/mean/max %.2f/%.2f/%.2f s, "
-                 "total %.1f min", split, len(items), len({u.speaker for u, _ in items}),
+        engines = sorted({u.speaker.engine for u, _ in items})
+        log.info("%s: %d utterances, %d speakers (%s), duration min/mean/max %.2f/%.2f/%.2f s, "
+                 "total %.1f min", split, len(items), len({u.speaker for u, _ in items}), "+".join(engines),
                  min(secs), statistics.mean(secs), max(secs), sum(secs) / 60)
 
 
 # --------------------------------------------------------------------------------------
 # Building a corpus.
 
-def _build(root: Path, plan: list[Utterance], managed: Sequence[str],
-           transcripts: Callable[[list[Utterance]], dict[str, str]], num_jobs: int) -> Path:
-    """Write ``plan`` under ``root`` unless an identical complete corpus is there.
+def build_once(root: Path, fingerprint_of: object, managed: Sequence[str], write: Callable[[Path], None]) -> Path:
+    """Run ``write(root)`` unless ``root`` holds a complete corpus with the same fingerprint.
 
+    fingerprint_of: JSON-able description of everything the files depend on.
     managed: subdirectories of ``root`` this corpus owns (deleted before a rewrite).
-    transcripts: plan -> {path relative to root: file contents}.
     """
-    versions = check_tools(plan)
-    blob = json.dumps([versions, SAMPLE_RATE, [astuple(u) for u in plan]], ensure_ascii=False)
+    blob = json.dumps(fingerprint_of, ensure_ascii=False)
     fingerprint = hashlib.sha256(blob.encode("utf-8")).hexdigest()
     marker_path = root / MARKER_NAME
     marker = None
@@ -315,19 +277,64 @@ def _build(root: Path, plan: list[Utterance], managed: Sequence[str],
         shutil.rmtree(root / d, ignore_errors=True)
     root.mkdir(parents=True, exist_ok=True)
     write_atomic(marker_path, json.dumps({"fingerprint": fingerprint, "complete": False}))
-
-    for directory in sorted({(root / u.relpath).parent for u in plan}):
-        directory.mkdir(parents=True, exist_ok=True)
-    log.info("synthesizing %d utterances into %s with %d jobs", len(plan), root, num_jobs)
-    # Threads suffice: the work happens in the espeak-ng and sox child processes.
-    with ThreadPoolExecutor(max_workers=max(1, num_jobs)) as pool:
-        durations = list(pool.map(lambda u: render(u, root), plan))
-    for relpath, contents in transcripts(plan).items():
-        (root / relpath).parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(root / relpath, contents)
+    write(root)
     write_atomic(marker_path, json.dumps({"fingerprint": fingerprint, "complete": True}))
-    _log_summary(plan, durations)
     return root
+
+
+def babble_speakers(seed: int) -> list[Speaker]:
+    """Talkers of the generated babble: the espeak-ng training speakers (the same whatever
+    flite voices a corpus has, so every variant of a corpus gets the same noise)."""
+    espeak = make_speakers(ENGLISH_VOICES, _ESPEAK_SPEAKERS, seed, SPEED_RANGE["english"])["train"]
+    return [Speaker(f"babble{i}", s.voice, s.variant, s.speed, s.pitch) for i, s in enumerate(espeak)]
+
+
+def _build(root: Path, plan: list[Utterance], managed: Sequence[str],
+           transcripts: Callable[[list[Utterance]], dict[str, str]], num_jobs: int, seed: int,
+           tool_versions: str) -> Path:
+    """Write ``plan`` (clean utterances, then noisy copies) and its transcripts under ``root``."""
+    clean = [u for u in plan if not u.mix_from]
+    noisy = [u for u in plan if u.mix_from]
+    fingerprint_of = [tool_versions, SAMPLE_RATE, [astuple(u) for u in plan]]
+    if noisy:
+        fingerprint_of.append(noise.fingerprint(seed, babble_speakers(seed)))
+
+    def write(root: Path) -> None:
+        for directory in sorted({(root / u.relpath).parent for u in plan}):
+            directory.mkdir(parents=True, exist_ok=True)
+        log.info("synthesizing %d utterances into %s with %d jobs", len(plan), root, num_jobs)
+        # Threads suffice: the work happens in the engine and sox child processes.
+        with ThreadPoolExecutor(max_workers=max(1, num_jobs)) as pool:
+            durations = list(pool.map(lambda u: render(u, root), clean))
+        if noisy:
+            signals = list(noise.pool(seed, "test", babble_speakers(seed), root).values())
+            durations += _render_noisy(noisy, root, signals, seed, num_jobs)
+        for relpath, contents in transcripts(plan).items():
+            (root / relpath).parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(root / relpath, contents)
+        _log_summary(clean + noisy, durations)
+
+    return build_once(root, fingerprint_of, managed, write)
+
+
+def write_musan_layout(root: Path, seed: int, tool_versions: str) -> Path:
+    """The generated training noise as a MUSAN-layout corpus at ``root`` (= <dl_dir>/musan):
+    ``noise/synthetic/<family>-<k>.wav`` and ``speech/synthetic/babble-<k>.wav``
+    (lhotse's prepare_musan reads it; recording ids are the file names)."""
+    talkers = babble_speakers(seed)
+
+    def write(root: Path) -> None:
+        signals = noise.pool(seed, "train", talkers, root)
+        for name, samples in signals.items():
+            part = "speech" if name.startswith(noise.BABBLE) else "noise"
+            path = root / part / "synthetic" / f"{name}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            noise.write_audio(path, noise.FILE_RMS * samples)
+        log.info("wrote %d generated noise signals (%.0f s each) to %s", len(signals), noise.NOISE_SECONDS, root)
+
+    check_tools(talkers)
+    return build_once(root, [tool_versions, SAMPLE_RATE, noise.fingerprint(seed, talkers)], ("noise", "speech"),
+                      write)
 
 
 def _librispeech_transcripts(plan: list[Utterance]) -> dict[str, str]:
@@ -344,17 +351,26 @@ def _aishell_transcripts(plan: list[Utterance]) -> dict[str, str]:
     return {"transcript/aishell_transcript_v0.8.txt": "".join(rows)}
 
 
-def synthesize_librispeech_layout(out_dir: Path, task: str = "commands",
-                                  size: str | int = "full", seed: int = 0,
-                                  num_jobs: int = 2) -> Path:
+def synthesize_librispeech_layout(out_dir: Path, task: str = "commands", size: str | int = "full",
+                                  seed: int = 0, num_jobs: int = 2,
+                                  flite_voices: Sequence[str] = SEEN_FLITE_VOICES,
+                                  heldout_voice: str | None = HELDOUT_FLITE_VOICE,
+                                  noisy_snr: float | None = NOISY_SNR,
+                                  noise_corpus: bool = True) -> Path:
     """English corpus in the LibriSpeech layout; returns ``out_dir / "LibriSpeech"``.
 
     task: "commands" (47 words) or "sentences" (~290 words). size: "tiny" (8/3/3
-    utterances), "full" (2500/200/200) or N per split. Idempotent and deterministic.
+    utterances per split), "full" (1500/200/200) or N per split. flite_voices /
+    heldout_voice / noisy_snr: see :func:`plan_librispeech`. noise_corpus: also write the
+    generated training noise to ``out_dir / "musan"``. Idempotent and deterministic.
     """
-    plan = plan_librispeech(task, size, seed)
-    return _build(Path(out_dir).resolve() / "LibriSpeech", plan,
-                  tuple(_LIBRISPEECH_SPLITS.values()), _librispeech_transcripts, num_jobs)
+    plan = plan_librispeech(task, size, seed, tuple(flite_voices), heldout_voice, noisy_snr)
+    versions = check_tools(u.speaker for u in plan)
+    root = _build(Path(out_dir).resolve() / "LibriSpeech", plan, [*_LIBRISPEECH_PARTS, NOISY_PART],
+                  _librispeech_transcripts, num_jobs, seed, versions)
+    if noise_corpus:
+        write_musan_layout(Path(out_dir).resolve() / "musan", seed, versions)
+    return root
 
 
 def synthesize_aishell_layout(out_dir: Path, size: str | int = "tiny", seed: int = 0,
@@ -367,8 +383,9 @@ def synthesize_aishell_layout(out_dir: Path, size: str | int = "tiny", seed: int
     if task != "mandarin":
         raise SynthesisError(f"the AISHELL layout has only task=mandarin, not {task!r}")
     plan = plan_aishell(size, seed)
+    versions = check_tools(u.speaker for u in plan)
     return _build(Path(out_dir).resolve() / "data_aishell", plan, ("wav", "transcript"),
-                  _aishell_transcripts, num_jobs)
+                  _aishell_transcripts, num_jobs, seed, versions)
 
 
 #: layout name -> (default task, builder called with keyword arguments).
@@ -379,13 +396,17 @@ LAYOUTS: Mapping[str, tuple[str, Callable[..., Path]]] = {
 
 
 def synthesize(layout: str, out_dir: Path, task: str | None = None, size: str | int = "full",
-               seed: int = 0, num_jobs: int = 2) -> Path:
+               seed: int = 0, num_jobs: int = 2, **options) -> Path:
     """Build the corpus of ``layout`` ("librispeech" or "aishell"); returns its root.
 
-    task None means the layout's default (commands, resp. mandarin).
+    task None means the layout's default (commands, resp. mandarin). ``options`` go to the
+    LibriSpeech builder (flite_voices, heldout_voice, noisy_snr, noise_corpus); the AISHELL
+    layout has none.
     """
     if layout not in LAYOUTS:
         raise SynthesisError(f"layout={layout!r} is unknown; use one of {sorted(LAYOUTS)}")
     default_task, build = LAYOUTS[layout]
+    if options and layout != "librispeech":
+        raise SynthesisError(f"options {sorted(options)} only apply to layout=librispeech")
     return build(out_dir=out_dir, task=default_task if task is None else task, size=size,
-                 seed=seed, num_jobs=num_jobs)
+                 seed=seed, num_jobs=num_jobs, **options)
