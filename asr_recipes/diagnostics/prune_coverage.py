@@ -42,11 +42,13 @@ class PruneSettings:
     lm_scale: float = 0.25
     am_scale: float = 0.0
     delay_penalty: float = 0.0
+    rnnt_type: str = "regular"  # the lattice topology trained on (a modified model's lattice is modified)
 
     @classmethod
     def of(cls, loss_config) -> "PruneSettings":
         """From a training LossConfig (or anything with those attributes)."""
-        return cls(float(loss_config.lm_scale), float(loss_config.am_scale), float(loss_config.delay_penalty))
+        return cls(float(loss_config.lm_scale), float(loss_config.am_scale), float(loss_config.delay_penalty),
+                   str(getattr(loss_config, "rnnt_type", "regular")))
 
 
 @dataclass
@@ -109,13 +111,14 @@ class FullLattice:
 
 
 def full_lattice(model: Transducer, encoder_out: Tensor, decoder_out: Tensor, y: Tensor, boundary: Tensor,
-                 delay_penalty: float = 0.0, max_elements: int = 2**26) -> FullLattice:
+                 delay_penalty: float = 0.0, max_elements: int = 2**26, rnnt_type: str = "regular") -> FullLattice:
     """Loss, node occupation and best path of the full joiner's lattice.
 
     Args:
       encoder_out (N, T', De), decoder_out (N, U+1, Dd), y (N, U), boundary (N, 4): as for
       Transducer.simple_loss. max_elements: bound on N_chunk * T' * (U+1) * max(J, V), the
       size of the joiner's activations for a chunk of utterances (at least one utterance).
+      rnnt_type: "regular" or "modified" (px (n, U, T'+1) or (n, U, T')), as trained.
     """
     N, T, _ = encoder_out.shape
     U1 = decoder_out.shape[1]
@@ -127,8 +130,8 @@ def full_lattice(model: Transducer, encoder_out: Tensor, decoder_out: Tensor, y:
     for i in range(0, N, chunk):
         c = slice(i, i + chunk)
         logits = model.joiner(enc[c].unsqueeze(2), dec[c].unsqueeze(1), project_input=False)  # (n, T', U+1, V)
-        px, py = k2.get_rnnt_logprobs_joint(logits.float(), y[c], model.blank_id, "regular", boundary[c])
-        px = add_delay_penalty(px, boundary[c], "regular", delay_penalty)  # as the losses do
+        px, py = k2.get_rnnt_logprobs_joint(logits.float(), y[c], model.blank_id, rnnt_type, boundary[c])
+        px = add_delay_penalty(px, boundary[c], rnnt_type, delay_penalty)  # as the losses do
         scores, (px_grad, py_grad) = k2.mutual_information_recursion(px, py, boundary[c], return_grad=True)
         # node (s, t) is left by its blank arc py[s, t] or its symbol arc px[s, t] (none from s = U)
         occupation = py_grad + torch.nn.functional.pad(px_grad[:, :, :T], (0, 0, 0, 1))  # (n, U+1, T')
@@ -166,8 +169,9 @@ def measure_batch(model: Transducer, features: Tensor, feature_lens: Tensor, tok
     decoder_out = model.decoder(sos_y)  # (N, U+1, Dd)
     boundary = lattice_boundary(token_lens, encoder_lens)  # (N, 4)
     _, (px_grad, py_grad) = model.simple_loss(encoder_out, decoder_out, y, boundary, settings.am_scale,
-                                              settings.lm_scale, "none", settings.delay_penalty)
-    full = full_lattice(model, encoder_out, decoder_out, y, boundary, settings.delay_penalty, max_elements)
+                                              settings.lm_scale, "none", settings.delay_penalty, settings.rnnt_type)
+    full = full_lattice(model, encoder_out, decoder_out, y, boundary, settings.delay_penalty, max_elements,
+                        settings.rnnt_type)
     N, U1, T = full.occupation.shape
     valid = _frames_mask(boundary, T)  # (N, 1, T')
     occupation = full.occupation * valid
@@ -180,7 +184,8 @@ def measure_batch(model: Transducer, features: Tensor, feature_lens: Tensor, tok
                 for n in range(N)] if keep_lattices else []
     for s_range in s_ranges:
         ranges = k2.get_rnnt_prune_ranges(px_grad, py_grad, boundary, s_range=s_range)  # (N, T', R)
-        pruned = model.pruned_loss(encoder_out, decoder_out, y, ranges, boundary, "none", settings.delay_penalty)
+        pruned = model.pruned_loss(encoder_out, decoder_out, y, ranges, boundary, "none", settings.delay_penalty,
+                                   settings.rnnt_type)
         band = band_mask(ranges, U1)  # (N, U+1, T')
         inside = (occupation * band).sum(dim=(1, 2))  # (N,)
         gap = pruned - full.loss  # (N,)

@@ -62,7 +62,7 @@ def training_settings(ckpt: Mapping[str, Any], overrides: Mapping[str, Any]) -> 
         source += f", overridden by {given}"
     loss.update(given)
     settings = PruneSettings(float(loss.get("lm_scale", 0.25)), float(loss.get("am_scale", 0.0)),
-                             float(loss.get("delay_penalty", 0.0)))
+                             float(loss.get("delay_penalty", 0.0)), str(loss.get("rnnt_type", "regular")))
     return int(loss.get("prune_range", 5)), settings, source
 
 

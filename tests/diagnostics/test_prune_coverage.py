@@ -22,20 +22,21 @@ MODEL = dict(d_model=32, num_heads=2, ff_dim=64, num_layers=2, kernel_size=7, dr
 V = 8
 
 
-def tiny_batch():
+def tiny_batch(last_labels=3):
     torch.manual_seed(0)
     model = build_transducer(MODEL, V).eval()
-    # Encoder frames T' = 6, 5, 2: utterance 2 has 3 labels in 2 frames, so s_range 2 is
-    # widened for the batch (to ceil(3 / 2) + 1 = 3), as in training.
+    # Encoder frames T' = 6, 5, 2: with 3 labels utterance 2 has more labels than frames, so
+    # s_range 2 is widened for the batch (to ceil(3 / 2) + 1 = 3), as in training (a modified
+    # lattice, one symbol per frame, needs last_labels <= 2).
     feature_lens = torch.tensor([30, 26, 14])
     features = torch.randn(3, 30, 80)
-    token_lens = torch.tensor([5, 0, 3])
+    token_lens = torch.tensor([5, 0, last_labels])
     tokens = torch.randint(1, V, (3, 5))
     return model, features, feature_lens, tokens, token_lens
 
 
-def best_left_nodes(lp, symbols, T):
-    """Nodes (t, s) left by the highest-scoring path, by enumerating all paths (regular)."""
+def best_left_nodes(lp, symbols, T, modified=False):
+    """Nodes (t, s) left by the highest-scoring path, by enumerating all paths."""
     S = len(symbols)
     best = (-math.inf, None)
 
@@ -48,15 +49,19 @@ def best_left_nodes(lp, symbols, T):
         if t < T:
             walk(t + 1, s, score + lp[t, s, 0], left + [(t, s)])
             if s < S:
-                walk(t, s + 1, score + lp[t, s, symbols[s]], left + [(t, s)])
+                walk(t + modified, s + 1, score + lp[t, s, symbols[s]], left + [(t, s)])
 
     walk(0, 0, 0.0, [])
     return set(best[1])
 
 
-@pytest.mark.parametrize("settings", [PruneSettings(), PruneSettings(lm_scale=0.0, delay_penalty=0.3)])
+@pytest.mark.parametrize("settings", [PruneSettings(), PruneSettings(lm_scale=0.0, delay_penalty=0.3),
+                                      PruneSettings(rnnt_type="modified"),
+                                      PruneSettings(delay_penalty=0.3, rnnt_type="modified")])
 def test_measurements_equal_brute_force(settings):
-    model, features, feature_lens, tokens, token_lens = tiny_batch()
+    modified = settings.rnnt_type == "modified"
+    model, features, feature_lens, tokens, token_lens = tiny_batch(2 if modified else 3)
+    paths_leave = (lambda S, T: T) if modified else (lambda S, T: S + T)  # nodes each path leaves
     s_ranges = [2, 3, 4, 6]
     stats, lattices = measure_batch(model, features, feature_lens, tokens, token_lens, s_ranges, settings,
                                     cut_ids=["a", "b", "c"], keep_lattices=True)
@@ -76,17 +81,18 @@ def test_measurements_equal_brute_force(settings):
         if settings.delay_penalty:  # the penalty the losses add to each symbol arc on frame t
             for t in range(lp.shape[0]):
                 lp[t, :, 1:] += settings.delay_penalty * ((T - 1) / 2 - t)
-        ll = transducer_log_likelihood(lp, symbols, T, 0)
+        ll = transducer_log_likelihood(lp, symbols, T, 0, settings.rnnt_type)
         occupation = np.zeros((S + 1, T))
         for t in range(T):
             for s in range(S + 1):
                 keep = np.ones((lp.shape[0], lp.shape[1]), dtype=bool)
                 keep[t, s] = False
-                occupation[s, t] = 1.0 - math.exp(transducer_log_likelihood(lp, symbols, T, 0, keep=keep) - ll)
-        assert occupation.sum() == pytest.approx(S + T, abs=1e-6)  # every path leaves S + T nodes
+                without = transducer_log_likelihood(lp, symbols, T, 0, settings.rnnt_type, keep=keep)
+                occupation[s, t] = 1.0 - math.exp(without - ll)
+        assert occupation.sum() == pytest.approx(paths_leave(S, T), abs=1e-6)
         np.testing.assert_allclose(lattice.occupation, occupation, atol=2e-5)
         assert lattice.cut_id == "abc"[n]
-        best = best_left_nodes(lp, symbols, T)
+        best = best_left_nodes(lp, symbols, T, modified)
         assert set(zip(*np.nonzero(lattice.best_path.T))) == best
         for s_range in s_ranges:
             ranges = lattice.ranges[s_range]  # (T, R)
@@ -94,24 +100,25 @@ def test_measurements_equal_brute_force(settings):
             for t in range(T):
                 band[t, ranges[t]] = True
             inside = sum(occupation[s, t] for t in range(T) for s in range(S + 1) if band[t, s])
-            gap = ll - transducer_log_likelihood(lp, symbols, T, 0, keep=band)
-            assert lattice.coverage[s_range] == pytest.approx(inside / (S + T), abs=1e-5)
+            gap = ll - transducer_log_likelihood(lp, symbols, T, 0, settings.rnnt_type, keep=band)
+            assert lattice.coverage[s_range] == pytest.approx(inside / paths_leave(S, T), abs=1e-5)
             assert lattice.gap[s_range] == pytest.approx(gap, abs=2e-4)
             expected[s_range]["inside"] += inside
-            expected[s_range]["total"] += S + T
+            expected[s_range]["total"] += paths_leave(S, T)
             expected[s_range]["gap"] += gap
             expected[s_range]["escapes"] += any(not band[t, s] for t, s in best)
 
     for s_range in s_ranges:
         got, ref = stats[s_range], expected[s_range]
-        assert got.utterances == 3 and got.frames == 13 and got.labels == 8 and got.batches == 1
+        assert got.utterances == 3 and got.frames == 13 and got.labels == 7 + (not modified) and got.batches == 1
         assert got.mass_inside == pytest.approx(ref["inside"], abs=1e-4)
         assert got.mass_total == pytest.approx(ref["total"], abs=1e-4)
         assert got.gap == pytest.approx(ref["gap"], abs=5e-4)
         assert got.escapes == ref["escapes"]
-        assert got.widened_batches == (1 if s_range == 2 else 0)
-    # The band is training's: a 2-wide band on a random model loses mass, a 6-wide one keeps it all.
-    assert stats[2].coverage < 0.99 and stats[6].coverage == pytest.approx(1.0, abs=1e-6)
+        assert got.widened_batches == (1 if s_range == 2 and not modified else 0)
+    # The band is training's: a 2-wide band on a random model loses mass of the regular lattice (a
+    # modified one, 5 labels in 6 frames, has few nodes off the diagonal); a 6-wide one keeps it all.
+    assert (modified or stats[2].coverage < 0.99) and stats[6].coverage == pytest.approx(1.0, abs=1e-6)
 
 
 def test_band_is_the_one_training_prunes_with():
