@@ -1,5 +1,5 @@
 """Models for the export tests, made once per session: the tiny trained offline model
-(tests/decoding/trained_exp.py, blank logit lowered so that it emits symbols) and a tiny
+(tests/decoding/trained_exp.py, blank logit lowered by 2.5 so that it emits symbols) and a tiny
 causal model trained the same way with dynamic chunks, each with its export."""
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ _CACHE: dict = {}
 
 
 def offline_checkpoint(corpus, tmp_path_factory) -> Path:
-    """epoch-3.pt of the tiny trained model, blank logit lowered by 2 (it then emits symbols)."""
+    """epoch-3.pt of the tiny trained model, blank logit lowered by 2.5 (it then emits symbols)."""
     if "offline" not in _CACHE:
         exp = trained_exp(corpus, tmp_path_factory, tmp_path_factory.mktemp("export_offline") / "exp")
-        lower_blank_logit(exp)
+        lower_blank_logit(exp, 2.5)
         _CACHE["offline"] = exp / "epoch-3.pt"
     return _CACHE["offline"]
 
@@ -51,7 +51,7 @@ def causal_checkpoint(corpus, tmp_path_factory) -> Path:
                                       "left_context": LEFT})
         cpu = DistInfo(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
         Trainer(cfg, model, CAUSAL, tokenizer, DataModule(tiny_data_config(corpus), tokenizer), cpu).fit()
-        lower_blank_logit(exp)
+        lower_blank_logit(exp, 2.5)
         _CACHE["causal"] = exp / "epoch-3.pt"
     return _CACHE["causal"]
 
