@@ -18,10 +18,8 @@ fingerprint in ``<out_dir>/<part>.done.json``, written last).
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import shutil
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -33,8 +31,8 @@ from lhotse.supervision import AlignmentItem
 
 from asr_recipes.atomic_files import write_atomic, write_atomic_with
 from asr_recipes.constants import SAMPLE_RATE
-from asr_recipes.data.corpora.synthetic import (
-    ENGLISH_VOICES, SPEED_RANGE, Speaker, SynthesisError, check_tools, make_speakers,
+from asr_recipes.data.corpora.synthetic_voices import (
+    ENGLISH_VOICES, SPEED_RANGE, Speaker, SynthesisError, check_tools, make_speakers, render_samples,
 )
 from asr_recipes.data.features import compute_fbank
 from asr_recipes.data.manifests import manifest_path, write_atomically
@@ -53,19 +51,9 @@ def speakers(kind: str, count: int, seed: int) -> list[Speaker]:
 
 
 def speak(text: str, speaker: Speaker) -> np.ndarray:
-    """(S,) float32 samples at SAMPLE_RATE of espeak-ng reading ``text`` (lower-cased, as
-    the synthetic corpus does), converted by sox like asr_recipes.data.corpora.synthetic."""
-    tts = subprocess.run(["espeak-ng", "--stdout", "-v", f"{speaker.voice}+{speaker.variant}", "-s",
-                          str(speaker.speed), "-p", str(speaker.pitch), text.lower()], capture_output=True)
-    if tts.returncode != 0 or not tts.stdout:
-        raise SynthesisError(f"espeak-ng failed on {text!r}: {tts.stderr.decode().strip()}")
-    conv = subprocess.run(["sox", "-D", "-t", "wav", "-", "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", "-t", "wav",
-                           "-"], input=tts.stdout, capture_output=True)
-    if conv.returncode != 0:
-        raise SynthesisError(f"sox failed on {text!r}: {conv.stderr.decode().strip()}")
-    samples, rate = soundfile.read(io.BytesIO(conv.stdout), dtype="float32")
-    assert rate == SAMPLE_RATE
-    return samples
+    """(S,) float32 samples at SAMPLE_RATE of ``speaker`` reading ``text`` (lower-cased, as
+    the synthetic corpus speaks it)."""
+    return render_samples(speaker, text.lower())
 
 
 def trim(samples: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ dither (``-D``), so the bytes depend only on the inputs (byte-identical reruns).
 
 from __future__ import annotations
 
+import io
 import os
 import random
 import shutil
@@ -24,6 +25,7 @@ from itertools import product
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
+import numpy as np
 import soundfile
 
 from asr_recipes.constants import SAMPLE_RATE
@@ -216,6 +218,18 @@ def sox_effects(speaker: Speaker) -> list[str]:
     if speaker.speed != 100:
         effects += ["tempo", "-s", f"{speaker.speed / 100:.2f}"]  # -s: tuned for speech
     return effects
+
+
+def render_samples(speaker: Speaker, spoken: str) -> np.ndarray:
+    """(S,) float32 samples at SAMPLE_RATE of ``speaker`` saying ``spoken`` (what render_audio
+    writes, kept in memory); raises SynthesisError."""
+    conv = _run(["sox", "-D", "-t", "wav", "-", "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", "-t", "wav", "-",
+                 *sox_effects(speaker)], stdin=synthesize_wav(speaker, spoken))
+    if conv.returncode != 0:
+        raise SynthesisError(f"sox failed for speaker {speaker.speaker_id} on {spoken!r}: "
+                             f"{conv.stderr.decode().strip()}")
+    samples, _ = soundfile.read(io.BytesIO(conv.stdout), dtype="float32")
+    return samples
 
 
 def render_audio(speaker: Speaker, spoken: str, dest: Path) -> float:
