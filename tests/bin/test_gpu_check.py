@@ -35,6 +35,14 @@ def run(cmd, timeout=300, **env):
     return out
 
 
+def run_smoke_check(bundle_dir, tmp_path, *overrides):
+    """bin.gpu_check in smoke mode on ``bundle_dir``; returns (process, report path)."""
+    report_path = tmp_path / "report.md"
+    out = run([sys.executable, "-m", "asr_recipes.bin.gpu_check", "mode=smoke", *overrides, f"bundle_dir={bundle_dir}",
+               f"work_dir={tmp_path / 'w'}", f"report={report_path}"])
+    return out, report_path
+
+
 @pytest.fixture(scope="module")
 def smoke_bundle(tmp_path_factory):
     root = tmp_path_factory.mktemp("gpu_prepare")
@@ -95,20 +103,14 @@ def test_smoke_run_exercises_every_part(smoke_bundle, tmp_path):
 
 
 def test_an_expired_deadline_skips_parts_and_fails(smoke_bundle, tmp_path):
-    report_path = tmp_path / "report.md"
-    out = run([sys.executable, "-m", "asr_recipes.bin.gpu_check", "mode=smoke", "parts=[bench]",
-               "smoke.deadline_minutes=0.01", f"bundle_dir={smoke_bundle}", f"work_dir={tmp_path / 'w'}",
-               f"report={report_path}"])
+    out, report_path = run_smoke_check(smoke_bundle, tmp_path, "parts=[bench]", "smoke.deadline_minutes=0.01")
     assert out.returncode == 1, out.stderr[-2000:]
     report = report_path.read_text()
     assert "| bench | **FAILED** | skipped (deadline) |" in report and "**skipped**: no time left" in section(report, 2)
 
 
 def test_an_error_in_one_part_is_reported_and_the_next_part_still_runs(smoke_bundle, tmp_path):
-    report_path = tmp_path / "report.md"
-    out = run([sys.executable, "-m", "asr_recipes.bin.gpu_check", "mode=smoke", "parts=[kernels,bench]",
-               "smoke.kernels.paths=null", f"bundle_dir={smoke_bundle}", f"work_dir={tmp_path / 'w'}",
-               f"report={report_path}"])
+    out, report_path = run_smoke_check(smoke_bundle, tmp_path, "parts=[kernels,bench]", "smoke.kernels.paths=null")
     assert out.returncode == 1, out.stderr[-2000:]
     report = report_path.read_text()
     assert "**error** in the check itself" in section(report, 1) and "TypeError" in section(report, 1)
@@ -118,9 +120,7 @@ def test_an_error_in_one_part_is_reported_and_the_next_part_still_runs(smoke_bun
 
 
 def test_a_missing_bundle_is_one_clear_error(tmp_path):
-    report_path = tmp_path / "report.md"
-    out = run([sys.executable, "-m", "asr_recipes.bin.gpu_check", "mode=smoke", f"bundle_dir={tmp_path / 'none'}",
-               f"work_dir={tmp_path / 'w'}", f"report={report_path}"])
+    out, report_path = run_smoke_check(tmp_path / "none", tmp_path)
     assert out.returncode == 1
     assert "make gpu-prepare" in report_path.read_text()
 
