@@ -20,7 +20,8 @@ def main(cfg: DictConfig) -> None:
         options = {}
         if cfg.layout == "librispeech":
             options = dict(flite_voices=list(cfg.flite_voices), heldout_voice=cfg.heldout_voice,
-                           noisy_snr=cfg.noisy_snr, noise_corpus=cfg.noise_corpus)
+                           noisy_snr=cfg.noisy_snr, noise_corpus=cfg.noise_corpus,
+                           margins=cfg.silence_margins)
         root = synthesize(cfg.layout, Path(cfg.out_dir), task=cfg.task, size=cfg.size,
                           seed=cfg.seed, num_jobs=cfg.num_jobs, **options)
     except SynthesisError as e:

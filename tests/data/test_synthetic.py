@@ -23,6 +23,7 @@ from lhotse.recipes import prepare_aishell, prepare_librispeech, prepare_musan
 
 from asr_recipes.data.corpora.synthetic import (
     MARKER_NAME,
+    SILENCE_MARGINS,
     SynthesisError,
     Utterance,
     plan_aishell,
@@ -231,9 +232,9 @@ def test_speakers_are_many_distinct_and_voices_held_out_as_planned(tmp_path):
     everyone = [s for part, group in speakers.items() if part != "test-other" for s in group]
     assert len({key(s) for s in everyone}) == len(everyone)
     assert all(s.speaker_id.isdigit() for group in speakers.values() for s in group)
-    # The flite share of the training utterances follows the speakers: 18 of 50.
+    # The flite share of the training utterances follows the speakers: 36 of 68.
     train = [u for u in plan if u.split == "train-clean-100"]
-    assert sum(u.speaker.engine == "flite" for u in train) / len(train) == pytest.approx(18 / 50, abs=0.01)
+    assert sum(u.speaker.engine == "flite" for u in train) / len(train) == pytest.approx(36 / 68, abs=0.01)
 
     # espeak-ng silently falls back to its default for an unknown variant: check that
     # every variant is installed and every speaker sounds different.
@@ -300,6 +301,37 @@ def test_flite_speakers_differ_by_sox_tempo_and_pitch(tmp_path):
     assert len(slow) / len(base) == pytest.approx(1 / 0.85, rel=0.03)
     assert len(high) == pytest.approx(len(base), rel=0.01)
     assert median_f0(high, base_rate) / median_f0(base, base_rate) == pytest.approx(2 ** (300 / 1200), rel=0.05)
+
+
+def test_silence_margins_are_exact_silence_around_the_engine_output(tmp_path):
+    from asr_recipes.data.corpora.synthetic_voices import Speaker
+
+    speaker = Speaker("1", "rms", "", 100, 0, engine="flite")
+    text = "dial five"
+    plain = Utterance("x", "u", "plain.flac", text.upper(), text, speaker)
+    padded = Utterance("x", "u", "padded.flac", text.upper(), text, speaker, pad=(0.125, 0.25))
+    render(plain, tmp_path)
+    render(padded, tmp_path)
+    a, rate = soundfile.read(str(tmp_path / "plain.flac"), dtype="int16")
+    b, _ = soundfile.read(str(tmp_path / "padded.flac"), dtype="int16")
+    lead, trail = int(0.125 * rate), int(0.25 * rate)
+    assert len(b) == len(a) + lead + trail
+    assert not b[:lead].any() and not b[len(b) - trail:].any()
+    assert np.array_equal(b[lead:lead + len(a)], a)  # the speech itself is untouched (no dither)
+
+
+def test_every_utterance_gets_its_own_seeded_margins():
+    plan = plan_librispeech("commands", "tiny", seed=0)
+    (lead_lo, lead_hi), (trail_lo, trail_hi) = SILENCE_MARGINS
+    clean = [u for u in plan if not u.mix_from]
+    for u in clean:
+        assert lead_lo <= u.pad[0] <= lead_hi and trail_lo <= u.pad[1] <= trail_hi, u
+    assert len({u.pad for u in clean}) == len(clean)  # drawn per utterance
+    # test-other mixes noise into the already padded test-clean file: nothing added twice
+    assert all(u.pad == (0.0, 0.0) for u in plan if u.mix_from)
+    assert plan == plan_librispeech("commands", "tiny", seed=0)
+    assert [u.pad for u in plan] != [u.pad for u in plan_librispeech("commands", "tiny", seed=1)]
+    assert all(u.pad == (0.0, 0.0) for u in plan_librispeech("commands", "tiny", seed=0, margins=False))
 
 
 def test_noisy_part_is_the_clean_part_plus_noise_at_the_snr(tiny_librispeech):

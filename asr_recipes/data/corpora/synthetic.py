@@ -71,6 +71,12 @@ SEEN_FLITE_VOICES = ("kal16", "rms", "slt")
 HELDOUT_FLITE_VOICE = "awb"
 #: SNR (dB) of test-other.
 NOISY_SNR = 10.0
+#: Seconds of silence added (lead, trail) around every LibriSpeech-layout utterance, drawn per
+#: utterance from these ranges. Recordings start and end with pauses of varying length; the
+#: engines' own margins are short and fixed (espeak-ng starts within 0.06 s, flite stops 0.05-0.1 s
+#: after the last word), which taught the demo model to emit a first letter on frame 0 whatever
+#: it heard and to squeeze a last word into two frames (first/last-word errors on flite voices).
+SILENCE_MARGINS = ((0.0, 0.3), (0.1, 0.3))
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,7 @@ class Utterance:
     speaker: Speaker
     mix_from: str = ""  # noisy copies: relpath of the clean utterance, mixed with noise at ...
     snr: float | None = None  # ... this SNR (dB)
+    pad: tuple[float, float] = (0.0, 0.0)  # seconds of silence added before / after the speech
 
 
 def split_sizes(size: str | int) -> dict[str, int]:
@@ -118,7 +125,9 @@ _LIBRISPEECH_PARTS = {
 NOISY_PART, NOISY_OF, NOISY_ID_OFFSET = "test-other", "test-clean", 3000
 _ESPEAK_SPEAKERS = {"train": 32, "dev": 8, "test": 8}
 #: flite speakers (tempo/pitch pairs) per seen voice and split, and of the held-out voice.
-_FLITE_SPEAKERS = {"train": 6, "dev": 2, "test": 2}
+#: 12 per seen voice: flite (recorded people) is about half of the training utterances; with 6
+#: (a third) the unseen voice's test WER was 3.9% instead of 3.4% (egs/mini/RESULTS.md).
+_FLITE_SPEAKERS = {"train": 12, "dev": 2, "test": 2}
 _HELDOUT_SPEAKERS = {"dev": 8, "test": 8}
 _AISHELL_FIRST_SPEAKER = {"train": 2, "dev": 724, "test": 764}  # as in AISHELL-1
 _AISHELL_SPEAKERS = {"train": 16, "dev": 4, "test": 4}
@@ -163,13 +172,22 @@ def librispeech_speakers(seed: int, flite_voices: Sequence[str] = SEEN_FLITE_VOI
     return out
 
 
+def silence_margins(seed: int, utt_id: str) -> tuple[float, float]:
+    """(lead, trail) seconds of silence for one utterance, from SILENCE_MARGINS, seeded by
+    (seed, utterance id) alone, in whole milliseconds."""
+    rng = random.Random(f"margins/{seed}/{utt_id}")
+    return tuple(round(rng.uniform(*bounds), 3) for bounds in SILENCE_MARGINS)
+
+
 def plan_librispeech(task: str, size: str | int, seed: int, flite_voices: Sequence[str] = SEEN_FLITE_VOICES,
                      heldout_voice: str | None = HELDOUT_FLITE_VOICE,
-                     noisy_snr: float | None = NOISY_SNR) -> list[Utterance]:
+                     noisy_snr: float | None = NOISY_SNR, margins: bool = True) -> list[Utterance]:
     """The LibriSpeech-layout corpus for an English ``task``, one chapter per speaker.
 
     flite_voices: seen flite voices ([] = espeak-ng only); heldout_voice: the flite voice of
-    dev-unseen / test-unseen (None = no such parts); noisy_snr: SNR of test-other (None = none).
+    dev-unseen / test-unseen (None = no such parts); noisy_snr: SNR of test-other (None = none);
+    margins: add random silence before and after each utterance (:func:`silence_margins`;
+    test-other inherits its clean utterance's).
     """
     if task not in ("commands", "sentences"):
         raise SynthesisError(f"task={task!r} is not an English task; use commands or sentences")
@@ -182,7 +200,8 @@ def plan_librispeech(task: str, size: str | int, seed: int, flite_voices: Sequen
             chapter = int(spk.speaker_id) * 100 + 1
             utt_id = f"{spk.speaker_id}-{chapter}-{index:04d}"
             relpath = f"{part}/{spk.speaker_id}/{chapter}/{utt_id}.flac"
-            plan.append(Utterance(part, utt_id, relpath, text, text.lower(), spk))
+            pad = silence_margins(seed, utt_id) if margins else (0.0, 0.0)
+            plan.append(Utterance(part, utt_id, relpath, text, text.lower(), spk, pad=pad))
     if noisy_snr is not None:
         for utt in [u for u in plan if u.split == NOISY_OF]:
             spk = utt.speaker
@@ -218,7 +237,7 @@ def plan_aishell(size: str | int, seed: int) -> list[Utterance]:
 
 def render(utt: Utterance, root: Path) -> float:
     """Synthesize ``utt`` to ``root / utt.relpath`` atomically; returns its duration (s)."""
-    return render_audio(utt.speaker, utt.spoken, root / utt.relpath)
+    return render_audio(utt.speaker, utt.spoken, root / utt.relpath, utt.pad)
 
 
 def _render_noisy(utts: Sequence[Utterance], root: Path, pool: list[np.ndarray], seed: int,
@@ -356,15 +375,15 @@ def synthesize_librispeech_layout(out_dir: Path, task: str = "commands", size: s
                                   flite_voices: Sequence[str] = SEEN_FLITE_VOICES,
                                   heldout_voice: str | None = HELDOUT_FLITE_VOICE,
                                   noisy_snr: float | None = NOISY_SNR,
-                                  noise_corpus: bool = True) -> Path:
+                                  noise_corpus: bool = True, margins: bool = True) -> Path:
     """English corpus in the LibriSpeech layout; returns ``out_dir / "LibriSpeech"``.
 
     task: "commands" (47 words) or "sentences" (~290 words). size: "tiny" (8/3/3
     utterances per split), "full" (1500/200/200) or N per split. flite_voices /
-    heldout_voice / noisy_snr: see :func:`plan_librispeech`. noise_corpus: also write the
+    heldout_voice / noisy_snr / margins: see :func:`plan_librispeech`. noise_corpus: also write the
     generated training noise to ``out_dir / "musan"``. Idempotent and deterministic.
     """
-    plan = plan_librispeech(task, size, seed, tuple(flite_voices), heldout_voice, noisy_snr)
+    plan = plan_librispeech(task, size, seed, tuple(flite_voices), heldout_voice, noisy_snr, margins)
     versions = check_tools(u.speaker for u in plan)
     root = _build(Path(out_dir).resolve() / "LibriSpeech", plan, [*_LIBRISPEECH_PARTS, NOISY_PART],
                   _librispeech_transcripts, num_jobs, seed, versions)
@@ -400,7 +419,7 @@ def synthesize(layout: str, out_dir: Path, task: str | None = None, size: str | 
     """Build the corpus of ``layout`` ("librispeech" or "aishell"); returns its root.
 
     task None means the layout's default (commands, resp. mandarin). ``options`` go to the
-    LibriSpeech builder (flite_voices, heldout_voice, noisy_snr, noise_corpus); the AISHELL
+    LibriSpeech builder (flite_voices, heldout_voice, noisy_snr, noise_corpus, margins); the AISHELL
     layout has none.
     """
     if layout not in LAYOUTS:

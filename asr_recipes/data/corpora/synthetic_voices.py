@@ -232,13 +232,18 @@ def render_samples(speaker: Speaker, spoken: str) -> np.ndarray:
     return samples
 
 
-def render_audio(speaker: Speaker, spoken: str, dest: Path) -> float:
-    """Synthesize ``spoken`` to ``dest`` (format from its suffix) atomically; returns seconds."""
+def render_audio(speaker: Speaker, spoken: str, dest: Path, pad: tuple[float, float] = (0.0, 0.0)) -> float:
+    """Synthesize ``spoken`` to ``dest`` (format from its suffix) atomically; returns seconds.
+
+    pad: seconds of silence added before and after what the engine produced (the engines' own
+    margins differ: flite ends ~0.05-0.1 s after the last word, espeak-ng starts within 0.06 s).
+    """
     wav = synthesize_wav(speaker, spoken)
     dest = Path(dest)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp{dest.suffix}")
+    padding = ["pad", f"{pad[0]:.3f}", f"{pad[1]:.3f}"] if any(pad) else []
     conv = _run(["sox", "-D", "-t", "wav", "-", "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", str(tmp),
-                 *sox_effects(speaker)], stdin=wav)
+                 *sox_effects(speaker), *padding], stdin=wav)
     if conv.returncode != 0:
         tmp.unlink(missing_ok=True)
         raise SynthesisError(f"sox failed for speaker {speaker.speaker_id} on {spoken!r}: "
