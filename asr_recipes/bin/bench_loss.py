@@ -18,7 +18,6 @@ full; Triton recursion vs the PyTorch one), then times fp32 and fp16-autocast jo
 variable lengths, and the recursion alone. Prints one table; ratios compare runs of this process.
 """
 
-import platform
 import statistics
 import time
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from omegaconf import DictConfig
 
 import asr_recipes.rnnt as k2
 from asr_recipes.bin import CONFIG_PATH
+from asr_recipes.machine import cpu_name
 from asr_recipes.rnnt.mutual_information import recursion_torch
 from asr_recipes.training.distributed import resolve_device
 
@@ -167,16 +167,6 @@ def check_correctness(device: torch.device) -> List[str]:
     return lines
 
 
-def _cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return f"{platform.processor() or platform.machine()} CPU"
-
-
 def _fmt_mem(mb: Optional[float]) -> str:
     return "-" if mb is None else f"{mb:,.0f}"
 
@@ -249,7 +239,7 @@ def main(cfg: DictConfig) -> None:
     device = resolve_device(cfg.device)
     on_cuda = device.type == "cuda"
     shapes = [Shape(**s) for s in (cfg.shapes or (cfg.cuda_shapes if on_cuda else cfg.cpu_shapes))]
-    name = torch.cuda.get_device_name(device) if on_cuda else _cpu_name()
+    name = torch.cuda.get_device_name(device) if on_cuda else cpu_name()
     threads = torch.get_num_threads()
     header = (f"date {date.today()} | device {name} | torch {torch.__version__} | torchaudio "
               f"{torchaudio.__version__} | cpu threads {threads} | "

@@ -38,6 +38,7 @@ from asr_recipes.decoding.search import SearchStrategy
 from asr_recipes.decoding.settings import ChunkSettings
 from asr_recipes.decoding.streaming import StreamingRecognizer, decode_streaming
 from asr_recipes.decoding.word_times import word_times
+from asr_recipes.machine import cpu_name
 from asr_recipes.scoring import ErrorStats, write_scoring_files
 from asr_recipes.scoring.ctm import write_ctm
 from asr_recipes.scoring.hotwords import Recall, hotword_recall
@@ -87,7 +88,7 @@ class SpeedReport:
 
 def machine_info(device: torch.device) -> dict:
     """Where the decoding ran, for the results table."""
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or "cpu")
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     return {"device": str(device), "device_name": name, "cpu_count": os.cpu_count(),
             "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__}
 

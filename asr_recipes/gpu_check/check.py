@@ -30,6 +30,7 @@ from asr_recipes.gpu_check.bundle import TEST_PART, TRAIN_PART, BundleError, ins
 from asr_recipes.gpu_check.decode_speed import SpeedRow, speed_table
 from asr_recipes.gpu_check.report import Report, fenced, shown, table
 from asr_recipes.gpu_check.timebox import Finished, run_timed
+from asr_recipes.machine import cpu_name
 from asr_recipes.training import checkpoint as ckpt_io
 
 REPO = Path(__file__).resolve().parents[2]
@@ -63,9 +64,7 @@ def _git_commit() -> str:
 
 
 def _device_line(mode: str) -> str:
-    info = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []
-    cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), platform.machine())
-    host = f"{cpu}, {os.cpu_count()} CPUs"
+    host = f"{cpu_name()}, {os.cpu_count()} CPUs"
     if mode != "gpu":
         return f"- device: CPU only ({host})"
     try:  # nvidia-smi first: it does not open a CUDA context in this (long-lived) process
