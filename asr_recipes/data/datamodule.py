@@ -54,6 +54,14 @@ class SpecAugConfig:
     frames_mask_size: int = 100
     max_frames_mask_fraction: float = 0.15
 
+    def __post_init__(self):
+        # lhotse divides by num_frame_masks inside the loader's workers: say it here instead
+        if self.num_frame_masks < 1 or self.num_feature_masks < 0:
+            raise ValueError(f"data.specaug: num_frame_masks must be >= 1 and num_feature_masks >= 0, got "
+                             f"{self.num_frame_masks} and {self.num_feature_masks} (lhotse's SpecAugment "
+                             "cannot run without a frame mask); for (almost) no time masking use "
+                             "num_frame_masks=1 frames_mask_size=1")
+
 
 @dataclass(frozen=True)
 class MusanConfig:
