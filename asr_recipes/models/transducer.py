@@ -124,8 +124,16 @@ class Transducer(nn.Module):
             (simple_loss, pruned_loss): scalars, or (N,) each with reduction="none"
             (the caller drops non-finite utterances). Negative log-likelihoods in nats.
         """
-        y, sos_y = self._labels(tokens, token_lens)  # (N, U), (N, U+1)
         encoder_out, encoder_lens = self.encode(features, feature_lens, chunk_size, left_context)  # (N, T', De), (N,)
+        return self.losses(encoder_out, encoder_lens, tokens, token_lens, prune_range, am_scale, lm_scale,
+                           reduction, delay_penalty, rnnt_type)
+
+    def losses(self, encoder_out: Tensor, encoder_lens: Tensor, tokens: Tensor, token_lens: Tensor,
+               prune_range: int = 5, am_scale: float = 0.0, lm_scale: float = 0.25, reduction: str = "sum",
+               delay_penalty: float = 0.0, rnnt_type: str = "regular") -> tuple[Tensor, Tensor]:
+        """forward() after the encoder: (simple_loss, pruned_loss) from encoder_out (N, T', De) and
+        encoder_lens (N,); the other arguments and the result as for forward()."""
+        y, sos_y = self._labels(tokens, token_lens)  # (N, U), (N, U+1)
         decoder_out = self.decoder(sos_y)  # (N, U+1, Dd)
         boundary = lattice_boundary(token_lens, encoder_lens)  # (N, 4)
         simple_loss, (px_grad, py_grad) = self.simple_loss(

@@ -54,6 +54,13 @@ class OptimConfig:
     schedule: EdenConfig = field(default_factory=EdenConfig)
 
 
+def make_optimizer(model: nn.Module, optim) -> torch.optim.AdamW:
+    """AdamW over every weight of ``model`` with ``optim``'s lr, betas, eps and weight_decay
+    (an OptimConfig, or the ``optim`` config section)."""
+    return torch.optim.AdamW(model.parameters(), lr=optim.lr, betas=tuple(optim.betas), eps=optim.eps,
+                             weight_decay=optim.weight_decay)
+
+
 @dataclass(frozen=True)
 class TrainerConfig:
     exp_dir: str
@@ -156,8 +163,7 @@ class Trainer:
                 find_unused_parameters=cfg.loss.type == "full",
             )
         o = cfg.optim
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=o.lr, betas=tuple(o.betas), eps=o.eps,
-                                           weight_decay=o.weight_decay)
+        self.optimizer = make_optimizer(self.model, o)
         self.scheduler = EdenScheduler(self.optimizer, EdenConfig(**{**asdict(o.schedule), "base_lr": o.lr}))
         amp = cfg.amp if cfg.amp != "auto" else ("fp16" if self.device.type == "cuda" else "off")
         self.amp_dtype = {"off": None, "fp16": torch.float16, "bf16": torch.bfloat16}[amp]

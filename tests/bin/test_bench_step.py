@@ -13,6 +13,7 @@ from asr_recipes.models.build import build_transducer
 from asr_recipes.training.objective import LossConfig, TransducerObjective
 from tests.conftest import tiny_data_config
 from tests.decoding.entry import run_entry
+from tests.decoding.trained_exp import MODEL
 
 
 def test_table_rows_add_up(tiny_corpus, capsys):
@@ -32,10 +33,7 @@ def test_table_rows_add_up(tiny_corpus, capsys):
 def test_timed_losses_are_the_training_objectives(tiny_corpus, rnnt_type):
     tokenizer = load_tokenizer(tiny_corpus.lang)
     torch.manual_seed(0)
-    model = build_transducer({"d_model": 32, "num_heads": 2, "ff_dim": 64, "num_layers": 1, "kernel_size": 3,
-                              "dropout": 0.0, "subsampling_channels": 8, "conv_norm": "layer", "decoder_dim": 32,
-                              "context_size": 2, "joiner_dim": 32, "causal": False},
-                             vocab_size=tokenizer.vocab_size)
+    model = build_transducer({**MODEL, "causal": False}, vocab_size=tokenizer.vocab_size).eval()  # no dropout draws
     batch = next(iter(DataModule(tiny_data_config(tiny_corpus), tokenizer).test_dataloaders()["test-clean"]))
     loss = LossConfig(warm_step=10, rnnt_type=rnnt_type)
     simple, pruned = step_losses(model, batch, loss)

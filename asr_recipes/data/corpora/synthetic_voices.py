@@ -235,8 +235,7 @@ def render_samples(speaker: Speaker, spoken: str) -> np.ndarray:
 def render_audio(speaker: Speaker, spoken: str, dest: Path, pad: tuple[float, float] = (0.0, 0.0)) -> float:
     """Synthesize ``spoken`` to ``dest`` (format from its suffix) atomically; returns seconds.
 
-    pad: seconds of silence added before and after what the engine produced (the engines' own
-    margins differ: flite ends ~0.05-0.1 s after the last word, espeak-ng starts within 0.06 s).
+    pad: seconds of silence added before and after what the engine produced.
     """
     wav = synthesize_wav(speaker, spoken)
     dest = Path(dest)
