@@ -11,8 +11,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@bash local/install_system_deps.sh
-	@test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[dev,export]'
+	@bash local/install_python_deps.sh $(VENV)
 	@touch $(STAMP)
 
 test: install

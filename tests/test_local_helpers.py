@@ -144,3 +144,20 @@ echo "not reached"
     assert re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(x\.sh:3\) hello   world$", r.stderr, re.MULTILINE)
     assert r.stdout.splitlines() == ["done after", f"root={REPO}"]
     assert "usage: stage_done|mark_done DIR STAGE" in r.stderr
+
+
+def test_install_python_deps_names_the_disk_left_when_pip_fails(tmp_path):
+    """A pip failure (here: a virtualenv whose python refuses every install) ends with one message
+    that names the virtualenv and the disk space left on its file system, and a failing status."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    fake_python = venv / "bin" / "python"
+    fake_python.write_text("#!/bin/sh\necho 'ERROR: [Errno 28] No space left on device' >&2\nexit 1\n")
+    fake_python.chmod(0o755)
+    done = subprocess.run(["bash", str(LOCAL / "install_python_deps.sh"), str(venv)], cwd=REPO,
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1
+    message = done.stderr.splitlines()[-1]
+    assert str(venv) in message
+    assert re.search(r"\(\d+\.\d GB left on that disk\)", message)
+    assert "CPU build of torch" in message
