@@ -56,9 +56,22 @@ class OptimConfig:
 
 def make_optimizer(model: nn.Module, optim) -> torch.optim.AdamW:
     """AdamW over every weight of ``model`` with ``optim``'s lr, betas, eps and weight_decay
-    (an OptimConfig, or the ``optim`` config section)."""
-    return torch.optim.AdamW(model.parameters(), lr=optim.lr, betas=tuple(optim.betas), eps=optim.eps,
-                             weight_decay=optim.weight_decay)
+    (an OptimConfig, or the ``optim`` config section). Call after moving the model to its device.
+
+    Fused (one kernel over all weights) where torch has it for the weights' device: on a 2-core
+    CPU it updates the small Conformer in 2.2 ms instead of 11.6 ms for the per-tensor loop
+    (about 4% of a mini training step; ``python -m asr_recipes.bin.bench_step``)."""
+    params = list(model.parameters())
+    devices = {p.device.type for p in params}
+    fused = len(devices) == 1 and devices <= {"cpu", "cuda"} and _torch_at_least(2, 4)
+    return torch.optim.AdamW(params, lr=optim.lr, betas=tuple(optim.betas), eps=optim.eps,
+                             weight_decay=optim.weight_decay, fused=fused or None)
+
+
+def _torch_at_least(major: int, minor: int) -> bool:
+    """Whether the running torch is ``major.minor`` or newer (fused AdamW on CPU needs 2.4)."""
+    found = tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2])
+    return found >= (major, minor)
 
 
 @dataclass(frozen=True)
