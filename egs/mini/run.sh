@@ -24,7 +24,7 @@ data_dir=$RECIPE_DIR/data        # manifests, features, tokenizer
 exp_dir=$RECIPE_DIR/exp          # checkpoints, logs, TensorBoard, decoding results
 results_md=$RECIPE_DIR/RESULTS.md  # stage 7 appends its table here
 task=commands                    # synthesized task: commands (47 words) | sentences (~290 words)
-size=full                        # corpus size: tiny (8/3/3 utterances) | full (1500/200/200) | N per split
+size=full                        # corpus size: tiny (8/3/3 utterances) | full (3000/200/200) | N per split
 seed=0                           # corpus synthesis seed
 synth_args=""                    # extra Hydra overrides for synthesis, e.g. "flite_voices=[]" (espeak-ng only)
 augment=true                     # speed perturbation + reverberation (fbank) and generated noise (training)
