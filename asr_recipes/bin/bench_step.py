@@ -29,12 +29,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from asr_recipes.bin import CONFIG_PATH
-from asr_recipes.constants import FRAME_SHIFT, frames_after_subsampling
+from asr_recipes.constants import FRAME_SHIFT
 from asr_recipes.data.datamodule import DataModule
 from asr_recipes.data.tokenizer import load_tokenizer
 from asr_recipes.machine import cpu_name
-from asr_recipes.models.build import ModelConfig, build_transducer, count_parameters
-from asr_recipes.training.objective import LossConfig
+from asr_recipes.models.build import build_transducer, count_parameters
+from asr_recipes.training.objective import LossConfig, encoder_frames
 from asr_recipes.training.trainer import make_optimizer, seed_everything
 
 PHASES = ("data wait", "encoder forward", "losses forward", "backward", "optimizer")
@@ -73,7 +73,7 @@ def time_steps(model, optimizer, loader, loss: LossConfig, warmup: int, batches:
         marks: List[float] = []
         simple, pruned = step_losses(model, batch, loss, marks)
         t2, t3 = marks
-        frames = frames_after_subsampling(batch["feature_lens"]).sum()
+        frames = encoder_frames(batch["feature_lens"]).sum()
         total = (simple_scale * simple + pruned_scale * pruned) / frames
         optimizer.zero_grad(set_to_none=True)
         total.backward()
@@ -116,7 +116,7 @@ def main(cfg: DictConfig) -> None:
         torch.set_num_threads(int(cfg.threads))
     tokenizer = load_tokenizer(cfg.tokenizer_dir)
     seed_everything(cfg.trainer.seed)
-    model = build_transducer(ModelConfig.from_mapping(resolved["model"]).to_dict(), vocab_size=tokenizer.vocab_size)
+    model = build_transducer(resolved["model"], vocab_size=tokenizer.vocab_size)
     model.train()
     optimizer = make_optimizer(model, cfg.optim)
     data = DataModule(resolved["data"], tokenizer)

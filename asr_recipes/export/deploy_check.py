@@ -17,7 +17,6 @@ far less: with one thread it is what the wall-clock RTF on an idle core would be
 from __future__ import annotations
 
 import os
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from asr_recipes.decoding import DecodingOptions, make_search
 from asr_recipes.export import contract
 from asr_recipes.export.compat import load_model
 from asr_recipes.export.onnx_greedy import OnnxGreedyDecoder, tail_padding_seconds
+from asr_recipes.machine import cpu_name
 from asr_recipes.models.build import count_parameters
 from asr_recipes.models.conformer import chunk_window_frames
 from asr_recipes.scoring import score
@@ -188,7 +188,7 @@ def deploy_check(ckpt: dict[str, Any], export_dir: str | os.PathLike, cuts_path:
                             reference))
     info = {"utterances": len(utts), "audio_seconds": round(audio, 1), "streaming": streaming, "unit": unit,
             "chunk": chunk, "tail_padding_seconds": tail, "threads": num_threads,
-            "cpu": platform.processor() or platform.machine(), "torch": torch.__version__}
+            "cpu": cpu_name(), "torch": torch.__version__}
     return rows, info
 
 
