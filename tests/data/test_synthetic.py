@@ -303,6 +303,29 @@ def test_flite_speakers_differ_by_sox_tempo_and_pitch(tmp_path):
     assert median_f0(high, base_rate) / median_f0(base, base_rate) == pytest.approx(2 ** (300 / 1200), rel=0.05)
 
 
+def test_training_flite_speakers_get_their_own_intonation_mean():
+    from asr_recipes.data.corpora.synthetic_voices import (FLITE_F0_RANGE, FLITE_F0_VOICES, Speaker,
+                                                           make_flite_speakers, synthesize_wav)
+
+    text = "please turn off the lights in the kitchen"
+    for voice in FLITE_F0_VOICES:  # flite's intonation aims at the mean it is given
+        low, high = (soundfile.read(io.BytesIO(synthesize_wav(Speaker("1", voice, "", 100, 0, "flite", f0), text)))
+                     for f0 in (100, 180))
+        assert median_f0(*high) / median_f0(*low) == pytest.approx(1.8, rel=0.2), voice
+    # rms ignores it: byte-identical output, hence not in FLITE_F0_VOICES.
+    rms = {synthesize_wav(Speaker("1", "rms", "", 100, 0, "flite", f0), text) for f0 in (0, 100, 180)}
+    assert len(rms) == 1
+    for voice in ("slt", "rms"):
+        speakers = make_flite_speakers(voice, {"train": 12, "dev": 2, "test": 2}, seed=0)
+        f0s = [s.f0 for s in speakers["train"]]
+        if voice in FLITE_F0_VOICES:
+            assert all(FLITE_F0_RANGE[0] <= f <= FLITE_F0_RANGE[1] for f in f0s) and len(set(f0s)) >= 8
+        else:
+            assert set(f0s) == {0}
+        # dev/test speakers keep the voice's own intonation.
+        assert {s.f0 for s in speakers["dev"] + speakers["test"]} == {0}
+
+
 def test_silence_margins_are_exact_silence_around_the_engine_output(tmp_path):
     from asr_recipes.data.corpora.synthetic_voices import Speaker
 

@@ -40,7 +40,7 @@ import random
 import shutil
 import statistics
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import astuple, dataclass
+from dataclasses import astuple, dataclass, replace
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -169,8 +169,7 @@ def librispeech_speakers(seed: int, flite_voices: Sequence[str] = SEEN_FLITE_VOI
         else:
             voices = espeak[split] + [s for f in flite for s in f[split]]
             random.Random(f"order/{seed}/{part}").shuffle(voices)
-        out[part] = [Speaker(str(first + i), s.voice, s.variant, s.speed, s.pitch, s.engine)
-                     for i, s in enumerate(voices)]
+        out[part] = [replace(s, speaker_id=str(first + i)) for i, s in enumerate(voices)]
     return out
 
 
@@ -207,8 +206,7 @@ def plan_librispeech(task: str, size: str | int, seed: int, flite_voices: Sequen
     if noisy_snr is not None:
         for utt in [u for u in plan if u.split == NOISY_OF]:
             spk = utt.speaker
-            noisy = Speaker(str(int(spk.speaker_id) + NOISY_ID_OFFSET), spk.voice, spk.variant, spk.speed,
-                            spk.pitch, spk.engine)
+            noisy = replace(spk, speaker_id=str(int(spk.speaker_id) + NOISY_ID_OFFSET))
             chapter = int(noisy.speaker_id) * 100 + 1
             utt_id = f"{noisy.speaker_id}-{chapter}-{utt.utt_id.rsplit('-', 1)[1]}"
             relpath = f"{NOISY_PART}/{noisy.speaker_id}/{chapter}/{utt_id}.flac"

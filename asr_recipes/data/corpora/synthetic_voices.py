@@ -7,7 +7,8 @@ rather than one synthesizer:
   in words per minute and pitch 0..99 set by espeak-ng itself.
 - flite: CMU voices built from recordings of real people (kal16 diphones; awb, rms, slt
   clustergen). One voice is one person, so "speakers" of a voice differ by a sox ``tempo``
-  factor and ``pitch`` shift applied after synthesis.
+  factor and ``pitch`` shift applied after synthesis and, in training, by the mean F0 that
+  flite's own intonation model aims at (``f0``).
 
 Every engine writes WAV to stdout; sox turns it into 16 kHz mono 16-bit audio without
 dither (``-D``), so the bytes depend only on the inputs (byte-identical reruns).
@@ -63,6 +64,13 @@ FLITE_VOICES = ("kal16", "awb", "rms", "slt")
 #: sox tempo factor (percent, pitch kept) and pitch shift (cents, tempo kept) per flite speaker.
 FLITE_TEMPO_RANGE = (85, 115)
 FLITE_PITCH_RANGE = (-250, 250)
+#: Mean F0 (Hz) flite's intonation targets for training speakers (``int_f0_target_mean``).
+#: sox ``pitch`` moves F0 and formants together (it resamples the whole spectrum); people
+#: differ in both independently, so training speakers also get their own intonation mean.
+FLITE_F0_RANGE = (85, 190)
+#: Voices whose intonation takes that target: rms's output is the same whatever the value
+#: (flite 2.2), so its speakers keep f0 = 0 rather than a value that does nothing.
+FLITE_F0_VOICES = ("kal16", "awb", "slt")
 
 
 class SynthesisError(RuntimeError):
@@ -75,7 +83,8 @@ class Speaker:
 
     espeak-ng: ``voice+variant`` (e.g. en-us+m3) at ``speed`` words per minute and espeak-ng
     ``pitch`` 0..99. flite: ``voice`` (e.g. slt), ``variant`` empty, ``speed`` = sox tempo in
-    percent (100 = as synthesized) and ``pitch`` = sox pitch shift in cents.
+    percent (100 = as synthesized), ``pitch`` = sox pitch shift in cents and ``f0`` = the mean
+    F0 in Hz flite's intonation aims at before that shift (0: the voice's own).
     """
 
     speaker_id: str  # "1001" (LibriSpeech) or "S0002" (AISHELL)
@@ -84,6 +93,7 @@ class Speaker:
     speed: int
     pitch: int
     engine: str = ESPEAK
+    f0: int = 0
 
 
 def make_speakers(voices: Sequence[str], counts: Mapping[str, int], seed: int,
@@ -126,11 +136,15 @@ def make_speakers(voices: Sequence[str], counts: Mapping[str, int], seed: int,
 def make_flite_speakers(voice: str, counts: Mapping[str, int], seed: int) -> dict[str, list[Speaker]]:
     """``counts[split]`` flite speakers of one ``voice`` per split (ids left empty), each with
     its own (tempo, pitch) pair: no pair repeats across splits, so a dev/test speaker of a
-    seen voice is still a new tempo and pitch. Deterministic in (voice, seed) alone, so
-    adding or removing other voices leaves this voice's speakers unchanged."""
+    seen voice is still a new tempo and pitch. Training speakers also get their own
+    intonation mean ``f0`` from FLITE_F0_RANGE, drawn from a separate generator so the
+    (tempo, pitch) pairs, and every dev/test speaker, do not depend on it; dev/test speakers
+    keep the voice's own intonation. Deterministic in (voice, seed) alone, so adding or
+    removing other voices leaves this voice's speakers unchanged."""
     if voice not in FLITE_VOICES:
         raise SynthesisError(f"unknown flite voice {voice!r}; use one of {list(FLITE_VOICES)}")
     rng = random.Random(f"flite/{seed}/{voice}")
+    f0_rng = random.Random(f"flite-f0/{seed}/{voice}")
     used: set[tuple[int, int]] = set()
     speakers: dict[str, list[Speaker]] = {}
     for split, count in counts.items():
@@ -140,7 +154,9 @@ def make_flite_speakers(voice: str, counts: Mapping[str, int], seed: int) -> dic
                                                                       FLITE_PITCH_RANGE[1] // 10))
             if pair not in used:
                 used.add(pair)
-                chosen.append(Speaker("", voice, "", pair[0], pair[1], engine=FLITE))
+                f0 = f0_rng.randint(*FLITE_F0_RANGE)
+                f0 = f0 if split == "train" and voice in FLITE_F0_VOICES else 0
+                chosen.append(Speaker("", voice, "", pair[0], pair[1], engine=FLITE, f0=f0))
         speakers[split] = chosen
     return speakers
 
@@ -198,7 +214,8 @@ def synthesize_wav(speaker: Speaker, spoken: str) -> bytes:
         cmd = [ESPEAK, "--stdout", "-v", f"{speaker.voice}+{speaker.variant}", "-s", str(speaker.speed),
                "-p", str(speaker.pitch), spoken]
     elif speaker.engine == FLITE:
-        cmd = [FLITE, "-voice", speaker.voice, "-t", spoken, "-o", "/dev/stdout"]
+        f0 = ["--setf", f"int_f0_target_mean={speaker.f0}"] if speaker.f0 else []
+        cmd = [FLITE, "-voice", speaker.voice, *f0, "-t", spoken, "-o", "/dev/stdout"]
     else:
         raise SynthesisError(f"speaker {speaker.speaker_id}: unknown engine {speaker.engine!r}")
     tts = _run(cmd)
