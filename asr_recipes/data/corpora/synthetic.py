@@ -61,7 +61,7 @@ MARKER_NAME = ".synthesis.json"
 #: Utterances per split for the named sizes; an int N means N in every split.
 SIZES: Mapping[str, Mapping[str, int]] = {
     "tiny": {"train": 8, "dev": 3, "test": 3},
-    # 3000 training utterances (x3 speed copies: ~330 steps of 30 s per epoch): twice the
+    # 3000 training utterances (x3 speed copies: ~940 steps of 30 s per epoch): twice the
     # utterances of the first demo, in the same training time: dev-unseen 4.5 -> 3.3% WER,
     # test-other 1.3 -> 1.0% (one run each, egs/mini/RESULTS.md, issue 14). dev/test files do not
     # depend on the training size.

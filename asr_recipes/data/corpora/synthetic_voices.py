@@ -154,8 +154,7 @@ def make_flite_speakers(voice: str, counts: Mapping[str, int], seed: int) -> dic
                                                                       FLITE_PITCH_RANGE[1] // 10))
             if pair not in used:
                 used.add(pair)
-                f0 = f0_rng.randint(*FLITE_F0_RANGE)
-                f0 = f0 if split == "train" and voice in FLITE_F0_VOICES else 0
+                f0 = f0_rng.randint(*FLITE_F0_RANGE) if split == "train" and voice in FLITE_F0_VOICES else 0
                 chosen.append(Speaker("", voice, "", pair[0], pair[1], engine=FLITE, f0=f0))
         speakers[split] = chosen
     return speakers
