@@ -21,11 +21,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from asr_recipes.atomic_files import write_atomic
 from asr_recipes.bin import CONFIG_PATH, positional_checkpoint
+from asr_recipes.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from asr_recipes.data.datamodule import DataModule
-from asr_recipes.decoding.checkpoints import model_from_checkpoint
 from asr_recipes.diagnostics.prune_report import collect, markdown, training_settings
 from asr_recipes.models.build import count_parameters
-from asr_recipes.training.checkpoint import CheckpointError, load_checkpoint
 from asr_recipes.training.distributed import resolve_device
 
 log = logging.getLogger(__name__)

@@ -6,10 +6,9 @@ import re
 import pytest
 
 from asr_recipes.bin import positional_checkpoint
+from asr_recipes.checkpoint import load_checkpoint, model_from_checkpoint
 from asr_recipes.data.datamodule import DataModule
-from asr_recipes.decoding.checkpoints import model_from_checkpoint
 from asr_recipes.diagnostics.prune_coverage import PruneSettings, measure_batches
-from asr_recipes.training.checkpoint import load_checkpoint
 from tests.conftest import tiny_data_config
 from tests.decoding.entry import run_entry
 from tests.decoding.trained_exp import trained_exp

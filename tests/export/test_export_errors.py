@@ -11,9 +11,9 @@ import sys
 import pytest
 import torch
 
+from asr_recipes.checkpoint import load_checkpoint, save_checkpoint
 from asr_recipes.export.compat import ExportError
 from asr_recipes.export.exporter import export_checkpoint
-from asr_recipes.training.checkpoint import load_checkpoint, save_checkpoint
 from tests.export.exported import exported, offline_checkpoint
 
 

@@ -8,13 +8,12 @@ import onnx
 import pytest
 import torch
 
+from asr_recipes.checkpoint import load_checkpoint, model_from_checkpoint
 from asr_recipes.data.features import fbank_extractor
 from asr_recipes.decoding import DecodingOptions, make_search
 from asr_recipes.export import contract
-from asr_recipes.export.compat import load_model
 from asr_recipes.export.onnx_greedy import OnnxGreedyDecoder
 from asr_recipes.models.conformer import chunk_window_frames
-from asr_recipes.training.checkpoint import load_checkpoint
 from tests.export.exported import CHUNK, LEFT, causal_checkpoint, exported, wav_files
 from tests.export.test_offline_clients import sherpa_symbols
 
@@ -26,7 +25,7 @@ TAIL = 0.66  # seconds of zeros after the audio, as sherpa-onnx's Python example
 def setup(tiny_corpus, tmp_path_factory):
     ckpt = causal_checkpoint(tiny_corpus, tmp_path_factory)
     out = exported("streaming", ckpt, tmp_path_factory)
-    model, tokenizer = load_model(load_checkpoint(ckpt), str(ckpt))
+    model, tokenizer = model_from_checkpoint(load_checkpoint(ckpt))
     wavs = [(p, np.concatenate([s, np.zeros(int(TAIL * 16000), np.float32)]))
             for p, s in wav_files(tiny_corpus, tmp_path_factory.mktemp("wavs"))]
     return model, tokenizer, out, wavs

@@ -6,10 +6,10 @@ import shutil
 import pytest
 import torch
 
+from asr_recipes import checkpoint as ckpt_io
 from asr_recipes.data.datamodule import DataModule
 from asr_recipes.data.tokenizer import load_tokenizer, tokenizer_from_dict
 from asr_recipes.models.build import build_transducer
-from asr_recipes.training import checkpoint as ckpt_io
 from asr_recipes.training.distributed import DistInfo
 from asr_recipes.training.objective import LossConfig
 from asr_recipes.training.trainer import OptimConfig, Trainer, TrainerConfig, seed_everything
