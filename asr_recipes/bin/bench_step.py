@@ -47,9 +47,7 @@ def step_losses(model, batch, loss: LossConfig, marks: List[float] | None = None
     encoder_out, encoder_lens = model.encode(batch["features"], batch["feature_lens"])
     if marks is not None:
         marks.append(time.perf_counter())
-    simple, pruned = model.losses(encoder_out, encoder_lens, batch["tokens"], batch["token_lens"],
-                                  loss.prune_range, loss.am_scale, loss.lm_scale, "sum", loss.delay_penalty,
-                                  loss.rnnt_type)
+    simple, pruned = model.losses(encoder_out, encoder_lens, batch["tokens"], batch["token_lens"], loss.lattice, "sum")
     if marks is not None:
         marks.append(time.perf_counter())
     return simple, pruned

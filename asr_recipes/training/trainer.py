@@ -32,7 +32,7 @@ from asr_recipes import checkpoint as ckpt_io
 from asr_recipes.checkpoint import init_running_average, rng_state, set_rng_state, update_running_average
 from asr_recipes.constants import FRAME_SHIFT
 from asr_recipes.data.features import feature_config
-from asr_recipes.diagnostics.prune_coverage import PruneSettings, PruneStats, measure_batches
+from asr_recipes.diagnostics.prune_coverage import PruneStats, measure_batches
 from asr_recipes.training.distributed import DistInfo, all_reduce_sum
 from asr_recipes.training.monitor import TrainMonitor
 from asr_recipes.training.objective import (
@@ -450,7 +450,7 @@ class Trainer:
         rng = rng_state()  # a diagnostic must not change training (iterating a loader draws a seed)
         self.model.eval()
         batches = itertools.islice(self.data.valid_dataloader(self.dist.rank, self.dist.world_size), k)
-        stats = measure_batches(self.model, batches, [loss.prune_range], PruneSettings.of(loss), self.device)
+        stats = measure_batches(self.model, batches, [loss.prune_range], loss.lattice, self.device)
         self.model.train()
         set_rng_state(rng)
         sums = all_reduce_sum(torch.tensor(stats[loss.prune_range].as_list(), dtype=torch.float64,

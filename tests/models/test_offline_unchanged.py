@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from asr_recipes.models.build import build_transducer
+from asr_recipes.models.lattice import LatticeConfig
 
 FIXTURE = Path(__file__).parent / "fixtures" / "offline_transducer_8dcfbde.pt"
 CONFIG = dict(d_model=32, num_heads=4, ff_dim=64, num_layers=2, kernel_size=7, dropout=0.0,
@@ -30,7 +31,7 @@ def outputs(model, batch):
     model.train()
     with torch.no_grad():
         simple, pruned = model(batch["features"], batch["feature_lens"], batch["tokens"], batch["token_lens"],
-                               prune_range=3, reduction="none")
+                               LatticeConfig(prune_range=3), reduction="none")
     return enc, enc_lens, simple, pruned
 
 

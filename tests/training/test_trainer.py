@@ -10,6 +10,7 @@ from asr_recipes import checkpoint as ckpt_io
 from asr_recipes.data.datamodule import DataModule
 from asr_recipes.data.tokenizer import load_tokenizer, tokenizer_from_dict
 from asr_recipes.models.build import build_transducer
+from asr_recipes.models.lattice import LatticeConfig
 from asr_recipes.training.distributed import DistInfo
 from asr_recipes.training.objective import LossConfig
 from asr_recipes.training.trainer import OptimConfig, Trainer, TrainerConfig, seed_everything
@@ -233,6 +234,7 @@ def test_loss_topology_is_checked_and_reaches_the_model(tiny_corpus, tmp_path):
         _, parts_r = regular.objective(*args)
         _, parts_m = modified.objective(*args)
         # Same weights (same seed): only the lattice differs, as the model computes it directly.
-        _, expected = modified.model(*args[:4], prune_range=5, lm_scale=0.25, reduction="none", rnnt_type="modified")
+        _, expected = modified.model(*args[:4], LatticeConfig(prune_range=5, lm_scale=0.25, rnnt_type="modified"),
+                                     reduction="none")
     torch.testing.assert_close(parts_m["pruned"], expected)
     assert not torch.allclose(parts_r["pruned"], parts_m["pruned"])
