@@ -34,7 +34,7 @@ from asr_recipes.data.datamodule import DataModule
 from asr_recipes.data.tokenizer import load_tokenizer
 from asr_recipes.machine import cpu_name
 from asr_recipes.models.build import build_transducer, count_parameters
-from asr_recipes.training.objective import LossConfig, encoder_frames
+from asr_recipes.training.objective import LossConfig
 from asr_recipes.training.trainer import make_optimizer, seed_everything
 
 PHASES = ("data wait", "encoder forward", "losses forward", "backward", "optimizer")
@@ -71,7 +71,7 @@ def time_steps(model, optimizer, loader, loss: LossConfig, warmup: int, batches:
         marks: List[float] = []
         simple, pruned = step_losses(model, batch, loss, marks)
         t2, t3 = marks
-        frames = encoder_frames(batch["feature_lens"]).sum()
+        frames = model.encoder.output_lengths(batch["feature_lens"]).sum()
         total = (simple_scale * simple + pruned_scale * pruned) / frames
         optimizer.zero_grad(set_to_none=True)
         total.backward()
@@ -117,7 +117,7 @@ def main(cfg: DictConfig) -> None:
     model = build_transducer(resolved["model"], vocab_size=tokenizer.vocab_size)
     model.train()
     optimizer = make_optimizer(model, cfg.optim)
-    data = DataModule(resolved["data"], tokenizer)
+    data = DataModule(resolved["data"], tokenizer, model.encoder.output_lengths)
     loader = data.train_dataloader(0, 0, 1)
     loss = LossConfig(**resolved["loss"])
     if loss.type != "pruned":

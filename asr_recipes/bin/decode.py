@@ -67,7 +67,7 @@ def main(cfg: DictConfig) -> None:
                  settings.options(methods[0]).hotwords_digest())
     if settings.chunk is not None:
         log.info("streaming model: %s", settings.chunk.key())
-    loaders = DataModule(data_cfg, tokenizer).test_dataloaders()
+    loaders = DataModule(data_cfg, tokenizer, model.encoder.output_lengths).test_dataloaders()
     decode_test_sets(cfg.exp_dir, model, tokenizer, loaders, searches, choice.key, extra, device,
                      chunk=settings.chunk, hotword_phrases=[h.text for h in hotwords])
 

@@ -52,7 +52,7 @@ def main(cfg: DictConfig) -> None:
     if not parts:
         raise SystemExit("prune_report: no data parts; pass parts=[part,...]")
     data_cfg["test_parts"] = parts  # test loaders: every cut, fixed order, no augmentation
-    loaders = DataModule(data_cfg, tokenizer).test_dataloaders()
+    loaders = DataModule(data_cfg, tokenizer, model.encoder.output_lengths).test_dataloaders()
     s_ranges = [int(s) for s in cfg.s_ranges]
     plot_s_range = int(cfg.plot_s_range) if cfg.plot_s_range is not None else lattice.prune_range
     sample = collect(model, loaders, s_ranges, lattice, int(cfg.max_batches), device, plot_s_range,

@@ -65,7 +65,7 @@ def main(cfg: DictConfig) -> None:
     lines = [f"### streaming report: {name}", "",
              f"- {datetime.now():%Y-%m-%d %H:%M}, {device}, torch threads {torch.get_num_threads()}; left context "
              f"{left} frames ({40 * left} ms); reference alignment: {cfg.reference}", ""]
-    for part, loader in DataModule(data_cfg, tokenizer).test_dataloaders().items():
+    for part, loader in DataModule(data_cfg, tokenizer, model.encoder.output_lengths).test_dataloaders().items():
         summaries = {key: LatencySummary() for key in searches}
         done = 0
         for batch in loader:

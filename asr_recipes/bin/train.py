@@ -44,8 +44,8 @@ def main(cfg: DictConfig) -> None:
          "decoding": check_decoding_defaults(resolved["decoding"])}
     )
     try:
-        Trainer(trainer_cfg, model, model_config, tokenizer, DataModule(resolved["data"], tokenizer), dist_info,
-                record=resolved).fit()
+        data = DataModule(resolved["data"], tokenizer, model.encoder.output_lengths)
+        Trainer(trainer_cfg, model, model_config, tokenizer, data, dist_info, record=resolved).fit()
         # Leave together: rank 0 is still writing the last checkpoint when the others finish,
         # and no rank should tear its process group down while a peer is still working.
         distributed.barrier(dist_info)

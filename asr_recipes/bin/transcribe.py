@@ -138,7 +138,7 @@ def _stream_files(recognizer: StreamingRecognizer, tokenizer, paths: list[str], 
     failed = 0
     for path in paths:
         try:
-            samples = load_audio(path)
+            samples = load_audio(path, recognizer.model.encoder.min_input_frames())
         except AudioError as e:
             failed += 1
             print(f"transcribe: {e}", file=sys.stderr, flush=True)

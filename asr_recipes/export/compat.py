@@ -55,6 +55,9 @@ def plan_export(ckpt: dict[str, Any], source: str, streaming: Optional[bool] = N
         cfg = ModelConfig.from_mapping(ckpt["model_config"])
     except ValueError as e:
         raise ExportError(f"{source}: {e}; export it with the asr-recipes version that trained it") from None
+    if cfg.encoder != "conformer":  # the graphs, caches and metadata are sherpa-onnx's Conformer layout
+        raise ExportError(f"{source} holds a {cfg.encoder!r} encoder; the export writes sherpa-onnx's Conformer "
+                          "layout only")
     _check_features(ckpt, source)
     _check_vocabulary(ckpt, source)
     decoding = dict(ckpt.get("decoding") or {})

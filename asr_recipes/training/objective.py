@@ -18,7 +18,6 @@ from typing import Dict, Tuple
 import torch
 from torch import Tensor, nn
 
-from asr_recipes.constants import frames_after_subsampling
 from asr_recipes.models.lattice import LatticeConfig
 from asr_recipes.training.schedules import LossScales
 
@@ -106,11 +105,6 @@ class TransducerObjective(nn.Module):
                                     chunk_size=chunk_size, left_context=left_context)
         simple_scale, pruned_scale = self.cfg.scales.at(step)
         return simple_scale * simple + pruned_scale * pruned, {"simple": simple, "pruned": pruned}
-
-
-def encoder_frames(feature_lens: Tensor) -> Tensor:
-    """Encoder frames per utterance (N,), for per-frame loss normalisation and logging."""
-    return frames_after_subsampling(feature_lens)
 
 
 def finite_mask(total: Tensor) -> Tensor:

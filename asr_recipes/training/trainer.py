@@ -36,7 +36,7 @@ from asr_recipes.diagnostics.prune_coverage import PruneStats, measure_batches
 from asr_recipes.training.distributed import DistInfo, all_reduce_sum
 from asr_recipes.training.monitor import TrainMonitor
 from asr_recipes.training.objective import (
-    ChunkTrainingConfig, LossConfig, TransducerObjective, encoder_frames, finite_mask, masked_sum,
+    ChunkTrainingConfig, LossConfig, TransducerObjective, finite_mask, masked_sum,
 )
 from asr_recipes.training.prescan import oom_prescan
 from asr_recipes.training.schedules import EdenConfig, EdenScheduler
@@ -347,7 +347,7 @@ class Trainer:
         with torch.autocast(dev.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
             total, parts = self.objective(features, feature_lens, tokens, token_lens, self.progress["step"])
         keep = finite_mask(total)  # (N,)
-        frames = encoder_frames(feature_lens).to(total.dtype)
+        frames = self.model.encoder.output_lengths(feature_lens).to(total.dtype)  # (N,) encoder frames
         loss_sum = masked_sum(total, keep)
         counts = all_reduce_sum(torch.stack([masked_sum(frames, keep), keep.sum().to(frames.dtype),
                                              torch.tensor(float(len(keep)), device=dev)]).detach(), self.dist)
@@ -428,7 +428,7 @@ class Trainer:
             values = {"loss": total, **parts}
             *batch_sums, batch_frames = torch.stack(
                 [masked_sum(v, keep) for v in values.values()]
-                + [masked_sum(encoder_frames(feature_lens).to(total.dtype), keep)]).tolist()
+                + [masked_sum(self.model.encoder.output_lengths(feature_lens).to(total.dtype), keep)]).tolist()
             frames += batch_frames
             for k, v in zip(values, batch_sums):
                 sums[k] = sums.get(k, 0.0) + v
