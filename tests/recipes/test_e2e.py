@@ -19,8 +19,8 @@ import pytest
 import torch
 from lhotse import load_manifest
 
-from asr_recipes.data.corpora.synthetic import synthesize_aishell_layout, synthesize_librispeech_layout
 from asr_recipes.models.build import build_transducer
+from asr_recipes.synth.corpus import synthesize_aishell_layout, synthesize_librispeech_layout
 
 pytestmark = pytest.mark.slow
 
