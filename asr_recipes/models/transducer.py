@@ -1,4 +1,4 @@
-"""Transducer: Conformer encoder + stateless decoder + joiner, trained with pruned RNN-T.
+"""Transducer: encoder (Conformer, ...) + stateless decoder + joiner, trained with pruned RNN-T.
 
 Training step (forward):
 
@@ -39,8 +39,9 @@ def lattice_boundary(token_lens: Tensor, encoder_lens: Tensor) -> Tensor:
 
 class Transducer(nn.Module):
     """Args:
-        encoder: module with forward(features (N, T, F), feature_lens (N,)) ->
-            (encoder_out (N, T', De), encoder_lens (N,)) and attribute output_dim = De.
+        encoder: an Encoder (models/encoder.py's contract): forward(features (N, T, F),
+            feature_lens (N,), chunk_size, left_context) -> (encoder_out (N, T', De),
+            encoder_lens (N,)), output_dim = De, output_lengths, and the streaming methods.
         decoder: StatelessDecoder (output_dim = Dd, context_size, blank_id).
         joiner: Joiner(De, Dd, J, vocab_size).
         vocab_size: V, including blank.
