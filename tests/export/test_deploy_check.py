@@ -31,8 +31,8 @@ def test_deploy_check_prints_the_table(tiny_corpus, tmp_path_factory, capsys):
 
 def test_deploy_check_of_a_streaming_export(tiny_corpus, tmp_path_factory):
     """PyTorch's chunked encoder over sherpa-onnx's windows is the reference of streaming rows."""
-    from asr_recipes.export.deploy_check import deploy_check
     from asr_recipes.checkpoint import load_checkpoint
+    from asr_recipes.export.deploy_check import deploy_check
     from tests.export.exported import causal_checkpoint
 
     # The shared causal model (blank logit lowered by 2.5) emits letters on the silent tail padding

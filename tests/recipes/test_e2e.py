@@ -33,7 +33,8 @@ DECODE_ARGS = "data.num_workers=0 device=cpu"
 
 
 def run_recipe(recipe, cwd, *args, timeout=600):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # PYTHONPATH: the stages run this checkout's asr_recipes, not the one the interpreter has installed
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     cmd = ["bash", str(REPO / "egs" / recipe / "run.sh"), "--python", sys.executable, "--nj", "1",
            *args]
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
