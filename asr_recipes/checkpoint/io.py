@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Dict
@@ -79,12 +80,15 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:  # the restricted unpickler met a type it does not rebuild
-        raise UnsafeCheckpointError(_unsafe_message(path)) from e
-    except Exception as e:  # truncated zip, not a torch file ...
-        raise CheckpointError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e}): the file is truncated "
-                              f"or not written by torch.save; expected an asr-recipes checkpoint (format {FORMAT!r}) "
-                              "written by the train or average stage") from e
+    except Exception as e:  # truncated zip, not a torch file, or a type the restricted unpickler refuses
+        unsafe = _unsafe_globals(path) if isinstance(e, pickle.UnpicklingError) else []
+        if unsafe:
+            raise UnsafeCheckpointError(_unsafe_message(path, unsafe)) from e
+        # torch's own unpickling message advises weights_only=False: not advice to pass on
+        detail = "not a pickle of plain data" if isinstance(e, pickle.UnpicklingError) else _first_line(e)
+        raise CheckpointError(f"checkpoint {path} cannot be read ({type(e).__name__}: {detail}): the file is "
+                              f"truncated or not written by torch.save; expected an asr-recipes checkpoint (format "
+                              f"{FORMAT!r}) written by the train or average stage") from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(f"{path} is not an asr-recipes checkpoint: format {found!r}, expected {FORMAT!r} "
@@ -92,13 +96,24 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return ckpt
 
 
-def _unsafe_message(path: Path) -> str:
-    try:  # reads the pickle's opcodes only; nothing is rebuilt
-        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [""])[0][:300]
+
+
+def _unsafe_globals(path: Path) -> list[str]:
+    """The globals (types, functions) a torch.save file's pickle names outside what loading
+    without code rebuilds; read from the pickle's opcodes, nothing is run. [] if the file is
+    not a torch.save archive."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's note on the pickle protocol: not the user's concern
+            return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(path))
     except Exception:
-        names = []
-    what = f" ({', '.join(sorted(names)[:5])})" if names else ""
-    return (f"checkpoint {path} holds objects other than tensors and plain Python data{what}, which loading it "
-            "would have to run code to rebuild; it was not loaded. A checkpoint written by an earlier asr-recipes "
-            f"version (numpy RNG state) can be converted, if you trust the file: {UPGRADE_COMMAND} {path} NEW.pt. "
-            "Otherwise do not use it")
+        return []
+
+
+def _unsafe_message(path: Path, names: list[str]) -> str:
+    return (f"checkpoint {path} holds objects other than tensors and plain Python data ({', '.join(names[:5])}), "
+            "which loading it would have to run code to rebuild; it was not loaded. A checkpoint written by an "
+            f"earlier asr-recipes version (numpy RNG state) can be converted, if you trust the file: {UPGRADE_COMMAND} "
+            f"{path} NEW.pt. Otherwise do not use it")

@@ -56,6 +56,18 @@ def test_load_checkpoint_refuses_the_payload_and_names_the_file(tmp_path):
     assert not marker.exists()
 
 
+def test_a_file_that_is_no_checkpoint_at_all_is_unreadable_not_unsafe(tmp_path):
+    """Random bytes also fail the restricted unpickler; they are skipped when resuming (the older
+    checkpoint is used) and reported as unreadable, without the upgrade advice."""
+    ckpt_io.save_checkpoint(tmp_path / "epoch-1.pt", {"progress": {"step": 5}})
+    (tmp_path / "checkpoint-9.pt").write_bytes(np.random.default_rng(0).bytes(3000))
+    (tmp_path / "latest.txt").write_text("checkpoint-9.pt\n")
+    with pytest.raises(ckpt_io.CheckpointError, match="checkpoint-9.pt cannot be read") as err:
+        ckpt_io.load_checkpoint(tmp_path / "checkpoint-9.pt")
+    assert not isinstance(err.value, ckpt_io.UnsafeCheckpointError)
+    assert ckpt_io.load_latest(tmp_path)["progress"]["step"] == 5
+
+
 def test_transcribe_refuses_the_payload(tmp_path, capsys):
     path, marker = malicious(tmp_path / "evil.pt", tmp_path / "ran"), tmp_path / "ran"
     assert transcribe_main([str(path), str(tmp_path / "a.wav")]) == 2
