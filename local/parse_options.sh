@@ -12,25 +12,62 @@
 #   option.
 # - `--help` / `-h` prints $help_message (if set) and every other `name=value` line of the
 #   calling script above the line that sources this file, as `--name <current value>`
-#   followed by that line's comment; then exits 0.
+#   followed by that line's comment; then the same for the files listed in OPTION_FILES
+#   (shared options, e.g. local/recipe_options.sh), where a name the script defines again
+#   takes the script's comment if it has one; then exits 0.
 # - Parsing stops at `--` or at the first argument not starting with `--`; the remaining
 #   arguments stay in "$@" (a sourced file shifts its caller's positional parameters).
 
-_po_usage() {
-  [ -n "${help_message:-}" ] && printf '%s\n' "$help_message"
-  echo "Usage: $0 [--option value ...]"
-  echo "Options (current values):"
-  [ -r "$0" ] || return 0
+# "name<TAB>comment" for each `name=value  # comment` line of FILE above the line that sources
+# this file (for a file that does not source it: all of them).
+_po_options_of() {
   local line name comment
+  [ -r "$1" ] || return 0
   while IFS= read -r line; do
-    [[ $line == *parse_options.sh* ]] && break
+    [[ $line =~ ^[[:space:]]*(\.|source)[[:space:]].*parse_options\.sh ]] && break
     [[ $line =~ ^([a-z][a-z0-9_]*)= ]] || continue
     name=${BASH_REMATCH[1]}
     [ "$name" = help_message ] && continue
     comment=""
     [[ $line =~ [[:space:]]#[[:space:]]*(.*)$ ]] && comment=${BASH_REMATCH[1]}
-    printf '  --%-24s %s\n' "${name//_/-} ${!name-}" "$comment"
-  done < "$0"
+    printf '%s\t%s\n' "$name" "$comment"
+  done < "$1"
+}
+
+_po_print() {  # NAME COMMENT
+  printf '  --%-24s %s\n' "${1//_/-} ${!1-}" "$2"
+}
+
+_po_usage() {
+  [ -n "${help_message:-}" ] && printf '%s\n' "$help_message"
+  echo "Usage: $0 [--option value ...]"
+  local name comment file
+  local -a own=() shared=()
+  local -A own_comment=() shared_comment=()
+  while IFS=$'\t' read -r name comment; do
+    own+=("$name"); own_comment[$name]=$comment
+  done < <(_po_options_of "$0")
+  for file in "${OPTION_FILES[@]}"; do
+    while IFS=$'\t' read -r name comment; do
+      [ -n "${shared_comment[$name]+set}" ] || shared+=("$name")
+      shared_comment[$name]=$comment
+    done < <(_po_options_of "$file")
+  done
+  if [ ${#shared[@]} -eq 0 ]; then
+    echo "Options (current values):"
+  else
+    echo "Options of this script (current values):"
+  fi
+  for name in "${own[@]}"; do
+    [ -n "${shared_comment[$name]+set}" ] || _po_print "$name" "${own_comment[$name]}"
+  done
+  [ ${#shared[@]} -eq 0 ] && return 0
+  echo "Options of every recipe (local/recipe_options.sh; current values):"
+  for name in "${shared[@]}"; do
+    comment=${shared_comment[$name]}
+    [ -n "${own_comment[$name]+set}" ] && [ -n "${own_comment[$name]}" ] && comment=${own_comment[$name]}
+    _po_print "$name" "$comment"
+  done
 }
 
 while [ $# -gt 0 ]; do
@@ -56,4 +93,4 @@ while [ $# -gt 0 ]; do
   printf -v "$_po_var" '%s' "$_po_val"
 done
 unset -v _po_opt _po_val _po_var
-unset -f _po_usage
+unset -f _po_usage _po_options_of _po_print

@@ -161,3 +161,31 @@ def test_install_python_deps_names_the_disk_left_when_pip_fails(tmp_path):
     assert str(venv) in message
     assert re.search(r"\(\d+\.\d GB left on that disk\)", message)
     assert "CPU build of torch" in message
+
+
+def test_help_lists_shared_options_from_option_files(tmp_path):
+    """Options defined in a file listed in OPTION_FILES (as local/recipe_options.sh does) are
+    listed in their own group; a script that sets one again changes its value, and its comment
+    when it has one, and does not list it twice."""
+    shared = tmp_path / "shared.sh"
+    shared.write_text('OPTION_FILES+=("${BASH_SOURCE[0]}")\nstage=0  # first stage to run\nnj=4  # parallel jobs\n'
+                      'beam=4  # beam width\n')
+    script = tmp_path / "run.sh"
+    script.write_text(f"""set -euo pipefail
+. "{LOCAL}/common.sh"
+. "{shared}"
+task=commands  # the task
+nj=2  # jobs for synthesis
+beam=8
+. "$ASR_RECIPES_ROOT/local/parse_options.sh"
+echo "nj=$nj beam=$beam"
+""")
+    r = subprocess.run(["bash", str(script), "--beam", "6", "--help"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    lines = [line.split(None, 2) for line in r.stdout.splitlines() if line.startswith("  --")]
+    assert lines == [["--task", "commands", "the task"], ["--stage", "0", "first stage to run"],
+                     ["--nj", "2", "jobs for synthesis"], ["--beam", "6", "beam width"]]
+    assert r.stdout.index("Options of this script") < r.stdout.index("--task") < r.stdout.index(
+        "Options of every recipe") < r.stdout.index("--stage")
+    r = subprocess.run(["bash", str(script), "--nj", "3"], capture_output=True, text=True, timeout=30)
+    assert r.stdout == "nj=3 beam=8\n"

@@ -15,7 +15,7 @@ Around it, one module per job:
     streaming    many streams decoded chunk by chunk (StreamingRecognizer)
     runner       decoding test sets: scoring files, %WER and speed reports (bin.decode)
     transcribe   audio files -> features as in training -> text (bin.transcribe)
-    report       the results table appended to RESULTS.md (bin.results)
+    report       the run's results table, <exp_dir>/RESULTS.md (bin.results)
 """
 
 from asr_recipes.decoding.beam import BeamSearch

@@ -2,7 +2,7 @@
 
 Reads every ``<exp_dir>/<method>/speed-<part>-<key>.json`` written by the decode stage
 (it names part, method and key unambiguously, and carries speed, model size, training
-time and machine) and the matching ``errs-`` file (rate and counts), then appends
+time and machine) and the matching ``errs-`` file (rate and counts), then writes
 
     ## <title> (YYYY-MM-DD HH:MM)
 
@@ -10,7 +10,8 @@ time and machine) and the matching ``errs-`` file (rate and counts), then append
 
     | test set | method | key | metric | rate (%) | errors / ref | RTF | utt/s |
 
-to a RESULTS.md (rewritten atomically; created if missing).
+to the run's own results file (by default <exp_dir>/RESULTS.md; written atomically, replacing
+what an earlier run of the stage wrote). The curated egs/<recipe>/RESULTS.md is edited by hand.
 """
 
 from __future__ import annotations
@@ -101,17 +102,19 @@ def format_section(exp_dir: str | os.PathLike, rows: list[ResultRow], title: str
     return "\n".join(lines) + "\n"
 
 
-def append_results(exp_dir: str | os.PathLike, results_md: str | os.PathLike, title: str | None = None,
-                   now: datetime.datetime | None = None) -> str:
-    """Append the section for exp_dir's results to results_md (atomic rewrite); returns it."""
+def write_results(exp_dir: str | os.PathLike, results_md: str | os.PathLike, title: str | None = None,
+                  now: datetime.datetime | None = None) -> str:
+    """Write the section for exp_dir's results to results_md (atomically, replacing the file);
+    returns it. Nothing is written when exp_dir holds no decoding results."""
     rows = collect_results(exp_dir)
     if not rows:
         raise FileNotFoundError(f"no decoding results (*/{SPEED_PREFIX}*.json) in {exp_dir}: run the decode "
                                 "stage first (python -m asr_recipes.bin.decode exp_dir=...)")
     results_md = Path(results_md)
-    # relative to the results file: a committed RESULTS.md should not name one machine's paths
-    section = format_section(os.path.relpath(Path(exp_dir).absolute(), results_md.absolute().parent), rows, title, now)
-    old = results_md.read_text(encoding="utf-8") if results_md.is_file() else ""
-    text = (old.rstrip("\n") + "\n\n" if old.strip() else "") + section
-    write_atomic(results_md, text)
+    # relative to the results file, so the file names no machine's paths
+    where = os.path.relpath(Path(exp_dir).absolute(), results_md.absolute().parent)
+    if where == ".":
+        where = f"{Path(exp_dir).absolute().name} (this file's directory)"
+    section = format_section(where, rows, title or Path(exp_dir).absolute().name, now)
+    write_atomic(results_md, section)
     return section

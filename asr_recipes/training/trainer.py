@@ -21,7 +21,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 import torch
@@ -61,7 +61,7 @@ def make_optimizer(model: nn.Module, optim) -> torch.optim.AdamW:
     Fused (one kernel over all weights) where torch has it for the weights' device: on a 2-core
     CPU the optimizer phase of a mini training step (clipping + update) takes 5.9 ms instead of
     13.0 ms with the per-tensor loop, 5% of the step (``python -m asr_recipes.bin.bench_step``,
-    egs/mini/RESULTS.md)."""
+    egs/mini/studies/tuning.md)."""
     params = list(model.parameters())
     devices = {p.device.type for p in params}
     fused = len(devices) == 1 and devices <= {"cpu", "cuda"} and _torch_at_least(2, 4)
@@ -136,7 +136,8 @@ def seed_everything(seed: int) -> None:
 
 class Trainer:
     def __init__(self, cfg: TrainerConfig, model: nn.Module, model_config: Dict[str, Any], tokenizer, data,
-                 dist_info: DistInfo, record: Optional[Dict[str, Any]] = None):
+                 dist_info: DistInfo, record: Optional[Dict[str, Any]] = None,
+                 clock: Callable[[], float] = time.monotonic):
         """
         Args:
           cfg: loop settings. model: a Transducer (moved to the rank's device here).
@@ -144,8 +145,11 @@ class Trainer:
           tokenizer: the tokenizer object (``to_dict()`` stored in checkpoints).
           data: a DataModule (train_dataloader / valid_dataloader / sampler_state).
           dist_info: from training.distributed.setup(). record: resolved config, saved as-is.
+          clock: seconds on a monotonic scale; the only time source of the training-time
+            budget (max_minutes, whole_epochs, save_every_minutes), so tests can drive it.
         """
         self.cfg = cfg
+        self.clock = clock
         self.dist = dist_info
         self.device = dist_info.device
         self.exp_dir = Path(cfg.exp_dir)
@@ -229,7 +233,7 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def _tick(self) -> None:
         """Wall time of this stage so far, previous runs of it included (validation counts too)."""
-        self.progress["train_seconds"] = self._seconds_before + time.time() - self._started
+        self.progress["train_seconds"] = self._seconds_before + self.clock() - self._started
 
     def _budget_reached(self) -> bool:
         cfg = self.cfg
@@ -265,7 +269,7 @@ class Trainer:
             self.prescan()
         if self.device.type == "cuda":  # the log's peak memory is then training's own (the pre-scan logs its peak)
             torch.cuda.reset_peak_memory_stats(self.device)
-        self._started = time.time()
+        self._started = self.clock()
         self._seconds_before = self.progress["train_seconds"]
         stopped = False
         while self.progress["epoch"] < self.cfg.num_epochs and not stopped:

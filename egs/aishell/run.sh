@@ -1,53 +1,33 @@
 #!/usr/bin/env bash
 # AISHELL-1 (178 h Mandarin): icefall's pruned_transducer_stateless2 setup
 # (conf/experiment/aishell.yaml), ~4.3k character tokens, decoder context 1, CER scoring,
-# training with torchrun on --ngpu GPUs.
+# training with torchrun on --ngpu GPUs. `bash egs/aishell/run.sh --help` lists the stages and options.
 #
-#   bash egs/aishell/run.sh                                       # download ... score
+#   bash egs/aishell/run.sh                                       # download ... export
 #   bash egs/aishell/run.sh --dl-dir /data --ngpu 1 --stage 1     # AISHELL-1 in /data/aishell
-#
-# Stages: 0 download (+ MUSAN), 1 lhotse manifests, 2 MUSAN manifests + fbank (--use-musan true),
-# 3 fbank (0.9/1.1 speed perturbation of train), 4 character tokenizer, 5 train,
-# 6 average checkpoints, 7 decode dev/test (greedy + modified beam), 8 RESULTS.md,
-# 9 export the averaged model for sherpa-onnx (exp/onnx: encoder/decoder/joiner.onnx, tokens.txt).
-# Finished stages leave a done-marker (<data-dir>/.done/stage-N for 0-4, <exp-dir>/.done/
-# stage-N for 5-9); delete it to redo a stage.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../../local/common.sh"
 RECIPE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$ASR_RECIPES_ROOT/local/stages.sh"
+. "$ASR_RECIPES_ROOT/local/recipe_options.sh"
 
-stage=0                          # first stage to run
-stop_stage=9                     # last stage to run
-dl_dir=$RECIPE_DIR/download      # holds (or receives) aishell/data_aishell/ and musan/; only read after stage 0
-data_dir=$RECIPE_DIR/data        # manifests, features, tokenizer
-exp_dir=$RECIPE_DIR/exp          # checkpoints, logs, TensorBoard, decoding results
-results_md=$RECIPE_DIR/RESULTS.md  # stage 8 appends its table here
+help_message="egs/aishell: AISHELL-1 (178 h Mandarin), icefall's pruned_transducer_stateless2 setup
+(conf/experiment/aishell.yaml), character tokens, decoder context 1, CER; trained with torchrun.
+Stages (--stage N --stop-stage M; a finished stage leaves <data-dir>/.done/stage-N (0-3) or
+<exp-dir>/.done/stage-N (4-8): delete it to redo that stage):
+  0 download: AISHELL-1 into the dl dir when missing (and MUSAN with --use-musan true)
+  1 manifests: lhotse manifests (and MUSAN's with --use-musan true)
+  2 fbank: features; train with speed perturbation 0.9/1.1 (and MUSAN's 10 s noise cuts)
+  3 tokenizer: characters of the training transcripts, no word-boundary token
+$SHARED_STAGES_HELP"
+
 use_musan=false                  # mix MUSAN noise into training batches
-nj=4                             # parallel jobs for fbank
 ngpu=2                           # training processes per node (icefall's result: 2 GPUs x 200 s batches)
-torchrun_args="--standalone"     # torchrun rendezvous; multi-node: "--nnodes N --rdzv-backend c10d --rdzv-endpoint HOST:PORT --rdzv-id ID"
 epoch=73                         # decode this epoch's model (= trainer.num_epochs in conf/experiment/aishell.yaml)
 avg=14                           # ... averaged over this many epochs
-beam=4                           # modified beam search width
-max_sym_per_frame=1              # symbols per encoder frame in both searches
-streaming=false                  # true: train a streaming model (model.causal=true, dynamic chunks) and decode it chunk by chunk
-decode_chunks=""                 # with --streaming true: decode with these chunks (encoder frames of 40 ms), e.g. "4 8 16"; empty: the one the checkpoint records
-experiment=aishell               # conf/experiment/<name>.yaml, used by train and decode
-python=$([ -x "$ASR_RECIPES_ROOT/.venv/bin/python" ] && echo "$ASR_RECIPES_ROOT/.venv/bin/python" || echo python3)  # Python with asr_recipes installed
-train_args=""                    # extra Hydra overrides for training, e.g. "trainer.max_minutes=600"
-decode_args=""                   # extra Hydra overrides for decoding, e.g. "data.max_duration=600"
 . "$ASR_RECIPES_ROOT/local/parse_options.sh"
-case "$streaming" in
-  true) ;;
-  false) ;;
-  *) die "--streaming must be true or false, not '$streaming'" ;;
-esac
+resolve_recipe_options
 
-# Python gets absolute paths: the stages do not depend on the caller's directory.
-dl_dir=$(realpath -m "$dl_dir")
-data_dir=$(realpath -m "$data_dir")
-exp_dir=$(realpath -m "$exp_dir")
-results_md=$(realpath -m "$results_md")
 lang_dir=$data_dir/lang_char
 parts="[train,dev,test]"         # lhotse's AISHELL-1 preparer reads all three splits anyway
 case "$use_musan" in
@@ -71,71 +51,34 @@ if should_run 1 "$data_dir"; then
   log "Stage 1: lhotse manifests in $data_dir/manifests"
   "$python" -m asr_recipes.bin.prepare corpus=aishell dl_dir="$dl_dir" \
     out_dir="$data_dir/manifests" parts="$parts"
+  if [ "$use_musan" = true ]; then
+    "$python" -m asr_recipes.bin.prepare corpus=musan dl_dir="$dl_dir" out_dir="$data_dir/manifests"
+  fi
   mark_done "$data_dir" 1
 fi
 
-if [ "$use_musan" = true ] && should_run 2 "$data_dir"; then
-  log "Stage 2: MUSAN manifests and fbank (10 s noise cuts)"
-  "$python" -m asr_recipes.bin.prepare corpus=musan dl_dir="$dl_dir" out_dir="$data_dir/manifests"
-  OMP_NUM_THREADS=1 "$python" -m asr_recipes.bin.fbank corpus=musan \
-    manifest_dir="$data_dir/manifests" out_dir="$data_dir/fbank" num_jobs="$nj"
+if should_run 2 "$data_dir"; then
+  log "Stage 2: fbank features in $data_dir/fbank (speed perturbation 0.9/1.1 of train)"
+  if [ "$use_musan" = true ]; then  # 10 s noise cuts
+    OMP_NUM_THREADS=1 "$python" -m asr_recipes.bin.fbank corpus=musan \
+      manifest_dir="$data_dir/manifests" out_dir="$data_dir/fbank" num_jobs="$nj"
+  fi
+  OMP_NUM_THREADS=1 "$python" -m asr_recipes.bin.fbank corpus=aishell \
+    manifest_dir="$data_dir/manifests" out_dir="$data_dir/fbank" parts="$parts" \
+    speed_perturb=true num_jobs="$nj"
   mark_done "$data_dir" 2
 fi
 
 if should_run 3 "$data_dir"; then
-  log "Stage 3: fbank features in $data_dir/fbank (speed perturbation 0.9/1.1 of train)"
-  OMP_NUM_THREADS=1 "$python" -m asr_recipes.bin.fbank corpus=aishell \
-    manifest_dir="$data_dir/manifests" out_dir="$data_dir/fbank" parts="$parts" \
-    speed_perturb=true num_jobs="$nj"
+  log "Stage 3: character tokenizer in $lang_dir (every training character, no word boundaries)"
+  "$python" -m asr_recipes.bin.tokenizer cuts="$data_dir/manifests/aishell_supervisions_train.jsonl.gz" \
+    out_dir="$lang_dir" kind=char word_boundary=false vocab_size=null
   mark_done "$data_dir" 3
 fi
 
-if should_run 4 "$data_dir"; then
-  log "Stage 4: character tokenizer in $lang_dir (every training character, no word boundaries)"
-  "$python" -m asr_recipes.bin.tokenizer cuts="$data_dir/manifests/aishell_supervisions_train.jsonl.gz" \
-    out_dir="$lang_dir" kind=char word_boundary=false vocab_size=null
-  mark_done "$data_dir" 4
-fi
-
-if should_run 5 "$exp_dir"; then
-  log "Stage 5: train with $ngpu process(es) per node (rerunning resumes)"
-  read -r -a launcher <<< "$torchrun_args"
-  read -r -a extra <<< "$train_args"
-  "$python" -m torch.distributed.run --nproc_per_node "$ngpu" "${launcher[@]}" \
-    -m asr_recipes.bin.train experiment="$experiment" exp_dir="$exp_dir" tokenizer_dir="$lang_dir" \
-    data.manifest_dir="$data_dir/fbank" "$musan_override" "model.causal=$streaming" "${extra[@]}"
-  mark_done "$exp_dir" 5
-fi
-
-if should_run 6 "$exp_dir"; then
-  log "Stage 6: average epoch $epoch over the last $avg epochs"
-  "$python" -m asr_recipes.bin.average exp_dir="$exp_dir" epoch="$epoch" avg="$avg"
-  mark_done "$exp_dir" 6
-fi
-
-if should_run 7 "$exp_dir"; then
-  log "Stage 7: decode dev and test into $exp_dir/<method>/ (CER)"
-  read -r -a extra <<< "$decode_args"
-  for chunk in ${decode_chunks:-recorded}; do  # streaming models: one decoding per chunk size
-    chunk_arg=(); [ "$chunk" = recorded ] || chunk_arg=("chunk_size=$chunk")
-    "$python" -m asr_recipes.bin.decode experiment="$experiment" exp_dir="$exp_dir" \
-      epoch="$epoch" avg="$avg" "methods=[greedy_search,modified_beam_search]" beam="$beam" \
-      max_sym_per_frame="$max_sym_per_frame" data.manifest_dir="$data_dir/fbank" \
-      "data.test_parts=[dev,test]" streaming="$streaming" "${chunk_arg[@]}" "${extra[@]}"
-  done
-  mark_done "$exp_dir" 7
-fi
-
-if should_run 8 "$exp_dir"; then
-  log "Stage 8: append the results to $results_md"
-  "$python" -m asr_recipes.bin.results exp_dir="$exp_dir" results_md="$results_md" \
-    "title='AISHELL-1, pruned transducer (icefall pruned_transducer_stateless2 setup), CER'"
-  mark_done "$exp_dir" 8
-fi
-
-if should_run 9 "$exp_dir"; then
-  log "Stage 9: export for sherpa-onnx (fp32 + int8 ONNX, checked against PyTorch) into $exp_dir/onnx"
-  "$python" -m asr_recipes.bin.export checkpoint="$exp_dir/averaged-epoch-$epoch-avg-$avg.pt" \
-    out_dir="$exp_dir/onnx" int8=true
-  mark_done "$exp_dir" 9
-fi
+# Stages 4-8 (local/stages.sh) with this corpus's overrides.
+stage_train "$musan_override"
+stage_average
+stage_decode "data.test_parts=[dev,test]"
+stage_results "AISHELL-1, pruned transducer (icefall pruned_transducer_stateless2 setup), CER"
+stage_export

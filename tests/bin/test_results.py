@@ -1,11 +1,11 @@
-"""bin.results: the appended table holds the error rates, counts and speeds of the decode
-stage's files, computed here by hand."""
+"""bin.results: the run's table holds the error rates, counts and speeds of the decode stage's
+files, computed here by hand, and goes to <exp_dir>/RESULTS.md unless told otherwise."""
 
 import re
 
 import pytest
 
-from asr_recipes.decoding.report import append_results
+from asr_recipes.decoding.report import write_results
 from asr_recipes.decoding.runner import SpeedReport, write_part_results
 from tests.decoding.entry import run_entry
 
@@ -21,7 +21,7 @@ def fake_decode(exp, method, part, key, results, unit, audio_seconds, wall_secon
                                                    "machine": MACHINE, "model": MODEL})
 
 
-def test_results_table_appends_a_dated_section(tmp_path, capsys):
+def test_results_table_is_the_runs_own_dated_section(tmp_path, capsys):
     exp = tmp_path / "exp"
     # 1 substitution + 1 deletion over 6 words = 33.33 % WER
     words = [("u1", "A B C D".split(), "A X C D".split()), ("u2", ["E", "F"], ["E"])]
@@ -30,14 +30,11 @@ def test_results_table_appends_a_dated_section(tmp_path, capsys):
     chars = [("c1", list("今天很好"), list("今天很很好"))]
     fake_decode(exp, "modified_beam_search", "test", "epoch-10-avg-3-beam-4-max-sym-per-frame-1", chars, "char",
                 4.0, 0.5)
-    md = tmp_path / "RESULTS.md"
-    md.write_text("# Results\n\nearlier text\n")
-    run_entry("asr_recipes.bin.results", f"exp_dir={exp}", f"results_md={md}", "title=tiny run")
+    run_entry("asr_recipes.bin.results", f"exp_dir={exp}", "title=tiny run")  # default: <exp_dir>/RESULTS.md
     printed = capsys.readouterr().out
-    text = md.read_text()
-    assert text.startswith("# Results\n\nearlier text\n\n## tiny run (")
-    assert text.endswith(printed)
-    assert re.search(r"^## tiny run \(\d{4}-\d\d-\d\d \d\d:\d\d\)$", printed, re.MULTILINE)
+    md = exp / "RESULTS.md"
+    assert md.read_text() == printed
+    assert re.match(r"^## tiny run \(\d{4}-\d\d-\d\d \d\d:\d\d\)$", printed.splitlines()[0])
     lines = printed.splitlines()
     header = lines.index("| test set | method | key | metric | rate (%) | errors / ref | RTF | utt/s |")
     assert lines[header + 2 :] == [
@@ -45,18 +42,23 @@ def test_results_table_appends_a_dated_section(tmp_path, capsys):
         "| 2.0 |",
         "| test-clean | greedy_search | epoch-10-avg-3-max-sym-per-frame-1 | WER | 33.33 | 2 / 6 | 0.2000 | 1.0 |",
     ]
-    assert "- exp_dir: `exp`" in printed  # relative to RESULTS.md
+    assert "- exp_dir: `exp (this file's directory)`" in printed
     assert "1.23 M parameters, trained 2.00 h (epoch 10, step 1200)" in printed
     assert "x86_64 (cpu), 2 CPUs, Linux-test, torch 2.x" in printed
-    # a second run appends another section and keeps the first
-    run_entry("asr_recipes.bin.results", f"exp_dir={exp}", f"results_md={md}", "title=again")
-    assert md.read_text().count("## ") == 2 and "earlier text" in md.read_text()
-    assert [p.name for p in tmp_path.glob(".*")] == []  # no temp files left
+    # a second run replaces the table (one run, one table), and names no path of this machine
+    run_entry("asr_recipes.bin.results", f"exp_dir={exp}", "title=again")
+    assert md.read_text().count("## ") == 1 and md.read_text().startswith("## again (")
+    assert str(tmp_path) not in md.read_text()
+    # elsewhere on request, the exp dir named relative to that file
+    other = tmp_path / "reports" / "run.md"
+    run_entry("asr_recipes.bin.results", f"exp_dir={exp}", f"results_md={other}", "title=x")
+    assert "- exp_dir: `../exp`" in other.read_text()
+    assert [p.name for p in exp.glob(".*")] == []  # no temp files left
 
 
 def test_results_without_decoding_outputs_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="run the decode stage first"):
-        append_results(tmp_path, tmp_path / "RESULTS.md")
+        write_results(tmp_path, tmp_path / "RESULTS.md")
     assert not (tmp_path / "RESULTS.md").exists()
 
 

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from asr_recipes.decoding import DecodingOptions, decode, make_search
+from tests.numerics import float32_sum_tol
 from tests.decoding.test_search import encoder_batch, exhaustive_sequence_scores, make_model
 
 
@@ -99,9 +100,12 @@ def test_hotwords_over_chunks_equal_hotwords_over_whole_utterances(hotwords):
         search.advance([streams[n] for n in ids], part, torch.tensor(sizes))
         search.results([streams[n] for n in ids])  # partial results must not disturb the states
     assert any(h.hotword_bonus > 0 for r in whole for h in r.hyps)
-    for got, want in zip(search.results(streams), whole):
+    for got, want, T in zip(search.results(streams), whole, lens.tolist()):
+        # tokens and times exact; scores are float32 sums over T frames x (max_sym + 1) steps whose
+        # joiner batches differ between chunked and whole runs, so they agree to rounding only
         assert [(h.tokens, h.timestamps) for h in got.hyps] == [(h.tokens, h.timestamps) for h in want.hyps]
-        assert [h.score for h in got.hyps] == pytest.approx([h.score for h in want.hyps], abs=1e-6)
+        for g, w in zip(got.hyps, want.hyps):
+            assert g.score == pytest.approx(w.score, abs=float32_sum_tol(w.score, T * 3))
         assert [h.hotword_bonus for h in got.hyps] == pytest.approx([h.hotword_bonus for h in want.hyps])
 
 

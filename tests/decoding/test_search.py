@@ -9,6 +9,7 @@ import torch
 
 from asr_recipes.decoding import DecodingOptions, decode, search_methods
 from asr_recipes.models.build import build_transducer
+from tests.numerics import float32_sum_tol
 
 BLANK, UNK = 0, 1
 TINY = dict(d_model=16, num_heads=2, ff_dim=32, num_layers=1, kernel_size=3, dropout=0.0, subsampling_channels=4,
@@ -252,10 +253,13 @@ def test_search_over_chunks_equals_search_over_whole_utterances(method):
         partial = search.results([streams[n] for n in ids])
         assert all(all(t < pos[n] for t in r.timestamps) for n, r in zip(ids, partial))
     assert pos == lens.tolist()
-    for got, want in zip(search.results(streams), whole):
+    for got, want, T in zip(search.results(streams), whole, lens.tolist()):
         assert [h.tokens for h in got.hyps] == [h.tokens for h in want.hyps]
         assert [h.timestamps for h in got.hyps] == [h.timestamps for h in want.hyps]
-        assert [h.score for h in got.hyps] == pytest.approx([h.score for h in want.hyps], abs=1e-6)
+        # float32 sums over T frames x (max_sym + 1) steps, with joiner batches that differ
+        # between chunked and whole runs: equal up to rounding
+        for g, w in zip(got.hyps, want.hyps):
+            assert g.score == pytest.approx(w.score, abs=float32_sum_tol(w.score, T * 3))
 
 
 @pytest.mark.parametrize("method,forced_advance", [("modified_beam_search", True), ("beam_search", False)])

@@ -1,6 +1,7 @@
 """The tiny trained model, exported, decodes generated audio files to the same tokens in
 sherpa-onnx (greedy and modified beam search, fp32), in our torch-free onnxruntime greedy
-decoder, and in PyTorch (greedy search with one symbol per frame, on our own features)."""
+decoder, and in PyTorch (greedy search with one symbol per frame, on our own features); the
+int8 joiner's logits stay within the error that its quantization allows."""
 
 import json
 import subprocess
@@ -96,7 +97,51 @@ def test_onnxruntime_greedy_without_torch_equals_pytorch(setup):
     got = json.loads(proc.stdout)
     for (path, samples), tokens in zip(wavs, got["False"]):
         assert tokens == pytorch_results(model, samples, "greedy_search").tokens, path
-    assert all(len(t) > 0 for t in got["True"])  # int8 decodes too (its accuracy: deploy_check)
+    assert len(got["True"]) == len(wavs)  # the int8 graphs load and run without torch too
+
+
+@torch.no_grad()
+def test_int8_joiner_logits_are_within_the_quantization_error(setup):
+    """joiner.int8.onnx = the fp32 graph with output_linear's MatMul dynamically quantized
+    (onnxruntime: int8 weights, one symmetric scale for the tensor; uint8 activations, one scale
+    per call from the range of the batch, zero exactly representable). For a = tanh(enc + dec)
+    and logit_j = sum_i a_i W_ij + b_j, rounding each weight by at most dw = max|W| / 254 and each
+    activation by at most da = (max(a, 0) - min(a, 0)) / 510 moves a logit by at most
+    da * sum_i (|W_ij| + dw) + dw * sum_i |a_i|. Checked on the encoder frames of the test files
+    paired with the decoder states of their greedy hypotheses, as the searches pair them."""
+    import onnxruntime
+
+    model, tokenizer, out, wavs = setup
+    c = model.decoder.context_size
+    enc_rows, dec_rows = [], []
+    for _, samples in wavs[:4]:
+        feats = torch.from_numpy(fbank_extractor().extract(samples[None], 16000))  # (T, 80)
+        enc, lens = model.encode(feats[None], torch.tensor([feats.size(0)]))  # (1, T', De)
+        hyp = pytorch_results(model, samples, "greedy_search").tokens
+        contexts = [([0] * c + hyp[:k])[-c:] for k in range(len(hyp) + 1)]  # blank-padded, oldest first
+        dec = model.decoder(torch.tensor(contexts), need_pad=False)[:, 0]  # (K, Dd)
+        enc_j = model.joiner.encoder_proj(enc[0, : int(lens[0])])  # (T', J)
+        dec_j = model.joiner.decoder_proj(dec)  # (K, J)
+        enc_rows.append(enc_j.repeat_interleave(len(contexts), 0))  # (T' K, J): every frame with every state
+        dec_rows.append(dec_j.repeat(enc_j.size(0), 1))
+    enc_out, dec_out = torch.cat(enc_rows), torch.cat(dec_rows)  # (N, J) each
+
+    def logits(name):
+        session = onnxruntime.InferenceSession(str(out / name), providers=["CPUExecutionProvider"])
+        return torch.from_numpy(session.run(None, {"encoder_out": enc_out.numpy(), "decoder_out": dec_out.numpy()})[0])
+
+    fp32, int8 = logits(contract.JOINER), logits(contract.INT8[contract.JOINER])
+    expected = model.joiner(enc_out, dec_out, project_input=False)  # (N, V)
+    torch.testing.assert_close(fp32, expected, rtol=1e-4, atol=1e-4)  # float32 graph = PyTorch
+    a = (enc_out + dec_out).tanh()  # (N, J): the quantized MatMul's input
+    w = model.joiner.output_linear.weight.T  # (J, V)
+    dw = float(w.abs().max()) / 254
+    da = float(a.max().clamp(min=0) - a.min().clamp(max=0)) / 510
+    bound = da * (w.abs() + dw).sum(0)[None, :] + dw * a.abs().sum(1, keepdim=True)  # (N, V)
+    err = (int8 - fp32).abs()
+    assert (err <= bound * 1.001 + 1e-5).all(), float((err / bound).max())
+    assert err.max() > 0  # the weights were quantized (the int8 file is not a copy)
+    assert float((err / bound).max()) > 0.05  # the bound is not vacuous: errors reach a share of it
 
 
 def test_files_names_shapes_and_metadata(setup):

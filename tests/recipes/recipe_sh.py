@@ -1,10 +1,13 @@
-"""A small reader of egs/*/run.sh for the contract tests: logical lines, stage blocks, and the
-lines outside stage blocks that would do work.
+"""A small reader of egs/*/run.sh and local/stages.sh for the contract tests: logical lines,
+stage blocks, the shared stage functions a recipe calls, and the lines outside stage blocks
+that would do work.
 
-It understands the subset of bash the recipes are written in (local/common.sh's header shows
-the pattern): ``if should_run N DIR; then ... fi`` stage blocks, ``name=value`` definitions,
-``case`` statements that only define variables or ``die``. Anything else outside a stage
-block is reported, so a recipe that starts doing work before its stage guards fails the test.
+It understands the subset of bash the recipes are written in (local/stages.sh's header shows
+the pattern): ``if should_run N DIR; then ... fi`` blocks for a corpus's data stages, calls of
+the shared ``stage_<name> ARG...`` functions, whose bodies in local/stages.sh start with
+``should_run N DIR || return 0``; ``name=value`` definitions (multi-line strings included),
+``case`` statements that only define variables or ``die``. Anything else outside a stage is
+reported, so a recipe that starts doing work before its stage guards fails the test.
 """
 
 from __future__ import annotations
@@ -14,14 +17,21 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[2]
+STAGES_SH = REPO / "local" / "stages.sh"
+
 STAGE_GUARD = re.compile(r"^if\s+.*\b(?:should_run|stage_enabled)\s+(\d+)\b(?:\s+([^\s;]+))?")
+FUNCTION_GUARD = re.compile(r"^should_run\s+(\d+)\s+(\S+)\s+\|\|\s+return 0$")
+FUNCTION_START = re.compile(r"^(\w+)\(\)\s*\{$")
+STAGE_CALL = re.compile(r"^(stage_(?:train|average|decode|results|export))\b\s*(.*)$")
 ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 #: Commands allowed inside $(...) of a definition outside stage blocks (they only compute paths).
 PURE_COMMANDS = {"cd", "pwd", "dirname", "basename", "realpath", "echo", "["}
 ALLOWED_STATEMENTS = [
     re.compile(r"^set -euo pipefail$"),
     re.compile(r'^\. "\$\(dirname "\$\{BASH_SOURCE\[0\]\}"\)/\.\./\.\./local/common\.sh"$'),
-    re.compile(r'^\. "\$ASR_RECIPES_ROOT/local/parse_options\.sh"$'),
+    re.compile(r'^\. "\$ASR_RECIPES_ROOT/local/(?:parse_options|recipe_options|stages)\.sh"$'),
+    re.compile(r"^resolve_recipe_options$"),
     re.compile(r'^case "\$\w+" in$'),
     re.compile(r"^esac$"),
 ]
@@ -32,66 +42,120 @@ ENTRY_POINT = re.compile(r"-m\s+asr_recipes\.bin\.(\w+)")
 @dataclass
 class Stage:
     number: int
-    guard: str  # the `if ...; then` line
+    guard: str  # the `if ...; then` line, or the function's `should_run ... || return 0`
     marker_dir: str | None  # DIR of `should_run N DIR`, as written
     lines: list[tuple[int, str]] = field(default_factory=list)
+    function: str | None = None  # the shared stage function (local/stages.sh) that runs it
+    call_args: list[str] = field(default_factory=list)  # the recipe's arguments to that function
 
     def entry_points(self) -> list[str]:
         return [m.group(1) for _, line in self.lines for m in ENTRY_POINT.finditer(line)]
 
     def invocations(self) -> list[tuple[str, list[str]]]:
-        """(entry point, its arguments after ``-m asr_recipes.bin.X``, shell-unquoted)."""
+        """(entry point, its arguments after ``-m asr_recipes.bin.X``, shell-unquoted), with a
+        shared function's ``"$@"`` replaced by the recipe's arguments."""
         calls = []
         for _, line in self.lines:
             m = ENTRY_POINT.search(line)
             if m:
-                calls.append((m.group(1), shlex.split(line[m.end():])))
+                args = []
+                for word in shlex.split(line[m.end():]):
+                    args += self.call_args if word == "$@" else [word]
+                calls.append((m.group(1), args))
         return calls
 
 
-def strip_comment(line: str) -> str:
-    """The line without a trailing ``# comment`` (a # outside quotes, at the start or after a blank)."""
-    quote = None
-    for i, ch in enumerate(line):
-        if quote:
-            if ch == quote:
-                quote = None
-            elif ch == "\\" and quote == '"':
-                continue
-        elif ch in "'\"":
-            quote = ch
-        elif ch == "#" and (i == 0 or line[i - 1] in " \t"):
-            return line[:i]
-    return line
-
-
 def logical_lines(text: str) -> list[tuple[int, str]]:
-    """(first physical line number, text) per command line: continuations joined, comments and
-    blank lines dropped."""
-    out, buf, start = [], "", None
-    for number, line in enumerate(text.splitlines(), 1):
-        if start is None:
+    """(first physical line number, text) per command: continuations and multi-line quoted
+    strings joined, comments and blank lines dropped, runs of white space made one blank."""
+    out, buf, start, quote, number = [], [], None, None, 1
+    i = 0
+    while i < len(text):
+        c = text[i]
+        nxt = text[i + 1] if i + 1 < len(text) else ""
+        if start is None and not c.isspace():
             start = number
-        if line.endswith("\\"):
-            buf += line[:-1] + " "
+        if quote == "'":
+            buf.append(c)
+            quote = None if c == "'" else quote
+        elif quote == '"':
+            if c == "\\" and nxt:
+                buf.append(c + nxt)
+                number += nxt == "\n"
+                i += 2
+                continue
+            buf.append(c)
+            quote = None if c == '"' else quote
+        elif c == "\\" and nxt == "\n":  # continuation line
+            buf.append(" ")
+            number += 1
+            i += 2
             continue
-        joined = strip_comment(buf + line).strip()
-        if joined:
-            out.append((start, re.sub(r"\s+", " ", joined)))
-        buf, start = "", None
+        elif c == "\\" and nxt:
+            buf.append(c + nxt)
+            i += 2
+            continue
+        elif c in "'\"":
+            quote = c
+            buf.append(c)
+        elif c == "#" and (not buf or buf[-1] in " \t"):
+            while i < len(text) and text[i] != "\n":  # a comment, up to the end of the line
+                i += 1
+            continue
+        elif c == "\n":
+            joined = "".join(buf).strip()
+            if joined:
+                out.append((start, re.sub(r"\s+", " ", joined)))
+            buf, start = [], None
+        else:
+            buf.append(c)
+        number += c == "\n"
+        i += 1
+    joined = "".join(buf).strip()
+    if joined:
+        out.append((start, re.sub(r"\s+", " ", joined)))
     return out
 
 
+def shared_stage_functions(text: str | None = None) -> dict[str, Stage]:
+    """The stage functions of local/stages.sh by name, each with its stage number, marker dir
+    and body lines (the guard line excluded)."""
+    text = STAGES_SH.read_text() if text is None else text
+    found, current, body = {}, None, []
+    for number, line in logical_lines(text):
+        if current is None:
+            m = FUNCTION_START.match(line)
+            if m:
+                current, body = m.group(1), []
+            continue
+        if line == "}":
+            guard = next((i for i, (_, b) in enumerate(body) if FUNCTION_GUARD.match(b)), None)
+            if current.startswith("stage_") and guard is not None:
+                g = FUNCTION_GUARD.match(body[guard][1])
+                found[current] = Stage(int(g.group(1)), g.group(0), g.group(2), body[guard + 1:], function=current)
+            current = None
+            continue
+        body.append((number, line))
+    return found
+
+
 def parse(text: str) -> tuple[list[Stage], list[tuple[int, str]]]:
-    """Stage blocks in order, and the logical lines outside them."""
+    """The recipe's stages in order (its own blocks, then the shared stage functions it calls,
+    with their arguments), and the logical lines outside them."""
+    shared = shared_stage_functions()
     stages, outside = [], []
     current, depth = None, 0
     for number, line in logical_lines(text):
         if current is None:
             m = STAGE_GUARD.match(line)
+            call = STAGE_CALL.match(line)
             if m:
                 current, depth = Stage(int(m.group(1)), line, m.group(2)), 1
                 stages.append(current)
+            elif call and call.group(1) in shared:
+                template = shared[call.group(1)]
+                stages.append(Stage(template.number, template.guard, template.marker_dir, template.lines,
+                                    function=template.function, call_args=shlex.split(call.group(2))))
             else:
                 outside.append((number, line))
             continue
@@ -155,15 +219,27 @@ def work_outside_stages(text: str) -> list[str]:
     return bad
 
 
-def defaults(text: str) -> dict[str, str]:
-    """Literal option defaults (``name=value`` lines above parse_options.sh), unquoted."""
-    head = text.split("parse_options.sh", 1)[0]
+def literal_defaults(text: str, recipe: str | None = None) -> dict[str, str]:
+    """Literal option defaults of one script (``name=value`` lines above parse_options.sh),
+    unquoted. ``recipe``: the recipe directory's name, the value of ``$(basename "$RECIPE_DIR")``."""
+    head = re.split(r'^\. "\$ASR_RECIPES_ROOT/local/parse_options\.sh"$', text, maxsplit=1, flags=re.M)[0]
     found = {}
     for _, line in logical_lines(head):
-        m = re.match(r"^([a-z][a-z0-9_]*)=(\S*)", line)
-        if m and "$(" not in m.group(2):
+        m = re.match(r"^([a-z][a-z0-9_]*)=(.*)$", line)
+        if not m or m.group(1) == "help_message":
+            continue
+        if m.group(2) == '$(basename "$RECIPE_DIR")' and recipe:
+            found[m.group(1)] = recipe
+        elif "$(" not in m.group(2):
             found[m.group(1)] = shlex.split(m.group(2))[0] if m.group(2) else ""
     return found
+
+
+def defaults(text: str, recipe: str | None = None) -> dict[str, str]:
+    """A recipe's literal option defaults: those of local/recipe_options.sh, then its own, which
+    override them."""
+    return {**literal_defaults((REPO / "local" / "recipe_options.sh").read_text(), recipe),
+            **literal_defaults(text, recipe)}
 
 
 def read(path: Path) -> str:

@@ -1,7 +1,10 @@
 """Every Hydra config composes: each primary conf/<stage>.yaml alone, and each experiment with
-every primary config that selects one. The experiments are checked against the setups they
-claim to reproduce (values from icefall's published RESULTS.md commands, written out here)."""
+every primary config that selects one; each experiment builds, as train builds it, the model of
+the size its config documents. The experiments are checked against the setups they claim to
+reproduce (values from icefall's published RESULTS.md commands, written out here)."""
 
+import re
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -11,8 +14,10 @@ from omegaconf import OmegaConf
 
 from asr_recipes.data.corpora import aishell, librispeech
 from asr_recipes.data.datamodule import DataConfig
-from asr_recipes.models.build import ModelConfig
-from asr_recipes.training.trainer import TrainerConfig
+from asr_recipes.models.build import ModelConfig, build_transducer, count_parameters
+from asr_recipes.training.schedules import EdenConfig, EdenScheduler
+from asr_recipes.training.trainer import TrainerConfig, make_optimizer
+from tests.models.test_build_transducer import expected_parameters
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 PRIMARY = sorted(p.stem for p in CONF.glob("*.yaml"))
@@ -57,13 +62,61 @@ def test_experiment_composes_with_every_stage_that_selects_it(name, experiment):
     DataConfig.from_dict(cfg["data"])  # unknown or mistyped data keys are errors
 
 
-@pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_experiment_builds_what_train_builds(experiment):
-    """The objects bin/train.py builds from the resolved config (unknown keys are errors there)."""
-    cfg = with_required("train", [f"experiment={experiment}"])
-    ModelConfig.from_mapping(cfg["model"])
+#: "Parameters: 78.8M with a 500-token vocabulary" (and "...; 3.37M with a 30-token vocabulary")
+DOCUMENTED = re.compile(r"(\d+\.\d+)M with a (\d+)-token vocabulary")
+
+
+def documented_sizes(path: Path) -> list[tuple[float, int, int]]:
+    """(millions of parameters, vocabulary size, decimals given) documented in a config's comments."""
+    return [(float(m), int(v), len(m.split(".")[1])) for m, v in DOCUMENTED.findall(path.read_text())]
+
+
+def built_as_train_builds(overrides):
+    """(model config, trainer config, build) as bin/train.py resolves and checks them from the
+    composed config; build(vocab) makes the model and its optimizer for a vocabulary of that size."""
+    cfg = with_required("train", overrides)
+    model_config = ModelConfig.from_mapping(cfg["model"]).to_dict()
+    trainer = TrainerConfig.from_dict({**cfg["trainer"], "exp_dir": "exp", "loss": cfg["loss"], "optim": cfg["optim"]})
     DataConfig.from_dict(cfg["data"])
-    TrainerConfig.from_dict({**cfg["trainer"], "exp_dir": "exp", "loss": cfg["loss"], "optim": cfg["optim"]})
+
+    def build(vocab):
+        model = build_transducer(model_config, vocab_size=vocab)
+        return model, make_optimizer(model, trainer.optim)
+
+    return model_config, trainer, build
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiment_builds_what_train_builds_at_the_documented_size(experiment):
+    """Each experiment's model, built from the config train composes, has the parameter count its
+    config documents (at the precision given), which a layer-by-layer count confirms; the
+    optimizer holds every weight once, with the experiment's learning rate."""
+    sizes = documented_sizes(CONF / "experiment" / f"{experiment}.yaml")
+    assert sizes, f"conf/experiment/{experiment}.yaml documents no parameter count"
+    model_config, trainer, build = built_as_train_builds([f"experiment={experiment}"])
+    for millions, vocab, decimals in sizes:
+        model, optimizer = build(vocab)
+        n = count_parameters(model)
+        assert n == expected_parameters(model_config, vocab)
+        assert round(n / 1e6, decimals) == millions, (experiment, vocab, n)
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        assert len(params) == len({id(p) for p in params}) == len(list(model.parameters()))
+        assert sum(p.numel() for p in params) == n
+        assert all(group["lr"] == trainer.optim.lr for group in optimizer.param_groups)
+        EdenScheduler(optimizer, EdenConfig(**{**asdict(trainer.optim.schedule), "base_lr": trainer.optim.lr})).step(0, 0)
+        del model, optimizer
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (CONF / "model").glob("*.yaml") if documented_sizes(p)))
+def test_model_configs_have_their_documented_size(name):
+    """conf/model/<name>.yaml as train composes it (model=<name>), at each documented vocabulary;
+    conformer_large also against icefall's pruned_transducer_stateless2 model (~78.6M, BPE 500)."""
+    model_config, _, build = built_as_train_builds([f"model={name}"])
+    for millions, vocab, decimals in documented_sizes(CONF / "model" / f"{name}.yaml"):
+        n = count_parameters(build(vocab)[0])
+        assert round(n / 1e6, decimals) == millions, (name, vocab, n)
+    if name == "conformer_large":
+        assert abs(count_parameters(build(500)[0]) - 78.6e6) < 0.005 * 78.6e6
 
 
 def _group(group, option):

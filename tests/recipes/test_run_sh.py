@@ -1,7 +1,10 @@
-"""Contract tests for every egs/*/run.sh: syntax, shared helpers, options, stage layout, no work
-outside stage guards, and entry-point overrides that exist in the entry points' configs."""
+"""Contract tests for every egs/*/run.sh: syntax, shared helpers, options, the same stage numbers
+everywhere (data stages 0-3 in the recipe, shared stages 4-8 from local/stages.sh), --help against
+the README's stage tables, no work outside stage guards, and entry-point overrides that exist in
+the entry points' configs."""
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -14,24 +17,27 @@ from tests.recipes import recipe_sh
 REPO = Path(__file__).resolve().parents[2]
 RECIPES = sorted(p.parent.name for p in (REPO / "egs").glob("*/run.sh"))
 
-COMMON_OPTIONS = ["--stage", "--stop-stage", "--dl-dir", "--data-dir", "--exp-dir", "--results-md", "--nj", "--streaming", "--decode-chunks",
-                  "--python", "--train-args", "--decode-args", "--epoch", "--avg", "--experiment"]
-CORPUS_STAGES = {0: ["prepare", "prepare"], 1: ["prepare"], 2: ["prepare", "fbank"], 3: ["fbank"],
-                 4: ["tokenizer"], 5: ["train"], 6: ["average"], 7: ["decode"], 8: ["results"], 9: ["export"]}
+COMMON_OPTIONS = ["--stage", "--stop-stage", "--dl-dir", "--data-dir", "--exp-dir", "--results-md", "--nj", "--streaming",
+                  "--decode-chunks", "--python", "--train-args", "--decode-args", "--epoch", "--avg", "--checkpoints",
+                  "--experiment", "--model", "--ngpu", "--torchrun-args", "--beam", "--max-sym-per-frame"]
+#: Stages 4-8, the same in every recipe (local/stages.sh).
+SHARED_STAGES = {4: ["train"], 5: ["average"], 6: ["decode"], 7: ["results"], 8: ["export"]}
+SHARED_FUNCTIONS = ["stage_train", "stage_average", "stage_decode", "stage_results", "stage_export"]
+CORPUS_STAGES = {0: ["prepare", "prepare"], 1: ["prepare", "prepare"], 2: ["fbank", "fbank"], 3: ["tokenizer"],
+                 **SHARED_STAGES}
 EXPECTED = {
     "mini": {
-        "options": COMMON_OPTIONS + ["--task", "--size", "--synth-args", "--augment", "--token-kind", "--vocab-size",
-                                     "--max-sym-per-frame"],
+        "options": COMMON_OPTIONS + ["--task", "--size", "--synth-args", "--augment", "--token-kind", "--vocab-size"],
         # stages 1-2: the speech corpus and the generated noise
         "stages": {0: ["synthesize"], 1: ["prepare", "prepare"], 2: ["fbank", "fbank"], 3: ["tokenizer"],
-                   4: ["train"], 5: ["average"], 6: ["decode"], 7: ["results"], 8: ["export"]},
+                   **SHARED_STAGES},
     },
     "librispeech": {
-        "options": COMMON_OPTIONS + ["--ngpu", "--torchrun-args", "--full-libri", "--use-musan", "--vocab-size"],
+        "options": COMMON_OPTIONS + ["--full-libri", "--use-musan", "--vocab-size"],
         "stages": CORPUS_STAGES,
     },
     "aishell": {
-        "options": COMMON_OPTIONS + ["--ngpu", "--torchrun-args", "--use-musan"],
+        "options": COMMON_OPTIONS + ["--use-musan"],
         "stages": CORPUS_STAGES,
     },
 }
@@ -63,23 +69,75 @@ def test_bash_syntax(recipe):
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
-def test_strict_mode_then_common_then_options(recipe):
+def test_strict_mode_then_helpers_then_options(recipe):
+    """common.sh, the shared stages and options, the recipe's own options, parsing, checking."""
     lines = [line for _, line in recipe_sh.logical_lines(run_sh(recipe).read_text())]
     assert lines[0] == "set -euo pipefail"
-    common = next(i for i, line in enumerate(lines) if line.endswith('/local/common.sh"'))
-    options = next(i for i, line in enumerate(lines) if line.endswith('/local/parse_options.sh"'))
-    assert lines[common].startswith(". ") and lines[options].startswith(". ")
-    assert 0 < common < options
+
+    def index(ending):
+        return next(i for i, line in enumerate(lines) if line.endswith(ending))
+
+    order = [index('/local/common.sh"'), index('/local/stages.sh"'), index('/local/recipe_options.sh"'),
+             index('/local/parse_options.sh"'), index("resolve_recipe_options")]
+    assert order == sorted(order) and order[0] > 0
+    assert all(lines[i].startswith(". ") for i in order[:4])
+
+
+def _help(recipe, *args, cwd):
+    r = bash(recipe, *args, "--help", cwd=cwd)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def help_stages(text: str) -> dict[int, tuple[str, str]]:
+    """{stage: (name, what it does)} from the `  N name: description` lines of run.sh --help."""
+    return {int(n): (name, what) for n, name, what in re.findall(r"^  (\d+) (\w+): (.*)$", text, re.MULTILINE)}
+
+
+def help_options(text: str) -> dict[str, str]:
+    """{--option: current value} of run.sh --help (values without blanks)."""
+    return {m.group(1): m.group(2) for m in re.finditer(r"^  (--[a-z][a-z0-9-]*) ?(\S*)", text, re.MULTILINE)}
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
-def test_help_lists_the_options_and_does_nothing(recipe, tmp_path):
+def test_help_lists_the_stages_and_options_and_does_nothing(recipe, tmp_path):
     before = tree(REPO / "egs" / recipe)
-    r = bash(recipe, "--help", cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
-    listed = {line.split()[0] for line in r.stdout.splitlines() if line.strip().startswith("--")}
-    assert set(EXPECTED[recipe]["options"]) <= listed, set(EXPECTED[recipe]["options"]) - listed
+    text = _help(recipe, cwd=tmp_path)
+    missing = set(EXPECTED[recipe]["options"]) - set(help_options(text))
+    assert not missing
+    assert sorted(help_stages(text)) == sorted(EXPECTED[recipe]["stages"])
     assert list(tmp_path.iterdir()) == [] and tree(REPO / "egs" / recipe) == before
+    # current values: what was given, else the recipe's default
+    given = help_options(_help(recipe, "--model", "tiny", "--epoch", "3", cwd=tmp_path))
+    assert (given["--model"], given["--epoch"], given["--experiment"]) == ("tiny", "3", recipe)
+
+
+def readme_stage_tables() -> tuple[dict, dict]:
+    """The README's two stage tables: {recipe: {stage: cell}} for the data stages (one column per
+    recipe) and {stage: cell} for the shared ones."""
+    readme = (REPO / "README.md").read_text()
+
+    def rows(columns):
+        header = r"\| " + r" \| ".join(["stage", *columns]) + r" \|"
+        m = re.search(rf"^{header}\n\|[-:| ]+\|\n((?:\|.*\|\n)+)", readme, re.MULTILINE)
+        assert m, f"README: no stage table with the columns stage | {' | '.join(columns)}"
+        return [[c.strip() for c in row.strip().strip("|").split("|")] for row in m.group(1).splitlines()]
+
+    data = {}
+    for number, *cells in rows(["mini", "librispeech", "aishell"]):
+        for recipe, cell in zip(["mini", "librispeech", "aishell"], cells):
+            data.setdefault(recipe, {})[int(number)] = cell
+    shared = {int(number): cell for number, cell in rows(["every recipe"])}
+    return data, shared
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_readme_stage_tables_are_what_help_prints(recipe, tmp_path):
+    stages = help_stages(_help(recipe, cwd=tmp_path))
+    data, shared = readme_stage_tables()
+    printed = {n: f"**{name}**: {what}" for n, (name, what) in stages.items()}
+    assert {n: c for n, c in printed.items() if n < 4} == data[recipe]
+    assert {n: c for n, c in printed.items() if n >= 4} == shared
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
@@ -111,15 +169,38 @@ def test_no_work_outside_stage_guards(recipe):
 
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_stages_run_their_entry_points_and_leave_done_markers(recipe):
+    """Data stages 0-3 in the recipe (markers in the data dir), then the five shared stage
+    functions in order (markers in the exp dir), each logging and marking its own number."""
     stages, _ = recipe_sh.parse(run_sh(recipe).read_text())
     assert {s.number: s.entry_points() for s in stages} == EXPECTED[recipe]["stages"]
     assert [s.number for s in stages] == sorted(s.number for s in stages)
+    own = [s for s in stages if s.function is None]
+    assert all(s.number <= 3 and s.marker_dir == '"$data_dir"' for s in own)
+    assert [s.function for s in stages if s.function] == SHARED_FUNCTIONS
     for s in stages:
         assert s.marker_dir, s.guard
         assert s.lines[-1][1] == f"mark_done {s.marker_dir} {s.number}", f"stage {s.number} must end with mark_done"
-        assert s.lines[0][1].startswith(f'log "Stage {s.number}:'), f"stage {s.number} must log what it does"
-    defaults = recipe_sh.defaults(run_sh(recipe).read_text())
+        assert any(line.startswith(f'log "Stage {s.number}:') for _, line in s.lines), f"stage {s.number} must log"
+    defaults = recipe_sh.defaults(run_sh(recipe).read_text(), recipe)
     assert int(defaults["stop_stage"]) == stages[-1].number and int(defaults["stage"]) == 0
+
+
+def test_shared_stage_functions_have_fixed_numbers_and_the_exp_dir():
+    functions = recipe_sh.shared_stage_functions()
+    assert {name: (f.number, f.marker_dir) for name, f in functions.items()} == {
+        name: (n, '"$exp_dir"') for name, n in zip(SHARED_FUNCTIONS, SHARED_STAGES)}
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_a_recipe_sets_a_shared_option_only_to_change_its_default(recipe):
+    """The shared options are defined once (local/recipe_options.sh); a recipe names one only
+    to give it another default."""
+    text = run_sh(recipe).read_text()
+    shared = recipe_sh.literal_defaults((REPO / "local" / "recipe_options.sh").read_text())
+    own = recipe_sh.literal_defaults(text)
+    assert own, "the recipe's own options were not found"
+    for name in set(own) & set(shared):
+        assert own[name] != shared[name], f"{recipe}: {name}={own[name]} repeats the shared default"
 
 
 def test_checker_reports_work_outside_stages():
@@ -135,18 +216,26 @@ def test_checker_reports_work_outside_stages():
         '  true) y=1 ;;',
         '  *) rm -rf data ;;',
         "esac",
+        'help_message="two lines, the second',
+        '  with a # that is not a comment"',
         "if should_run 1 data; then",
         '  if [ -d x ]; then echo nested; fi',
         '  log "Stage 1: x"',
         "  mark_done data 1",
         "fi",
+        'stage_train "data.musan.parts=[]"  # a shared stage: guarded inside local/stages.sh',
+        "stage_bogus",
         "touch after",
     ])
     assert recipe_sh.work_outside_stages(script) == [
         "line 4: mkdir -p data", "line 5: files=$(ls data)",
         "line 6: python -m asr_recipes.bin.prepare corpus=librispeech", "line 10: *) rm -rf data ;;",
-        "line 17: touch after",
+        "line 20: stage_bogus", "line 21: touch after",
     ]
+    stages, _ = recipe_sh.parse(script)
+    assert [(s.number, s.function, s.call_args) for s in stages] == [
+        (1, None, []), (4, "stage_train", ["data.musan.parts=[]"])]
+    assert recipe_sh.literal_defaults(script) == {"stage": "0"}  # help_message is no option
     with pytest.raises(ValueError, match="no closing fi"):
         recipe_sh.parse("if should_run 2 exp; then\n  echo x\n")
 
@@ -167,7 +256,7 @@ def test_overrides_name_existing_keys_and_every_required_one(recipe):
     """Each `python -m asr_recipes.bin.X key=...` names keys of conf/X.yaml (a typo would fail at
     run time, hours into a recipe) and gives every ??? key; experiment=... names a real file."""
     text = run_sh(recipe).read_text()
-    defaults = recipe_sh.defaults(text)
+    defaults = recipe_sh.defaults(text, recipe)
     stages, _ = recipe_sh.parse(text)
     for stage in stages:
         for entry_point, args in stage.invocations():
@@ -193,7 +282,7 @@ def test_decoded_epoch_is_the_last_trained_one(recipe):
     """--epoch defaults to the experiment's trainer.num_epochs, so average/decode find epoch-N.pt;
     or, for a run budgeted by time, to "last" (the newest epoch-N.pt), and then training stops at
     an epoch end (trainer.whole_epochs), so no trained minutes fall outside the average."""
-    defaults = recipe_sh.defaults(run_sh(recipe).read_text())
+    defaults = recipe_sh.defaults(run_sh(recipe).read_text(), recipe)
     cfg = _compose("train", [f"experiment={defaults['experiment']}"])
     if defaults["epoch"] == "last":
         assert cfg.trainer.max_minutes is not None and cfg.trainer.whole_epochs

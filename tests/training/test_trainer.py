@@ -1,18 +1,23 @@
-"""The training loop on a tiny synthesized corpus: resume exactness, bad batches, checkpoints."""
+"""The training loop on a tiny synthesized corpus: resume exactness, bad batches, checkpoints,
+learning, and the time budget on a clock that the tests drive (each optimizer step takes exactly
+one minute, nothing else takes time), so every timing assertion is exact on any machine."""
 
 import math
 import shutil
+from collections import Counter
 
 import pytest
 import torch
 
 from asr_recipes import checkpoint as ckpt_io
+from asr_recipes.constants import frames_after_subsampling  # the tiny Conformer's encoder frames
 from asr_recipes.data.datamodule import DataModule
 from asr_recipes.data.tokenizer import load_tokenizer, tokenizer_from_dict
 from asr_recipes.models.build import build_transducer
 from asr_recipes.models.lattice import LatticeConfig
 from asr_recipes.training.distributed import DistInfo
 from asr_recipes.training.objective import LossConfig
+from asr_recipes.training.schedules import EdenConfig
 from asr_recipes.training.trainer import OptimConfig, Trainer, TrainerConfig, seed_everything
 from tests.conftest import tiny_data_config
 
@@ -21,8 +26,22 @@ MODEL = dict(d_model=32, num_heads=2, ff_dim=64, num_layers=2, kernel_size=7, dr
 CPU = DistInfo(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
 
 
-#: Progress entries that measure wall time (differ between any two runs).
-TIMINGS = ("train_seconds", "epoch_start_seconds", "longest_epoch_seconds")
+class StepClock:
+    """The trainer's clock: time moves only when the optimizer steps, by ``step_seconds``
+    (validation, checkpoints and data loading take none)."""
+
+    def __init__(self, step_seconds: float = 60.0):
+        self.now = 1000.0  # any origin: the trainer measures differences
+        self.step_seconds = step_seconds
+
+    def __call__(self) -> float:
+        return self.now
+
+    def attach(self, trainer: Trainer) -> None:
+        def advance(*_):
+            self.now += self.step_seconds
+
+        trainer.optimizer.register_step_post_hook(advance)
 
 
 def make_trainer(corpus, exp_dir, data=None, **overrides):
@@ -34,11 +53,14 @@ def make_trainer(corpus, exp_dir, data=None, **overrides):
                loss=LossConfig(warm_step=4), optim=OptimConfig(lr=0.003))
     cfg.update(overrides)
     data_module = DataModule(tiny_data_config(corpus, **(data or {})), tokenizer)
-    return Trainer(TrainerConfig(**cfg), model, MODEL, tokenizer, data_module, CPU)
+    clock = StepClock()
+    trainer = Trainer(TrainerConfig(**cfg), model, MODEL, tokenizer, data_module, CPU, clock=clock)
+    clock.attach(trainer)
+    return trainer
 
 
-def untimed(progress: dict) -> dict:
-    return {k: v for k, v in progress.items() if k not in TIMINGS}
+def steps_per_epoch(corpus, tmp_path) -> int:
+    return sum(1 for _ in make_trainer(corpus, tmp_path / "probe").data.train_dataloader(0))
 
 
 @pytest.mark.parametrize("workers", [0, 1])
@@ -55,7 +77,7 @@ def test_resume_mid_epoch_gives_the_same_parameters_as_one_run(tiny_corpus, tmp_
     assert first.progress["step"] == k and first.progress["batches_in_epoch"] == 1
     second = make_trainer(tiny_corpus, tmp_path / "b", data, max_steps=2 * k)
     second.fit()
-    assert untimed(second.progress) == untimed(one_run.progress)
+    assert second.progress == one_run.progress  # the budget's clock included: a minute per step
     for (name, a), b in zip(one_run.model.state_dict().items(), second.model.state_dict().values()):
         assert torch.equal(a, b), name
     for name, a in one_run.model_avg.items():
@@ -83,12 +105,48 @@ def test_checkpoints_are_self_describing_and_pruned(tiny_corpus, tmp_path):
     assert ckpt["progress"]["epoch"] == 2 and ckpt["sampler"] is None
 
 
-def test_validation_loss_falls_while_training(tiny_corpus, tmp_path):
-    trainer = make_trainer(tiny_corpus, tmp_path, num_epochs=1, save_every_n=0)
-    before = trainer.validate()["loss"]
-    trainer.fit()
-    after = trainer.validate()["loss"]
-    assert after < before
+def audio_free_loss_per_frame(batch) -> float:
+    """The smallest full RNN-T loss per encoder frame (nats) that any model ignoring the audio and
+    the label history can reach on ``batch``: one that emits blank with a fixed probability b and
+    token k with (1 - b) q_k everywhere. Every path of a regular lattice through T frames and U
+    labels has T blanks and U labels, and there are C(T + U - 1, U) of them (the last blank ends
+    the utterance), so P(y) = C(T + U - 1, U) b^T (1 - b)^U prod_u q_{y_u}; its maximum over b and
+    q is at the batch's own blank share b = sum T / (sum T + sum U) and token frequencies q."""
+    frames = frames_after_subsampling(batch["feature_lens"]).tolist()
+    lengths = batch["token_lens"].tolist()
+    tokens = [t for row, n in zip(batch["tokens"].tolist(), lengths) for t in row[:n]]
+    total_t, total_u = sum(frames), sum(lengths)
+    b = total_t / (total_t + total_u)
+    log_p = sum(math.lgamma(t + u) - math.lgamma(u + 1) - math.lgamma(t) + t * math.log(b) + u * math.log(1 - b)
+                for t, u in zip(frames, lengths))
+    log_p += sum(n * math.log(n / total_u) for n in Counter(tokens).values())
+    return -log_p / total_t
+
+
+def test_training_memorises_a_batch_beyond_what_the_label_prior_explains(tiny_corpus, tmp_path):
+    """Trainer steps on one batch must drive the model's full loss on it (torchaudio's, the exact
+    -log P(y | x) summed over the whole lattice) below what the best audio-free model reaches:
+    only a model that uses the audio gets there. The untrained model starts far above it."""
+    trainer = make_trainer(tiny_corpus, tmp_path, dict(specaug={"enabled": False}),
+                           optim=OptimConfig(lr=0.03, schedule=EdenConfig(warmup_batches=0)))
+    batch = _batch(tiny_corpus, trainer)
+    bound = audio_free_loss_per_frame(batch)
+    frames = float(frames_after_subsampling(batch["feature_lens"]).sum())
+
+    def full_loss_per_frame():
+        trainer.model.eval()
+        with torch.no_grad():
+            loss = trainer.model.full_loss(batch["features"], batch["feature_lens"], batch["tokens"],
+                                           batch["token_lens"], reduction="sum")
+        trainer.model.train()
+        return float(loss) / frames
+
+    before = full_loss_per_frame()
+    assert before > 2 * bound
+    for _ in range(30):
+        trainer.train_step(batch)
+    after = full_loss_per_frame()
+    assert after < bound, (before, after, bound)
 
 
 def _batch(tiny_corpus, trainer):
@@ -142,34 +200,44 @@ def test_full_loss_option_trains_on_the_same_batches(tiny_corpus, tmp_path):
 
 
 def test_budget_in_minutes_stops_and_a_rerun_does_nothing(tiny_corpus, tmp_path):
-    trainer = make_trainer(tiny_corpus, tmp_path, max_minutes=1e-6)
+    n = steps_per_epoch(tiny_corpus, tmp_path)
+    budget = n + 1.5  # minutes: steps of one minute each, so the step that ends at n + 2 minutes is the last
+    trainer = make_trainer(tiny_corpus, tmp_path, max_minutes=budget)
     trainer.fit()
-    assert trainer.progress["step"] == 1
-    again = make_trainer(tiny_corpus, tmp_path, max_minutes=1e-6)
+    assert trainer.progress["step"] == n + 2 and trainer.progress["train_seconds"] == 60 * (n + 2)
+    assert trainer.progress["epoch"] == 1 and trainer.progress["batches_in_epoch"] == 2
+    assert ckpt_io.load_latest(tmp_path)["progress"]["step"] == n + 2  # a checkpoint where it stopped
+    again = make_trainer(tiny_corpus, tmp_path, max_minutes=budget)
     again.fit()
-    assert again.progress["step"] == 1
+    assert again.progress == trainer.progress  # resumed over budget: no step
 
 
 def test_whole_epochs_budget_does_not_start_an_epoch_that_would_not_fit(tiny_corpus, tmp_path):
     first = make_trainer(tiny_corpus, tmp_path / "a", num_epochs=1)
     first.fit()
     done = dict(first.progress)
-    longest = done["longest_epoch_seconds"]
-    assert done["epoch"] == 1 and done["batches_in_epoch"] == 0 and 0 < longest <= done["train_seconds"]
+    n = done["step"]
+    assert done["epoch"] == 1 and done["batches_in_epoch"] == 0
+    assert done["train_seconds"] == done["longest_epoch_seconds"] == 60 * n
     shutil.copytree(tmp_path / "a", tmp_path / "b")  # two continuations of the same run
-    # Budget: what was trained plus a fifth of an epoch (not half: epoch 1 also pays the start-up,
-    # and a faster epoch 2 once fit in half of it). A hard stop cuts into epoch 2 ...
-    budget = (done["train_seconds"] + 0.2 * longest) / 60
+    # Budget: the epoch trained plus half an epoch. A hard stop cuts into epoch 2 at the first
+    # step that reaches it ...
+    budget = 1.5 * n
     hard = make_trainer(tiny_corpus, tmp_path / "b", num_epochs=3, max_minutes=budget)
     hard.fit()
-    assert hard.progress["step"] > done["step"] and hard.progress["batches_in_epoch"] > 0
-    # ... while whole_epochs does not start it: no step, no new checkpoint.
+    assert hard.progress["step"] == math.ceil(1.5 * n) and hard.progress["batches_in_epoch"] == math.ceil(0.5 * n)
+    # ... while whole_epochs does not start it (epoch 1 took n minutes): no step, no new checkpoint.
     whole = make_trainer(tiny_corpus, tmp_path / "a", num_epochs=3, max_minutes=budget, whole_epochs=True)
     whole.fit()
-    assert untimed(whole.progress) == untimed(done)
+    assert whole.progress == done
     assert [p.name for p in ckpt_io.epoch_checkpoints(tmp_path / "a")] == ["epoch-1.pt"]
     assert not ckpt_io.step_checkpoints(tmp_path / "a") or max(
         int(p.stem.split("-")[1]) for p in ckpt_io.step_checkpoints(tmp_path / "a")) <= done["step"]
+    # A budget with room for one more epoch (predicted: as long as the longest) trains it, and
+    # not a third.
+    more = make_trainer(tiny_corpus, tmp_path / "a", num_epochs=3, max_minutes=2 * n + 0.5, whole_epochs=True)
+    more.fit()
+    assert (more.progress["epoch"], more.progress["step"], more.progress["train_seconds"]) == (2, 2 * n, 120 * n)
 
 
 def test_unknown_config_keys_are_rejected():
@@ -180,15 +248,23 @@ def test_unknown_config_keys_are_rejected():
 
 
 def test_minute_snapshots_are_written_and_resumable(tiny_corpus, tmp_path):
-    # Every step takes far longer than 6e-5 minutes, so each step crosses a period boundary.
-    trainer = make_trainer(tiny_corpus, tmp_path, save_every_minutes=1e-4, max_steps=2, save_every_n=0)
+    # A step takes one minute of the trainer's clock: a snapshot after each of the first three.
+    trainer = make_trainer(tiny_corpus, tmp_path, save_every_minutes=1, max_steps=3, save_every_n=0)
     trainer.fit()
-    snapshots = sorted(tmp_path.glob("minutes-*.pt"), key=lambda p: p.stat().st_mtime)
-    assert [ckpt_io.load_checkpoint(p)["progress"]["step"] for p in snapshots] == [1, 2]
+    snapshots = {p.name: ckpt_io.load_checkpoint(p)["progress"]["step"] for p in tmp_path.glob("minutes-*.pt")}
+    assert snapshots == {"minutes-1.pt": 1, "minutes-2.pt": 2, "minutes-3.pt": 3}
+    # Every 2.5 minutes: after steps 3 (3 min) and 5; resuming continues the count.
+    every = make_trainer(tiny_corpus, tmp_path / "b", save_every_minutes=2.5, max_steps=4, save_every_n=0)
+    every.fit()
+    assert sorted(p.name for p in (tmp_path / "b").glob("minutes-*.pt")) == ["minutes-2.5.pt"]
+    resumed = make_trainer(tiny_corpus, tmp_path / "b", save_every_minutes=2.5, max_steps=6, save_every_n=0)
+    resumed.fit()
+    assert {p.name: ckpt_io.load_checkpoint(p)["progress"]["step"] for p in (tmp_path / "b").glob("minutes-*.pt")} == {
+        "minutes-2.5.pt": 3, "minutes-5.pt": 5}
     # With the step checkpoint gone, resuming finds the newest snapshot.
-    (tmp_path / "checkpoint-2.pt").unlink()
+    (tmp_path / "checkpoint-3.pt").unlink()
     newest = ckpt_io.load_latest(tmp_path)
-    assert newest["path"] == str(snapshots[-1]) and newest["progress"]["step"] == 2
+    assert newest["path"] == str(tmp_path / "minutes-3.pt") and newest["progress"]["step"] == 3
 
 
 def test_prune_coverage_is_measured_and_logged_at_validation(tiny_corpus, tmp_path):

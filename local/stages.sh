@@ -1,0 +1,109 @@
+# shellcheck shell=bash
+# The stages every recipe shares, with the same numbers everywhere. A recipe's run.sh holds its
+# corpus's data stages 0-3 (its own `if should_run N "$data_dir"` blocks; a corpus with fewer
+# skips numbers, one with more does several steps inside one stage) and then calls
+#
+#   stage_train [OVERRIDE...]      4  python -m asr_recipes.bin.train
+#   stage_average                  5  python -m asr_recipes.bin.average (skipped with --checkpoints)
+#   stage_decode [OVERRIDE...]     6  python -m asr_recipes.bin.decode, greedy + modified beam search
+#   stage_results TITLE            7  python -m asr_recipes.bin.results -> <results-md>
+#   stage_export                   8  python -m asr_recipes.bin.export -> <exp-dir>/onnx
+#
+# OVERRIDEs are the corpus's own Hydra overrides (e.g. "data.musan.parts=[]"); they come after
+# the shared ones and before --model, --train-args / --decode-args, which win. The functions
+# read the options of local/recipe_options.sh (after resolve_recipe_options) and lang_dir, the
+# tokenizer directory that the recipe's stage 3 writes. Each stage runs only when selected by
+# --stage/--stop-stage and not done yet (<exp-dir>/.done/stage-N), and leaves its marker.
+
+# The lines `run.sh --help` shows for stages 4-8 (a recipe's help_message lists 0-3 above them).
+SHARED_STAGES_HELP="  4 train: train the transducer (with --ngpu N: torchrun); rerunning resumes from the newest checkpoint
+  5 average: average the models of the last --avg epochs up to --epoch (skipped with --checkpoints)
+  6 decode: greedy and modified beam search of the test parts, scored (WER or CER)
+  7 results: the run's table of error rates, speed and model, RESULTS.md in the exp dir (--results-md)
+  8 export: ONNX for sherpa-onnx (fp32 and int8, checked against PyTorch) in the exp dir's onnx/"
+
+# Checks the shared options and makes the paths absolute: Python gets absolute paths, so the
+# stages do not depend on the caller's directory. Call it right after parse_options.sh.
+resolve_recipe_options() {
+  case "$streaming" in
+    true | false) ;;
+    *) die "--streaming must be true or false, not '$streaming'" ;;
+  esac
+  [[ -z $ngpu || $ngpu =~ ^[1-9][0-9]*$ ]] || die "--ngpu must be a number of processes (or empty: no torchrun), not '$ngpu'"
+  dl_dir=$(realpath -m "$dl_dir")
+  data_dir=$(realpath -m "$data_dir")
+  exp_dir=$(realpath -m "$exp_dir")
+  results_md=$(realpath -m "${results_md:-$exp_dir/RESULTS.md}")
+}
+
+stage_train() {
+  should_run 4 "$exp_dir" || return 0
+  local launcher=() extra=() model_choice=()
+  if [ -n "$ngpu" ]; then
+    log "Stage 4: train in $exp_dir with torchrun, $ngpu process(es) per node (rerunning resumes)"
+    read -r -a launcher <<< "$torchrun_args"
+    launcher=(-m torch.distributed.run --nproc_per_node "$ngpu" "${launcher[@]}")
+  else
+    log "Stage 4: train in $exp_dir (rerunning resumes from the newest checkpoint)"
+  fi
+  read -r -a extra <<< "$train_args"
+  [ -z "$model" ] || model_choice=("model=$model")
+  "$python" "${launcher[@]}" -m asr_recipes.bin.train experiment="$experiment" exp_dir="$exp_dir" \
+    tokenizer_dir="$lang_dir" data.manifest_dir="$data_dir/fbank" "$@" "model.causal=$streaming" \
+    "${model_choice[@]}" "${extra[@]}"
+  mark_done "$exp_dir" 4
+}
+
+stage_average() {
+  [ -z "$checkpoints" ] || return 0
+  should_run 5 "$exp_dir" || return 0
+  log "Stage 5: average epoch $epoch over the last $avg epochs (epoch=last: the newest epoch)"
+  "$python" -m asr_recipes.bin.average exp_dir="$exp_dir" epoch="$epoch" avg="$avg"
+  mark_done "$exp_dir" 5
+}
+
+stage_decode() {
+  should_run 6 "$exp_dir" || return 0
+  log "Stage 6: decode the test parts (greedy and modified beam search) into $exp_dir/<method>/"
+  local extra=() files=() weights=() choice=() chunk_arg=() w chunk
+  read -r -a extra <<< "$decode_args"
+  read -r -a files <<< "$checkpoints"
+  weights=("epoch=$epoch avg=$avg")
+  [ ${#files[@]} -eq 0 ] || weights=("${files[@]/#/checkpoint=$exp_dir/}")
+  for w in "${weights[@]}"; do
+    read -r -a choice <<< "$w"
+    for chunk in ${decode_chunks:-recorded}; do  # streaming models: one decoding per chunk size
+      chunk_arg=()
+      [ "$chunk" = recorded ] || chunk_arg=("chunk_size=$chunk")
+      "$python" -m asr_recipes.bin.decode experiment="$experiment" exp_dir="$exp_dir" "${choice[@]}" \
+        "methods=[greedy_search,modified_beam_search]" beam="$beam" max_sym_per_frame="$max_sym_per_frame" \
+        data.manifest_dir="$data_dir/fbank" "$@" streaming="$streaming" "${chunk_arg[@]}" "${extra[@]}"
+    done
+  done
+  mark_done "$exp_dir" 6
+}
+
+stage_results() {
+  [ $# -eq 1 ] || die "usage: stage_results TITLE"
+  should_run 7 "$exp_dir" || return 0
+  log "Stage 7: the results table in $results_md"
+  "$python" -m asr_recipes.bin.results exp_dir="$exp_dir" results_md="$results_md" "title='$1'"
+  mark_done "$exp_dir" 7
+}
+
+stage_export() {
+  should_run 8 "$exp_dir" || return 0
+  log "Stage 8: export for sherpa-onnx (fp32 + int8 ONNX, checked against PyTorch) into $exp_dir/onnx"
+  local files=() ckpt
+  read -r -a files <<< "$checkpoints"
+  if [ ${#files[@]} -gt 0 ]; then
+    ckpt=$exp_dir/${files[-1]}  # the last of --checkpoints
+  elif [ "$epoch" = last ]; then
+    # the average stage 5 wrote (its epoch is the newest one, e.g. the one a time budget reached)
+    ckpt=$(ls -t "$exp_dir"/averaged-epoch-*-avg-*.pt | head -n 1)
+  else
+    ckpt=$exp_dir/averaged-epoch-$epoch-avg-$avg.pt
+  fi
+  "$python" -m asr_recipes.bin.export checkpoint="$ckpt" out_dir="$exp_dir/onnx" int8=true
+  mark_done "$exp_dir" 8
+}
