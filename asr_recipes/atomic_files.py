@@ -3,7 +3,7 @@
 The data goes to a hidden temporary file in the target's directory (same file system, so the
 rename is atomic), is flushed and fsynced, and is then renamed over the target. A process killed
 at any moment leaves either the old file or the new one. Temporary names look like
-``.<name>.tmp-<random>.tmp``: training.checkpoint.remove_stale_temp_files deletes leftovers
+``.<name>.tmp-<random>.tmp``: checkpoint.files.remove_stale_temp_files deletes leftovers
 (``.*.tmp-*``) when training restarts.
 """
 

@@ -1,4 +1,4 @@
-"""Physical and structural constants shared by data, models and decoding.
+"""Physical and structural constants shared by data, models, decoding and export.
 
 Everything with a unit lives here, once. Derived quantities (vocabulary size,
 feature dimension seen by the model) are computed from data, not configured.
@@ -24,6 +24,9 @@ SUBSAMPLING_LOOKAHEAD = 3
 
 #: Token id of the transducer blank, also used as the decoder's start-of-sequence context.
 BLANK_ID = 0
+
+#: Token id of <unk> in every tokenizer; searches never emit it (it acts as a second blank).
+UNK_ID = 1
 
 
 def frames_after_subsampling(num_frames: int) -> int:

@@ -25,7 +25,7 @@ def tiny_corpus(tmp_path_factory) -> TinyCorpus:
     prepared with the library's own stages (prepare -> fbank -> char tokenizer). Needs
     espeak-ng, flite and sox."""
     from asr_recipes.data.corpora import get_corpus
-    from asr_recipes.data.corpora.synthetic import synthesize_librispeech_layout
+    from asr_recipes.synth.corpus import synthesize_librispeech_layout
     from asr_recipes.data.features import compute_fbank
     from asr_recipes.data.tokenizer import ensure_tokenizer
 

@@ -14,10 +14,10 @@ from omegaconf import DictConfig
 
 from asr_recipes.atomic_files import write_atomic
 from asr_recipes.bin import CONFIG_PATH
+from asr_recipes.checkpoint import choose_checkpoint, model_from_checkpoint
 from asr_recipes.decoding import DecodingOptions, make_search
-from asr_recipes.decoding.checkpoints import choose_checkpoint, model_from_checkpoint
 from asr_recipes.decoding.runner import machine_info
-from asr_recipes.gpu_check.decode_speed import decode_speed, speed_table
+from asr_recipes.tools.bench.decode import decode_speed, speed_table
 from asr_recipes.training.distributed import resolve_device
 
 log = logging.getLogger(__name__)

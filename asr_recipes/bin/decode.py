@@ -17,14 +17,13 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from asr_recipes.bin import CONFIG_PATH
+from asr_recipes.checkpoint import CheckpointError, choose_checkpoint, model_from_checkpoint, resolve_epoch_avg
 from asr_recipes.data.datamodule import DataModule
 from asr_recipes.decoding import make_search
-from asr_recipes.decoding.checkpoints import choose_checkpoint, model_from_checkpoint
 from asr_recipes.decoding.hotwords import HotwordsError, read_hotwords
 from asr_recipes.decoding.runner import decode_test_sets, machine_info
 from asr_recipes.decoding.settings import resolve
 from asr_recipes.models.build import count_parameters
-from asr_recipes.training.checkpoint import resolve_epoch_avg
 from asr_recipes.training.distributed import resolve_device
 
 log = logging.getLogger(__name__)
@@ -36,10 +35,13 @@ def main(cfg: DictConfig) -> None:
     if not data_cfg.get("test_parts"):
         raise SystemExit("decode: no test parts; pass data.test_parts=[part,...]")
     device = resolve_device(cfg.device)
-    epoch, avg = (cfg.epoch, cfg.avg) if cfg.checkpoint else resolve_epoch_avg(cfg.exp_dir, cfg.epoch, cfg.avg)
-    choice = choose_checkpoint(cfg.exp_dir, cfg.checkpoint, epoch, avg, cfg.use_averaged_model)
-    log.info("decoding with %s (%s) on %s", choice.key, choice.source, device)
-    model, tokenizer = model_from_checkpoint(choice.checkpoint, device)
+    try:
+        epoch, avg = (cfg.epoch, cfg.avg) if cfg.checkpoint else resolve_epoch_avg(cfg.exp_dir, cfg.epoch, cfg.avg)
+        choice = choose_checkpoint(cfg.exp_dir, cfg.checkpoint, epoch, avg, cfg.use_averaged_model)
+        log.info("decoding with %s (%s) on %s", choice.key, choice.source, device)
+        model, tokenizer = model_from_checkpoint(choice.checkpoint, device, choice.source)
+    except CheckpointError as e:
+        raise SystemExit(f"decode: {e}") from None
     progress = choice.checkpoint.get("progress", {})
     extra = {"checkpoint": choice.source, "machine": machine_info(device),
              "model": {"num_parameters": count_parameters(model), "train_seconds": progress.get("train_seconds"),
@@ -65,7 +67,7 @@ def main(cfg: DictConfig) -> None:
                  settings.options(methods[0]).hotwords_digest())
     if settings.chunk is not None:
         log.info("streaming model: %s", settings.chunk.key())
-    loaders = DataModule(data_cfg, tokenizer).test_dataloaders()
+    loaders = DataModule(data_cfg, tokenizer, model.encoder.output_lengths).test_dataloaders()
     decode_test_sets(cfg.exp_dir, model, tokenizer, loaders, searches, choice.key, extra, device,
                      chunk=settings.chunk, hotword_phrases=[h.text for h in hotwords])
 

@@ -10,9 +10,9 @@ import hydra
 from omegaconf import DictConfig
 
 from asr_recipes.bin import CONFIG_PATH, positional_checkpoint
+from asr_recipes.checkpoint import CheckpointError, load_checkpoint
 from asr_recipes.export.compat import ExportError
 from asr_recipes.export.deploy_check import deploy_check, format_table
-from asr_recipes.training.checkpoint import CheckpointError, load_checkpoint
 
 
 @hydra.main(config_path=CONFIG_PATH, config_name="deploy_check", version_base="1.3")

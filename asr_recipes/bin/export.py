@@ -14,9 +14,9 @@ import hydra
 from omegaconf import DictConfig
 
 from asr_recipes.bin import CONFIG_PATH, positional_checkpoint
+from asr_recipes.checkpoint import CheckpointError, load_checkpoint
 from asr_recipes.export.compat import ExportError
 from asr_recipes.export.exporter import export_checkpoint
-from asr_recipes.training.checkpoint import CheckpointError, load_checkpoint
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """The GPU check: ``python -m asr_recipes.bin.gpu_check [mode=gpu|smoke] [parts=[...]]``
-(``make gpu-check``; see conf/gpu_check.yaml and asr_recipes/gpu_check/check.py). Writes one
+(``make gpu-check``; see conf/gpu_check.yaml and asr_recipes/tools/gpu_check/check.py). Writes one
 markdown report; exits 1 if a part failed."""
 
 import sys
@@ -8,7 +8,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from asr_recipes.bin import CONFIG_PATH
-from asr_recipes.gpu_check.check import run_check
+from asr_recipes.tools.gpu_check.check import run_check
 
 
 @hydra.main(config_path=CONFIG_PATH, config_name="gpu_check", version_base="1.3")

@@ -9,9 +9,9 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from asr_recipes.bin import CONFIG_PATH
-from asr_recipes.data.corpora.synthetic import SynthesisError
-from asr_recipes.gpu_check.bundle import BundleSpec
-from asr_recipes.gpu_check.prepare import prepare
+from asr_recipes.synth.corpus import SynthesisError
+from asr_recipes.tools.gpu_check.bundle import BundleSpec
+from asr_recipes.tools.gpu_check.prepare import prepare
 
 log = logging.getLogger(__name__)
 

@@ -21,11 +21,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from asr_recipes.atomic_files import write_atomic
 from asr_recipes.bin import CONFIG_PATH, positional_checkpoint
+from asr_recipes.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from asr_recipes.data.datamodule import DataModule
-from asr_recipes.decoding.checkpoints import model_from_checkpoint
-from asr_recipes.diagnostics.prune_report import collect, markdown, training_settings
+from asr_recipes.diagnostics.prune_report import collect, markdown, training_lattice
 from asr_recipes.models.build import count_parameters
-from asr_recipes.training.checkpoint import CheckpointError, load_checkpoint
 from asr_recipes.training.distributed import resolve_device
 
 log = logging.getLogger(__name__)
@@ -44,7 +43,7 @@ def main(cfg: DictConfig) -> None:
     except CheckpointError as e:
         raise SystemExit(f"prune_report: {e}")
     overrides = {k: cfg[k] for k in ("prune_range", "lm_scale", "am_scale", "delay_penalty")}
-    prune_range, settings, source = training_settings(ckpt, overrides)
+    lattice, source = training_lattice(ckpt, overrides)
     progress = ckpt.get("progress", {})
     del ckpt
 
@@ -53,10 +52,10 @@ def main(cfg: DictConfig) -> None:
     if not parts:
         raise SystemExit("prune_report: no data parts; pass parts=[part,...]")
     data_cfg["test_parts"] = parts  # test loaders: every cut, fixed order, no augmentation
-    loaders = DataModule(data_cfg, tokenizer).test_dataloaders()
+    loaders = DataModule(data_cfg, tokenizer, model.encoder.output_lengths).test_dataloaders()
     s_ranges = [int(s) for s in cfg.s_ranges]
-    plot_s_range = int(cfg.plot_s_range) if cfg.plot_s_range is not None else prune_range
-    sample = collect(model, loaders, s_ranges, settings, int(cfg.max_batches), device, plot_s_range,
+    plot_s_range = int(cfg.plot_s_range) if cfg.plot_s_range is not None else lattice.prune_range
+    sample = collect(model, loaders, s_ranges, lattice, int(cfg.max_batches), device, plot_s_range,
                      cfg.plot_cut_id, int(cfg.max_lattice_elements))
 
     out_dir = Path(cfg.out_dir) if cfg.out_dir else path.parent / f"prune-report-{path.stem}"
@@ -64,8 +63,8 @@ def main(cfg: DictConfig) -> None:
     info = {
         "checkpoint": f"{path} ({count_parameters(model) / 1e6:.2f} M parameters, vocabulary {model.vocab_size}; "
                       f"epoch {progress.get('epoch')}, step {progress.get('step')}, {hours:.2f} h of training)",
-        "band settings": f"prune_range {prune_range}, lm_scale {settings.lm_scale}, am_scale {settings.am_scale}, "
-                         f"delay_penalty {settings.delay_penalty} (from {source})",
+        "band settings": f"prune_range {lattice.prune_range}, lm_scale {lattice.lm_scale}, am_scale "
+                         f"{lattice.am_scale}, delay_penalty {lattice.delay_penalty} (from {source})",
         "run": f"{datetime.now():%Y-%m-%d %H:%M} on {device}, torch threads {torch.get_num_threads()}, torch {torch.__version__}",
     }
     text = f"### prune report: {path.name}\n\n" + markdown(sample, s_ranges, info)

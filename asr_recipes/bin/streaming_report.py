@@ -20,15 +20,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from asr_recipes.atomic_files import write_atomic
 from asr_recipes.bin import CONFIG_PATH, positional_checkpoint
+from asr_recipes.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from asr_recipes.constants import FRAME_SHIFT
 from asr_recipes.data.datamodule import DataModule
 from asr_recipes.decoding import make_search
-from asr_recipes.decoding.checkpoints import model_from_checkpoint
 from asr_recipes.decoding.latency import LatencySummary, emission_delays, forced_alignment, stream_utterance
 from asr_recipes.decoding.runner import scoring_unit, to_units
 from asr_recipes.decoding.settings import resolve
 from asr_recipes.decoding.streaming import StreamingRecognizer
-from asr_recipes.training.checkpoint import CheckpointError, load_checkpoint
 from asr_recipes.training.distributed import resolve_device
 
 log = logging.getLogger(__name__)
@@ -66,7 +65,7 @@ def main(cfg: DictConfig) -> None:
     lines = [f"### streaming report: {name}", "",
              f"- {datetime.now():%Y-%m-%d %H:%M}, {device}, torch threads {torch.get_num_threads()}; left context "
              f"{left} frames ({40 * left} ms); reference alignment: {cfg.reference}", ""]
-    for part, loader in DataModule(data_cfg, tokenizer).test_dataloaders().items():
+    for part, loader in DataModule(data_cfg, tokenizer, model.encoder.output_lengths).test_dataloaders().items():
         summaries = {key: LatencySummary() for key in searches}
         done = 0
         for batch in loader:

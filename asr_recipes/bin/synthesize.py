@@ -9,7 +9,7 @@ import hydra
 from omegaconf import DictConfig
 
 from asr_recipes.bin import CONFIG_PATH
-from asr_recipes.data.corpora.synthetic import SynthesisError, synthesize
+from asr_recipes.synth.corpus import SynthesisError, synthesize
 
 log = logging.getLogger(__name__)
 

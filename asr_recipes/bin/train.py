@@ -11,6 +11,7 @@ import torch.distributed as torch_dist
 from omegaconf import DictConfig, OmegaConf
 
 from asr_recipes.bin import CONFIG_PATH
+from asr_recipes.checkpoint import CheckpointError
 from asr_recipes.data.datamodule import DataModule
 from asr_recipes.data.tokenizer import load_tokenizer
 from asr_recipes.decoding.options import check_decoding_defaults
@@ -43,11 +44,13 @@ def main(cfg: DictConfig) -> None:
          "decoding": check_decoding_defaults(resolved["decoding"])}
     )
     try:
-        Trainer(trainer_cfg, model, model_config, tokenizer, DataModule(resolved["data"], tokenizer), dist_info,
-                record=resolved).fit()
+        data = DataModule(resolved["data"], tokenizer, model.encoder.output_lengths)
+        Trainer(trainer_cfg, model, model_config, tokenizer, data, dist_info, record=resolved).fit()
         # Leave together: rank 0 is still writing the last checkpoint when the others finish,
         # and no rank should tear its process group down while a peer is still working.
         distributed.barrier(dist_info)
+    except CheckpointError as e:  # e.g. resuming from a checkpoint that needs upgrade_checkpoint
+        raise SystemExit(f"train: {e}") from None
     finally:
         distributed.cleanup()
 

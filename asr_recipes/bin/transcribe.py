@@ -28,15 +28,14 @@ import argparse
 import json
 import sys
 
+from asr_recipes.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from asr_recipes.decoding import make_search, search_methods
-from asr_recipes.decoding.checkpoints import model_from_checkpoint
 from asr_recipes.decoding.hotwords import DEFAULT_SCORE, HotwordsError, read_hotwords
 from asr_recipes.decoding.settings import resolve
 from asr_recipes.decoding.streaming import StreamingRecognizer
 from asr_recipes.decoding.transcribe import (
     AudioError, check_feature_config, load_audio, result_record, transcribe_files, transcribe_streaming,
 )
-from asr_recipes.training.checkpoint import CheckpointError, load_checkpoint
 from asr_recipes.training.distributed import resolve_device
 
 ENCODER_FRAME_MS = 40
@@ -92,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         device = resolve_device(args.device)
         ckpt = load_checkpoint(args.checkpoint)
         check_feature_config(ckpt)
-        model, tokenizer = model_from_checkpoint(ckpt, device)
+        model, tokenizer = model_from_checkpoint(ckpt, device, args.checkpoint)
         hotwords = read_hotwords(args.hotwords_file, tokenizer, args.hotwords_score) if args.hotwords_file else []
         settings = resolve(ckpt, method=args.method, beam=args.beam, max_sym_per_frame=args.max_sym_per_frame,
                            blank_penalty=args.blank_penalty, chunk_size=_frames(args.chunk_ms),
@@ -139,7 +138,7 @@ def _stream_files(recognizer: StreamingRecognizer, tokenizer, paths: list[str], 
     failed = 0
     for path in paths:
         try:
-            samples = load_audio(path)
+            samples = load_audio(path, recognizer.model.encoder.min_input_frames())
         except AudioError as e:
             failed += 1
             print(f"transcribe: {e}", file=sys.stderr, flush=True)

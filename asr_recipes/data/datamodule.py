@@ -1,9 +1,9 @@
 """Train / valid / test DataLoaders from cut manifests and a plain config dict.
 
-``DataModule(config, tokenizer)`` with ``config`` as in ``conf/data/default.yaml``
+``DataModule(config, tokenizer, output_lengths)`` with ``config`` as in ``conf/data/default.yaml``
 (resolved to plain Python, e.g. ``OmegaConf.to_container(cfg.data, resolve=True)``)::
 
-    dm = DataModule(cfg, tokenizer)
+    dm = DataModule(cfg, tokenizer, model.encoder.output_lengths)
     for epoch in range(start_epoch, num_epochs):
         loader = dm.train_dataloader(epoch, rank, world_size, sampler_state)
         for step, batch in enumerate(loader):  # see AsrDataset for the batch dict
@@ -11,7 +11,9 @@
             state = DataModule.sampler_state(loader, batches_consumed)  # into the checkpoint
 
 Cut manifests are read lazily; each manifest set is scanned once by the filters
-(:mod:`asr_recipes.data.filters`), whose counts are logged. Training batches come from
+(:mod:`asr_recipes.data.filters`, which count encoder frames with ``output_lengths``: the
+model's ``encoder.output_lengths``, the x4 Conv2d front end's formula if not given), whose
+counts are logged. Training batches come from
 a rank-aware lhotse ``DynamicBucketingSampler`` (every rank draws the same batch
 sequence and keeps every ``world_size``-th batch, so ranks see disjoint cuts), get
 optional noise (MUSAN-layout noise cuts mixed with lhotse ``CutSet.mix``) and
@@ -27,13 +29,14 @@ import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from lhotse import CutSet, load_manifest
 from lhotse.dataset import DynamicBucketingSampler, DynamicCutSampler, SpecAugment
 from lhotse.dataset.dataloading import make_worker_init_fn
 from torch.utils.data import DataLoader
 
+from asr_recipes.constants import frames_after_subsampling
 from asr_recipes.data.augment import NoiseMix
 from asr_recipes.data.dataset import AsrDataset
 from asr_recipes.data.filters import DropIds, FilterConfig, scan_cuts
@@ -143,9 +146,11 @@ def _check_keys(where: str, cfg: Mapping, cls) -> None:
 class DataModule:
     """Builds the DataLoaders of one recipe. See the module docstring for usage."""
 
-    def __init__(self, config: DataConfig | Mapping[str, Any], tokenizer):
+    def __init__(self, config: DataConfig | Mapping[str, Any], tokenizer,
+                 output_lengths: Callable[[int], int] = frames_after_subsampling):
         self.config = config if isinstance(config, DataConfig) else DataConfig.from_dict(config)
         self.tokenizer = tokenizer
+        self.output_lengths = output_lengths
         self._dropped: dict[tuple[str, ...], frozenset[str]] = {}
         self._kept_seconds: dict[tuple[str, ...], float] = {}
         self._noise: CutSet | None = None  # MUSAN cuts, see _noise_cuts()
@@ -173,7 +178,7 @@ class DataModule:
             cuts = cuts + CutSet.from_jsonl_lazy(p)
         key = (mode, *map(str, paths))
         if key not in self._dropped:
-            report = scan_cuts(cuts, self.tokenizer, self.config.filters, name, mode)
+            report = scan_cuts(cuts, self.tokenizer, self.config.filters, name, mode, self.output_lengths)
             self._dropped[key] = frozenset(report.dropped_ids)
             self._kept_seconds[key] = report.kept_duration
             if report.kept == 0:

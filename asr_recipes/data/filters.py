@@ -4,9 +4,12 @@ A cut is dropped (first matching reason wins, in this order) when:
 
 - ``empty_text``: its transcript is empty or whitespace (or it has no supervision);
 - ``too_short`` / ``too_long``: its duration is outside ``[min_duration, max_duration]`` s;
-- ``too_few_frames``: its encoder frames ``T' = frames_after_subsampling(num_frames)``
-  are fewer than its token count ``U`` (a transducer emits at most one token per
-  encoder frame in the pruned/simple losses' topology).
+- ``too_few_frames``: its encoder frames ``T' = output_lengths(num_frames)`` are fewer
+  than its token count ``U`` (a transducer emits at most one token per encoder frame in
+  the pruned/simple losses' topology). ``output_lengths`` is the model's
+  ``encoder.output_lengths`` (data does not know models: whoever builds the model passes
+  it in); without one, the x4 Conv2d front end's formula (the Conformer's,
+  constants.frames_after_subsampling) is used.
 
 Which checks apply depends on the ``mode`` of the manifest:
 
@@ -28,7 +31,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Callable, Iterable
 
 from asr_recipes.constants import frames_after_subsampling
 
@@ -94,7 +97,8 @@ MODES = ("train", "valid", "test")
 
 
 def scan_cuts(
-    cuts: Iterable, tokenizer, config: FilterConfig, name: str, mode: str = "train"
+    cuts: Iterable, tokenizer, config: FilterConfig, name: str, mode: str = "train",
+    output_lengths: Callable[[int], int] = frames_after_subsampling,
 ) -> FilterReport:
     """Apply the filters of ``mode`` to every cut of ``cuts`` once; log and return the report.
 
@@ -103,6 +107,7 @@ def scan_cuts(
         tokenizer: ``encode(list[str]) -> list[list[int]]`` and ``unk_id``.
         name: manifest name used in log lines.
         mode: ``train`` | ``valid`` | ``test``, see the module docstring.
+        output_lengths: encoder frames from feature frames (the model's encoder.output_lengths).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -112,7 +117,7 @@ def scan_cuts(
         report.total += 1
         text = cut_text(cut)
         reason, detail = None, ""
-        enc_frames = frames_after_subsampling(cut.num_frames)
+        enc_frames = int(output_lengths(cut.num_frames))
         if not text and mode != "test":
             reason = "empty_text"
         elif mode == "train" and cut.duration < config.min_duration:

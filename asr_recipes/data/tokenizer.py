@@ -39,13 +39,12 @@ from typing import Iterable, Sequence
 import sentencepiece as spm
 
 from asr_recipes.atomic_files import write_atomic
-from asr_recipes.constants import BLANK_ID
+from asr_recipes.constants import BLANK_ID, UNK_ID
 
 log = logging.getLogger(__name__)
 
 BLANK = "<blk>"
 UNK = "<unk>"
-UNK_ID = 1
 #: Char tokenizer's word-boundary token (the same glyph SentencePiece uses).
 WORD_BOUNDARY = "\u2581"
 #: File inside a tokenizer directory that ``load_tokenizer`` reads.

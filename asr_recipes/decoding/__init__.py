@@ -1,5 +1,5 @@
-"""Decoding: search strategies over encoder output, checkpoints to decode with, and the
-decode / average / transcribe / results stages built on them.
+"""Decoding: search strategies over encoder output, and the decode / transcribe / results
+stages built on them (checkpoints and their averages: asr_recipes.checkpoint).
 
 Search (whisper ``decoding.py`` style: an options dataclass and one class per method):
     DecodingOptions(method, beam=4, max_sym_per_frame=1, max_sym_per_utt=None, blank_penalty=0.0,
@@ -12,7 +12,7 @@ Around it, one module per job:
     context_graph  hotword automaton (Aho-Corasick) that modified beam search carries per hypothesis
     hotwords     hotwords files -> DecodingOptions.hotwords
     word_times   encoder frames -> token and word times in seconds
-    checkpoints  averaged checkpoints (bin.average), choosing and loading the weights to decode with
+    streaming    many streams decoded chunk by chunk (StreamingRecognizer)
     runner       decoding test sets: scoring files, %WER and speed reports (bin.decode)
     transcribe   audio files -> features as in training -> text (bin.transcribe)
     report       the run's results table, <exp_dir>/RESULTS.md (bin.results)

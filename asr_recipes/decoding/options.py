@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Optional
 
-from asr_recipes.data.tokenizer import UNK_ID
+from asr_recipes.constants import UNK_ID
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,15 @@
         recognizer.decode(streams)                 # one chunk of each, as one batch
     recognizer.result(stream)                      # DecodingResult so far (partial or final)
 
-A stream holds its feature frames not yet consumed, the encoder's caches
-(Conformer.streaming_forward) and the search's state (SearchStrategy.advance), so
-streams may join, pause and finish at any time, and each ``decode`` call batches whichever
-streams are ready. The encoder reads windows of chunk_size * 4 + 3 feature frames, one
-every chunk_size * 4 frames (chunk_window_frames); the search continues each stream's
-hypotheses over the new encoder frames, so greedy and beam searches are the offline ones.
+A stream holds its feature frames not yet consumed, the encoder's states
+(encoder.streaming_forward, models/encoder.py's contract) and the search's state
+(SearchStrategy.advance), so streams may join, pause and finish at any time, and each
+``decode`` call batches whichever streams are ready. The encoder reads the windows of
+encoder.chunk_windows(chunk_size, last) (asr_recipes/chunk_windows.py; Conformer: 4 * chunk + 3
+feature frames, one every 4 * chunk); the search continues each stream's hypotheses over
+the new encoder frames, so greedy and beam searches are the offline ones. ``last`` says what
+happens to a stream's last partial window: "pad" (default) decodes it padded; "full" decodes
+full windows only, exactly as sherpa-onnx's OnlineRecognizer (clients append tail padding).
 
 Timing: the chunk that emits a token at encoder frame f is chunk f // chunk_size; it
 could run once the audio up to the end of its window had arrived: ``emission_time``.
@@ -28,14 +31,11 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
+from asr_recipes.chunk_windows import PAD
 from asr_recipes.constants import SAMPLE_RATE
 from asr_recipes.data.online_fbank import HOP, LEAD, WINDOW
 from asr_recipes.decoding.options import DecodingResult
 from asr_recipes.decoding.search import SearchStrategy
-from asr_recipes.models.conformer import chunk_window_frames, stack_states, unstack_states
-
-#: a window shorter than this gives no encoder frame (frames_after_subsampling(6) == 0)
-MIN_WINDOW = 7
 
 
 @dataclass
@@ -63,10 +63,11 @@ class StreamingRecognizer:
         search: a SearchStrategy built for ``model`` (its options apply per chunk).
         chunk_size: encoder frames per chunk (40 ms each); left_context: encoder frames of
             attention left context (the cache size).
+        last: "pad" or "full", the policy for a stream's last partial window (chunk_windows.py).
     """
 
     def __init__(self, model, search: SearchStrategy, chunk_size: int, left_context: int,
-                 device: torch.device | str = "cpu"):
+                 device: torch.device | str = "cpu", last: str = PAD):
         if not getattr(model.encoder, "causal", False):
             raise ValueError("streaming decoding needs a streaming model (trained with model.causal=true); "
                              "this checkpoint's encoder looks ahead over the whole utterance")
@@ -78,7 +79,8 @@ class StreamingRecognizer:
         self.chunk_size = chunk_size
         self.left_context = left_context
         self.device = torch.device(device)
-        self.window, self.shift = chunk_window_frames(chunk_size)
+        self.windows = model.encoder.chunk_windows(chunk_size, last)
+        self.window, self.shift = self.windows.window, self.windows.shift
 
     def new_stream(self) -> Stream:
         states = self.model.encoder.init_states(1, self.left_context, device=self.device)
@@ -93,13 +95,12 @@ class StreamingRecognizer:
         stream.num_frames += frames.size(0)
 
     def input_finished(self, stream: Stream) -> None:
-        """No more frames: the last, possibly shorter window may be decoded."""
+        """No more frames: with last="pad", the last, shorter window may be decoded."""
         stream.finished = True
 
     def is_ready(self, stream: Stream) -> bool:
-        """A full window is there, or the input is finished and a last window is left."""
-        have = stream.pending.size(0)
-        return have >= self.window or (stream.finished and have >= MIN_WINDOW)
+        """The stream's next window can be decoded (ChunkWindows.ready)."""
+        return self.windows.ready(stream.pending.size(0), stream.finished)
 
     def is_done(self, stream: Stream) -> bool:
         return stream.finished and not self.is_ready(stream)
@@ -117,12 +118,13 @@ class StreamingRecognizer:
         x = torch.nn.utils.rnn.pad_sequence(windows, batch_first=True)  # (N, W, F)
         if x.size(1) < self.window:  # every stream's last window is short: pad to the model's shape
             x = torch.nn.functional.pad(x, (0, 0, 0, self.window - x.size(1)))
-        states = stack_states([s.encoder_states for s in streams])
-        out, out_lens, new_states = self.model.encoder.streaming_forward(
+        encoder = self.model.encoder
+        states = encoder.stack_states([s.encoder_states for s in streams])
+        out, out_lens, new_states = encoder.streaming_forward(
             x.to(self.device), lens.to(self.device), states)  # (N, chunk, D), (N,)
         self.search.advance([s.search_state for s in streams], out, out_lens)
         per_stream = (time.perf_counter() - started) / len(streams)
-        for s, st, n_out in zip(streams, unstack_states(new_states), out_lens.tolist()):
+        for s, st, n_out in zip(streams, encoder.unstack_states(new_states), out_lens.tolist()):
             s.encoder_states = st
             s.pending = s.pending[self.shift :]
             s.encoder_frames += n_out

@@ -26,7 +26,7 @@ import soundfile
 import torch
 from lhotse import Recording
 
-from asr_recipes.constants import FRAME_SHIFT, SAMPLE_RATE, frames_after_subsampling
+from asr_recipes.constants import FRAME_SHIFT, SAMPLE_RATE
 from asr_recipes.data.features import AUDIO_ERRORS, fbank_extractor, feature_config
 from asr_recipes.data.online_fbank import OnlineFbank
 from asr_recipes.decoding.options import DecodingResult
@@ -48,9 +48,10 @@ def check_feature_config(ckpt: dict) -> None:
                          f"{here}; transcribe with the asr-recipes version that trained it")
 
 
-def load_audio(path: str | Path) -> np.ndarray:
+def load_audio(path: str | Path, min_frames: int) -> np.ndarray:
     """(1, S) float32 samples of one audio file at SAMPLE_RATE, mixed to mono; AudioError
-    naming the file if it is unusable or too short for one encoder frame."""
+    naming the file if it is unusable or gives fewer than ``min_frames`` feature frames (the
+    model's encoder.min_input_frames(): one encoder frame)."""
     path = Path(path)
     if not path.is_file():
         raise AudioError(f"{path}: no such file")
@@ -66,15 +67,15 @@ def load_audio(path: str | Path) -> np.ndarray:
     if samples.shape[0] > 1:
         samples = samples.mean(axis=0, keepdims=True)  # (1, S): mono, like a one-channel cut
     hop = round(FRAME_SHIFT * SAMPLE_RATE)
-    if frames_after_subsampling((samples.shape[1] + hop // 2) // hop) < 1:  # fbank frames -> encoder frames
+    if (samples.shape[1] + hop // 2) // hop < min_frames:  # fbank frames
         raise AudioError(f"{path}: too short ({samples.shape[1] / SAMPLE_RATE:.3f} s); the model needs at least "
-                         "0.1 s of audio")
+                         f"{min_frames * FRAME_SHIFT:.2f} s of audio")
     return samples
 
 
-def load_features(path: str | Path) -> torch.Tensor:
-    """(T, F) float32 fbank of one audio file; AudioError naming the file if unusable."""
-    return torch.from_numpy(fbank_extractor().extract(load_audio(path), SAMPLE_RATE))  # (T, F)
+def load_features(path: str | Path, min_frames: int) -> torch.Tensor:
+    """(T, F) float32 fbank of one audio file; AudioError naming the file if unusable (load_audio)."""
+    return torch.from_numpy(fbank_extractor().extract(load_audio(path, min_frames), SAMPLE_RATE))  # (T, F)
 
 
 def transcribe_files(model, tokenizer, search: SearchStrategy, paths: Sequence[str | Path],
@@ -88,7 +89,7 @@ def transcribe_files(model, tokenizer, search: SearchStrategy, paths: Sequence[s
         features, errors = {}, {}
         for p in group:
             try:
-                features[p] = load_features(p)
+                features[p] = load_features(p, model.encoder.min_input_frames())
             except AudioError as e:
                 errors[p] = str(e)
         results = dict(zip(features, _decode(model, search, list(features.values()), device, chunk)))
@@ -103,7 +104,7 @@ def _decode(model, search: SearchStrategy, features: list[torch.Tensor], device,
     if not features:
         return []
     lens = torch.tensor([f.size(0) for f in features])  # (N,)
-    # The encoder masks padding (asr_recipes.models.conformer), so the pad value is irrelevant.
+    # The encoder masks padding (models/encoder.py's contract), so the pad value is irrelevant.
     padded = torch.nn.utils.rnn.pad_sequence(features, batch_first=True)  # (N, T, F)
     encoder_out, encoder_lens = model.encode(padded.to(device), lens.to(device), *chunk)  # (N, T', D), (N,)
     return search.search(encoder_out, encoder_lens)

@@ -22,7 +22,7 @@ utterances at a time (``max_elements``) so that memory stays bounded for long ut
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
@@ -30,25 +30,10 @@ import torch
 from torch import Tensor
 
 import asr_recipes.rnnt as k2
+from asr_recipes.models.lattice import LatticeConfig
 from asr_recipes.models.transducer import Transducer, lattice_boundary
 from asr_recipes.rnnt.logprobs import add_delay_penalty
 from asr_recipes.rnnt.viterbi import best_path
-
-
-@dataclass(frozen=True)
-class PruneSettings:
-    """The simple-loss settings that shape the band: the training loss's values."""
-
-    lm_scale: float = 0.25
-    am_scale: float = 0.0
-    delay_penalty: float = 0.0
-    rnnt_type: str = "regular"  # the lattice topology trained on (a modified model's lattice is modified)
-
-    @classmethod
-    def of(cls, loss_config) -> "PruneSettings":
-        """From a training LossConfig (or anything with those attributes)."""
-        return cls(float(loss_config.lm_scale), float(loss_config.am_scale), float(loss_config.delay_penalty),
-                   str(getattr(loss_config, "rnnt_type", "regular")))
 
 
 @dataclass
@@ -156,10 +141,13 @@ def band_mask(ranges: Tensor, num_positions: int) -> Tensor:
 
 @torch.no_grad()
 def measure_batch(model: Transducer, features: Tensor, feature_lens: Tensor, tokens: Tensor, token_lens: Tensor,
-                  s_ranges: Sequence[int], settings: PruneSettings = PruneSettings(),
+                  s_ranges: Sequence[int], lattice_config: LatticeConfig = LatticeConfig(),
                   cut_ids: Optional[Sequence[str]] = None, keep_lattices: bool = False,
                   max_elements: int = 2**26) -> tuple[Dict[int, PruneStats], List[UtteranceLattice]]:
     """The diagnostic for one batch (inputs as for Transducer.forward, on the model's device).
+
+    ``lattice_config``: the training loss's lattice settings (what shapes the band); its prune_range
+    is replaced by each of ``s_ranges`` in turn.
 
     Returns ({s_range: PruneStats of this batch}, per-utterance lattices if keep_lattices).
     The model must be in eval mode for the numbers to describe the model (no dropout).
@@ -168,10 +156,9 @@ def measure_batch(model: Transducer, features: Tensor, feature_lens: Tensor, tok
     encoder_out, encoder_lens = model.encode(features, feature_lens)  # (N, T', De), (N,)
     decoder_out = model.decoder(sos_y)  # (N, U+1, Dd)
     boundary = lattice_boundary(token_lens, encoder_lens)  # (N, 4)
-    _, (px_grad, py_grad) = model.simple_loss(encoder_out, decoder_out, y, boundary, settings.am_scale,
-                                              settings.lm_scale, "none", settings.delay_penalty, settings.rnnt_type)
-    full = full_lattice(model, encoder_out, decoder_out, y, boundary, settings.delay_penalty, max_elements,
-                        settings.rnnt_type)
+    _, (px_grad, py_grad) = model.simple_loss(encoder_out, decoder_out, y, boundary, lattice_config, "none")
+    full = full_lattice(model, encoder_out, decoder_out, y, boundary, lattice_config.delay_penalty, max_elements,
+                        lattice_config.rnnt_type)
     N, U1, T = full.occupation.shape
     valid = _frames_mask(boundary, T)  # (N, 1, T')
     occupation = full.occupation * valid
@@ -184,8 +171,8 @@ def measure_batch(model: Transducer, features: Tensor, feature_lens: Tensor, tok
                 for n in range(N)] if keep_lattices else []
     for s_range in s_ranges:
         ranges = k2.get_rnnt_prune_ranges(px_grad, py_grad, boundary, s_range=s_range)  # (N, T', R)
-        pruned = model.pruned_loss(encoder_out, decoder_out, y, ranges, boundary, "none", settings.delay_penalty,
-                                   settings.rnnt_type)
+        band_lattice = replace(lattice_config, prune_range=s_range)
+        pruned = model.pruned_loss(encoder_out, decoder_out, y, ranges, boundary, band_lattice, "none")
         band = band_mask(ranges, U1)  # (N, U+1, T')
         inside = (occupation * band).sum(dim=(1, 2))  # (N,)
         gap = pruned - full.loss  # (N,)
@@ -203,14 +190,14 @@ def measure_batch(model: Transducer, features: Tensor, feature_lens: Tensor, tok
     return stats, lattices
 
 
-def measure_batches(model: Transducer, batches: Iterable[dict], s_ranges: Sequence[int], settings: PruneSettings,
+def measure_batches(model: Transducer, batches: Iterable[dict], s_ranges: Sequence[int], lattice_config: LatticeConfig,
                     device: torch.device | str = "cpu") -> Dict[int, PruneStats]:
     """:func:`measure_batch` summed over data-pipeline batches (dicts with "features",
     "feature_lens", "tokens", "token_lens"); {s_range: PruneStats}."""
     totals = {s_range: PruneStats() for s_range in s_ranges}
     for batch in batches:
         stats, _ = measure_batch(model, batch["features"].to(device), batch["feature_lens"].to(device),
-                                 batch["tokens"].to(device), batch["token_lens"].to(device), s_ranges, settings)
+                                 batch["tokens"].to(device), batch["token_lens"].to(device), s_ranges, lattice_config)
         for s_range, s in stats.items():
             totals[s_range].add(s)
     return totals

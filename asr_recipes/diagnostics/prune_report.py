@@ -1,12 +1,13 @@
 """The prune_range report: how much of a trained model's full lattice each s_range keeps.
 
-    prune_range, settings, source = training_settings(ckpt, overrides={})
-    sample = collect(model, loaders, [2, 3, 4, 5, 8], settings, max_batches=20, plot_s_range=prune_range)
+    lattice_config, source = training_lattice(ckpt, overrides={})
+    sample = collect(model, loaders, [2, 3, 4, 5, 8], lattice_config, max_batches=20,
+                     plot_s_range=lattice_config.prune_range)
     print(markdown(sample, [2, 3, 4, 5, 8], {"checkpoint": "..."}))   # one table row per s_range
-    plot_lattice(sample.lattice, prune_range, "band.png")             # asr_recipes.diagnostics.heatmap
+    plot_lattice(sample.lattice, lattice_config.prune_range, "band.png")  # asr_recipes.diagnostics.heatmap
 
 The band of each s_range is the one training would use with the checkpoint's loss settings
-(:func:`training_settings`); the numbers are defined in
+(:func:`training_lattice`); the numbers are defined in
 :mod:`asr_recipes.diagnostics.prune_coverage`.
 """
 
@@ -20,8 +21,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import torch
 
-from asr_recipes.diagnostics.prune_coverage import PruneSettings, PruneStats, UtteranceLattice, measure_batch
-from asr_recipes.training.objective import LossConfig
+from asr_recipes.diagnostics.prune_coverage import PruneStats, UtteranceLattice, measure_batch
+from asr_recipes.models.lattice import LatticeConfig
 
 log = logging.getLogger(__name__)
 
@@ -40,20 +41,18 @@ class ReportSample:
     skipped_parts: List[str] = field(default_factory=list)
 
 
-def training_settings(ckpt: Mapping[str, Any], overrides: Mapping[str, Any]) -> tuple[int, PruneSettings, str]:
-    """(prune_range, PruneSettings, where they came from) for a checkpoint.
+def training_lattice(ckpt: Mapping[str, Any], overrides: Mapping[str, Any]) -> tuple[LatticeConfig, str]:
+    """(LatticeConfig, where its values came from) for a checkpoint.
 
     The values are the training loss's, from the checkpoint's ``train_config`` record; a
     non-None entry of ``overrides`` (prune_range, lm_scale, am_scale, delay_penalty) wins.
-    Checkpoints without the record get LossConfig's defaults (with a warning).
+    Checkpoints without the record get LatticeConfig's defaults (with a warning).
     """
     loss = dict(ckpt.get("train_config", {}).get("loss") or {})
     source = "the checkpoint's training config"
     if not loss:
-        defaults = LossConfig()
-        loss = {k: getattr(defaults, k) for k in ("prune_range", "lm_scale", "am_scale", "delay_penalty")}
-        source = "LossConfig defaults (the checkpoint records no training config)"
-        log.warning("checkpoint has no train_config: using the default loss settings %s", loss)
+        source = "the default lattice settings (the checkpoint records no training config)"
+        log.warning("checkpoint has no train_config: using the default lattice settings %s", LatticeConfig())
     if loss.get("type", "pruned") != "pruned":
         log.warning("the model was trained with the %s loss; its simple projections (which choose the band) "
                     "were not trained", loss["type"])
@@ -61,13 +60,11 @@ def training_settings(ckpt: Mapping[str, Any], overrides: Mapping[str, Any]) -> 
     if given:
         source += f", overridden by {given}"
     loss.update(given)
-    settings = PruneSettings(float(loss.get("lm_scale", 0.25)), float(loss.get("am_scale", 0.0)),
-                             float(loss.get("delay_penalty", 0.0)), str(loss.get("rnnt_type", "regular")))
-    return int(loss.get("prune_range", 5)), settings, source
+    return LatticeConfig.from_mapping(loss), source
 
 
 @torch.no_grad()
-def collect(model, loaders: Mapping[str, Any], s_ranges: Sequence[int], settings: PruneSettings,
+def collect(model, loaders: Mapping[str, Any], s_ranges: Sequence[int], lattice_config: LatticeConfig,
             max_batches: int, device: torch.device | str = "cpu", plot_s_range: Optional[int] = None,
             plot_cut_id: Optional[str] = None, max_elements: int = 2**26) -> ReportSample:
     """Measures the first ``max_batches`` batches of every loader ({part: DataLoader})."""
@@ -85,7 +82,7 @@ def collect(model, loaders: Mapping[str, Any], s_ranges: Sequence[int], settings
                 break
             stats, lattices = measure_batch(
                 model, batch["features"].to(device), batch["feature_lens"].to(device), batch["tokens"].to(device),
-                batch["token_lens"].to(device), ranges, settings, cut_ids=batch["cut_ids"], keep_lattices=True,
+                batch["token_lens"].to(device), ranges, lattice_config, cut_ids=batch["cut_ids"], keep_lattices=True,
                 max_elements=max_elements)
             for s_range, s in stats.items():
                 sample.stats[s_range].add(s)

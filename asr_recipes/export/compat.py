@@ -18,11 +18,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from asr_recipes.checkpoint import CheckpointError, model_from_checkpoint
+from asr_recipes.checkpoint.model import REQUIRED
 from asr_recipes.data.tokenizer import BLANK, Tokenizer, tokenizer_from_dict
 from asr_recipes.export import contract
-from asr_recipes.models.build import ModelConfig, build_transducer
-
-_REQUIRED = ("model_config", "vocab_size", "feature_dim", "tokenizer", "model")
+from asr_recipes.models.build import ModelConfig
 
 
 class ExportError(ValueError):
@@ -47,7 +47,7 @@ def plan_export(ckpt: dict[str, Any], source: str, streaming: Optional[bool] = N
     streaming: None = streaming layout for causal models, offline for the others;
     chunk_size / left_context: None = the checkpoint's ``decoding`` settings.
     """
-    missing = [k for k in _REQUIRED if k not in ckpt]
+    missing = [k for k in REQUIRED if k not in ckpt]
     if missing:
         raise ExportError(f"{source} lacks {missing}: not a self-describing asr-recipes checkpoint; export a "
                           "checkpoint written by the train or average stage")
@@ -55,6 +55,9 @@ def plan_export(ckpt: dict[str, Any], source: str, streaming: Optional[bool] = N
         cfg = ModelConfig.from_mapping(ckpt["model_config"])
     except ValueError as e:
         raise ExportError(f"{source}: {e}; export it with the asr-recipes version that trained it") from None
+    if cfg.encoder != "conformer":  # the graphs, caches and metadata are sherpa-onnx's Conformer layout
+        raise ExportError(f"{source} holds a {cfg.encoder!r} encoder; the export writes sherpa-onnx's Conformer "
+                          "layout only")
     _check_features(ckpt, source)
     _check_vocabulary(ckpt, source)
     decoding = dict(ckpt.get("decoding") or {})
@@ -129,12 +132,9 @@ def _check_vocabulary(ckpt: dict, source: str) -> Tokenizer:
 
 
 def load_model(ckpt: dict[str, Any], source: str):
-    """(Transducer in eval mode on the CPU, Tokenizer) from a checkpoint that passed plan_export."""
-    model = build_transducer(ckpt["model_config"], ckpt["vocab_size"], ckpt["feature_dim"])
+    """(Transducer in eval mode on the CPU, Tokenizer) from a checkpoint that passed plan_export:
+    checkpoint.model_from_checkpoint, its errors as ExportError."""
     try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()[:2]
-        raise ExportError(f"{source}: its weights do not fit the model its model_config describes "
-                          f"({' '.join(first)[:300]}); export it with the asr-recipes version that trained it") from None
-    return model.eval(), tokenizer_from_dict(ckpt["tokenizer"])
+        return model_from_checkpoint(ckpt, "cpu", source)
+    except CheckpointError as e:
+        raise ExportError(str(e)) from None

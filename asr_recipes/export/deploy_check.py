@@ -7,8 +7,10 @@ deployment table (WER, share of transcripts identical to PyTorch's, real-time fa
 Every decoder gets the cut's audio (16 kHz float32) and computes its own features, as in
 deployment: PyTorch with the project's fbank (transcribe's path), the others with
 kaldi-native-fbank. The reference is PyTorch's greedy search with one symbol per frame (what
-sherpa-onnx's searches can do); for a streaming export, PyTorch runs the chunked encoder over
-the windows sherpa-onnx feeds, after the same tail padding. RTF = compute seconds / audio
+sherpa-onnx's searches can do); for a streaming export, PyTorch decodes with a
+StreamingRecognizer over the windows sherpa-onnx decodes (full windows only, chunk_windows.py's
+"full" policy). Every streaming decoder appends the same tail padding to the audio, once
+(onnx_greedy.with_tail_padding), as a sherpa-onnx client does. RTF = compute seconds / audio
 seconds, one thread each, utterances one at a time, feature extraction included; measured
 both as wall-clock time and as the process's CPU time (which a busy shared machine inflates
 far less: with one thread it is what the wall-clock RTF on an idle core would be).
@@ -25,22 +27,23 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
+from asr_recipes.chunk_windows import FULL
 from asr_recipes.data.features import fbank_extractor
 from asr_recipes.decoding import DecodingOptions, make_search
+from asr_recipes.decoding.streaming import StreamingRecognizer, decode_streaming
 from asr_recipes.export import contract
 from asr_recipes.export.compat import load_model
-from asr_recipes.export.onnx_greedy import OnnxGreedyDecoder, tail_padding_seconds
+from asr_recipes.export.onnx_greedy import OnnxGreedyDecoder, tail_padding_seconds, with_tail_padding
 from asr_recipes.machine import cpu_name
 from asr_recipes.models.build import count_parameters
-from asr_recipes.models.conformer import chunk_window_frames
 from asr_recipes.scoring import score
 
 
 @dataclass(frozen=True)
 class Utterance:
     id: str
-    samples: np.ndarray  # (S,) float32 at 16 kHz, tail padding included for streaming exports
-    seconds: float  # of the audio itself
+    samples: np.ndarray  # (S,) float32 at 16 kHz
+    seconds: float
     ref: str
 
 
@@ -56,7 +59,7 @@ class Row:
     hyps: tuple[str, ...] = ()
 
 
-def load_utterances(cuts_path: str | os.PathLike, limit: Optional[int] = None, tail: float = 0.0) -> list[Utterance]:
+def load_utterances(cuts_path: str | os.PathLike, limit: Optional[int] = None) -> list[Utterance]:
     """Cuts (with recordings and supervisions) -> utterances with audio resampled to 16 kHz."""
     from lhotse import load_manifest
 
@@ -68,9 +71,8 @@ def load_utterances(cuts_path: str | os.PathLike, limit: Optional[int] = None, t
             cut = cut.resample(contract.SHERPA_FEATURES["sample_rate"])
         audio = cut.load_audio()  # (C, S)
         samples = audio.mean(axis=0).astype(np.float32)
-        padded = np.concatenate([samples, np.zeros(int(tail * 16000), np.float32)]) if tail else samples
         ref = " ".join(s.text for s in cut.supervisions if s.text)
-        out.append(Utterance(cut.id, padded, samples.size / 16000, ref))
+        out.append(Utterance(cut.id, samples, samples.size / 16000, ref))
     if not out:
         raise ValueError(f"{cuts_path} holds no cuts")
     return out
@@ -88,33 +90,31 @@ def _timed(utts: list[Utterance], transcribe: Callable[[np.ndarray], str]) -> tu
 
 
 class _PyTorchGreedy:
-    """Greedy search, one symbol per frame, offline or over sherpa-onnx's windows."""
+    """Greedy search, one symbol per frame: offline, or streaming (chunk = (chunk_size,
+    left_context)) over the windows sherpa-onnx decodes, after ``tail`` seconds of padding."""
 
-    def __init__(self, model, tokenizer, chunk: Optional[tuple[int, int]]):
-        self.model, self.tokenizer, self.chunk = model, tokenizer, chunk
+    def __init__(self, model, tokenizer, chunk: Optional[tuple[int, int]], tail: float = 0.0):
+        self.model, self.tokenizer, self.tail = model, tokenizer, tail
         self.search = make_search(model, DecodingOptions("greedy_search", max_sym_per_frame=1))
+        self.recognizer = None if chunk is None else StreamingRecognizer(model, self.search, *chunk, last=FULL)
 
     @torch.inference_mode()
     def __call__(self, samples: np.ndarray) -> str:
+        if self.recognizer is not None:
+            samples = with_tail_padding(samples, self.tail)
         feats = torch.from_numpy(fbank_extractor().extract(samples[None], 16000))  # (T, 80)
-        streams = self.search.start(1)
-        if self.chunk is None:
-            enc, lens = self.model.encode(feats[None], torch.tensor([feats.size(0)]))
-            self.search.advance(streams, enc, lens)
+        lens = torch.tensor([feats.size(0)])  # (1,)
+        if self.recognizer is None:
+            streams = self.search.start(1)
+            self.search.advance(streams, *self.model.encode(feats[None], lens))
+            result = self.search.results(streams)[0]
         else:
-            chunk_size, left = self.chunk
-            window, shift = chunk_window_frames(chunk_size)
-            states = self.model.encoder.init_states(1, left)
-            start = 0
-            while start + window < feats.size(0):  # sherpa-onnx's IsReady(): full windows only
-                enc, lens, states = self.model.encoder.streaming_forward(
-                    feats[None, start : start + window], torch.tensor([window]), states)
-                self.search.advance(streams, enc, lens)
-                start += shift
-        return self.tokenizer.decode([self.search.results(streams)[0].tokens])[0]
+            result = decode_streaming(self.recognizer, feats[None], lens)[0]
+        return self.tokenizer.decode([result.tokens])[0]
 
 
-def _sherpa(export_dir: Path, streaming: bool, method: str, suffix: str, beam: int, num_threads: int):
+def _sherpa(export_dir: Path, streaming: bool, method: str, suffix: str, beam: int, num_threads: int,
+            tail: float = 0.0):
     import sherpa_onnx
 
     files = dict(encoder=str(export_dir / f"encoder{suffix}.onnx"), decoder=str(export_dir / f"decoder{suffix}.onnx"),
@@ -125,7 +125,7 @@ def _sherpa(export_dir: Path, streaming: bool, method: str, suffix: str, beam: i
 
         def transcribe(samples):
             s = recognizer.create_stream()
-            s.accept_waveform(16000, samples)
+            s.accept_waveform(16000, with_tail_padding(samples, tail))
             s.input_finished()
             while recognizer.is_ready(s):
                 recognizer.decode_stream(s)
@@ -163,7 +163,7 @@ def deploy_check(ckpt: dict[str, Any], export_dir: str | os.PathLike, cuts_path:
         chunk_size = int(meta["decode_chunk_len"]) // 4
         chunk = (chunk_size, int(meta["left_context"]))
         tail = tail_padding_seconds(int(meta["T"]), int(meta["decode_chunk_len"]))
-    utts = load_utterances(cuts_path, limit, tail)
+    utts = load_utterances(cuts_path, limit)
     audio = sum(u.seconds for u in utts)
     torch.set_num_threads(num_threads)
     refs = [u.ref.split() for u in utts]
@@ -175,7 +175,7 @@ def deploy_check(ckpt: dict[str, Any], export_dir: str | os.PathLike, cuts_path:
         return Row(name, precision, stats.error_rate, float(same), wall / audio, cpu / audio, megabytes, tuple(hyps))
 
     rows = [row("PyTorch greedy" + (" (chunked)" if streaming else ""), "fp32",
-                _PyTorchGreedy(model, tokenizer, chunk), count_parameters(model) * 4 / 1e6)]
+                _PyTorchGreedy(model, tokenizer, chunk, tail), count_parameters(model) * 4 / 1e6)]
     reference = rows[0].hyps
     int8 = all((export_dir / n).is_file() for n in contract.INT8.values())
     for precision, suffix in (("fp32", ""), ("int8", ".int8")) if int8 else (("fp32", ""),):
@@ -184,8 +184,8 @@ def deploy_check(ckpt: dict[str, Any], export_dir: str | os.PathLike, cuts_path:
         rows.append(row("onnxruntime greedy (ours)", precision, ours.transcribe, size, reference))
         for method in ("greedy_search", "modified_beam_search"):
             name = "sherpa-onnx " + ("greedy" if method == "greedy_search" else f"modified beam {beam}")
-            rows.append(row(name, precision, _sherpa(export_dir, streaming, method, suffix, beam, num_threads), size,
-                            reference))
+            rows.append(row(name, precision, _sherpa(export_dir, streaming, method, suffix, beam, num_threads, tail),
+                            size, reference))
     info = {"utterances": len(utts), "audio_seconds": round(audio, 1), "streaming": streaming, "unit": unit,
             "chunk": chunk, "tail_padding_seconds": tail, "threads": num_threads,
             "cpu": cpu_name(), "torch": torch.__version__}

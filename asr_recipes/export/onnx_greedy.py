@@ -10,7 +10,8 @@ search (at most one symbol per encoder frame; blank and <unk> end the frame):
 
 A streaming export (metadata "T" in encoder.onnx) is decoded the way sherpa-onnx's
 OnlineRecognizer does it: windows of T feature frames every decode_chunk_len frames, the
-caches carried, and only full windows (so ``transcribe`` appends tail padding first).
+caches carried, and only full windows (the "full" policy of asr_recipes/chunk_windows.py, the
+chunk loop PyTorch's StreamingRecognizer runs too; so ``transcribe`` appends tail padding first).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
+from asr_recipes.chunk_windows import FULL, ChunkWindows
 from asr_recipes.export import contract
 
 
@@ -62,6 +64,12 @@ def tail_padding_seconds(window: int, shift: int) -> float:
     return max(0.66, (window + shift) * 0.01)
 
 
+def with_tail_padding(samples: np.ndarray, seconds: float, sample_rate: int = 16000) -> np.ndarray:
+    """(S,) samples followed by ``seconds`` of zeros (none for seconds = 0)."""
+    samples = np.asarray(samples, dtype=np.float32)
+    return np.concatenate([samples, np.zeros(int(seconds * sample_rate), np.float32)]) if seconds else samples
+
+
 class OnnxGreedyDecoder:
     """Greedy search over the graphs in ``model_dir`` (contract's layout)."""
 
@@ -85,6 +93,7 @@ class OnnxGreedyDecoder:
         self.streaming = "T" in enc_meta
         if self.streaming:
             self.window, self.shift = int(enc_meta["T"]), int(enc_meta["decode_chunk_len"])
+            self.windows = ChunkWindows(self.window, self.shift, last=FULL)
             layers, left = int(enc_meta["num_encoder_layers"]), int(enc_meta["left_context"])
             dim, kernel = int(enc_meta["encoder_dim"]), int(enc_meta["cnn_module_kernel"])
             self._attn_shape, self._conv_shape = (layers, left, 1, dim), (layers, kernel - 1, 1, dim)
@@ -100,13 +109,12 @@ class OnnxGreedyDecoder:
     def _encode_streaming(self, features: np.ndarray) -> np.ndarray:
         attn = np.zeros(self._attn_shape, np.float32)
         conv = np.zeros(self._conv_shape, np.float32)
-        chunks, processed = [], 0
-        while processed + self.window < len(features):  # sherpa's IsReady(): full windows only
+        chunks = []
+        for processed, _ in self.windows.windows(len(features)):  # full windows only, as sherpa decodes
             x = features[None, processed : processed + self.window]
             out, attn, conv = self.encoder.run(None, {"x": x, "cached_attn": attn, "cached_conv": conv,
                                                       "processed_lens": np.array([processed], np.int64)})
             chunks.append(out[0])
-            processed += self.shift
         J = self.joiner.get_inputs()[0].shape[1]
         return np.concatenate(chunks) if chunks else np.zeros((0, J), np.float32)
 
@@ -144,8 +152,7 @@ class OnnxGreedyDecoder:
             raise ValueError(f"audio at {sample_rate} Hz: resample to 16000 Hz first")
         samples = np.asarray(samples, dtype=np.float32)
         if self.streaming:
-            tail = np.zeros(int(tail_padding_seconds(self.window, self.shift) * sample_rate), np.float32)
-            samples = np.concatenate([samples, tail])
+            samples = with_tail_padding(samples, tail_padding_seconds(self.window, self.shift), sample_rate)
         return self.text(self.decode_features(fbank(samples, sample_rate)))
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from asr_recipes.chunk_windows import FULL, ChunkWindows
 from asr_recipes.export import contract
 from asr_recipes.export.compat import ExportError
 from asr_recipes.export.wrappers import Decoder, Joiner, OfflineEncoder, StreamingEncoder
@@ -91,6 +92,8 @@ def verify_streaming_encoder(model, path: Path, chunk_size: int, left_context: i
     lead = 2  # chunks stream 0 runs alone before stream 1 joins
     F = model.encoder.feature_dim
     feats = _features(g, 2, (num_chunks + lead + 1) * encoder.decode_chunk_len + encoder.T, F)
+    # the windows sherpa-onnx decodes (the chunk loop of StreamingRecognizer and onnx_greedy)
+    starts = [s for s, _ in ChunkWindows(encoder.T, encoder.decode_chunk_len, last=FULL).windows(feats.size(1))]
 
     def step(x, attn, conv, processed):
         ref = encoder(x, attn, conv, processed)
@@ -101,16 +104,15 @@ def verify_streaming_encoder(model, path: Path, chunk_size: int, left_context: i
         return ref[1], ref[2]  # carry PyTorch's caches: each chunk is compared from the same input
 
     attn, conv = encoder.initial_states(1)
-    for k in range(lead):
-        start = k * encoder.decode_chunk_len
+    for start in starts[:lead]:
         attn, conv = step(feats[:1, start : start + encoder.T], attn, conv,
                           torch.tensor([start], dtype=torch.int64))
     fresh_attn, fresh_conv = encoder.initial_states(1)
     attn, conv = torch.cat([attn, fresh_attn], dim=2), torch.cat([conv, fresh_conv], dim=2)  # batch axis 2
     for k in range(num_chunks):
-        starts = [(lead + k) * encoder.decode_chunk_len, k * encoder.decode_chunk_len]
-        x = torch.stack([feats[0, starts[0] : starts[0] + encoder.T], feats[1, starts[1] : starts[1] + encoder.T]])
-        attn, conv = step(x, attn, conv, torch.tensor(starts, dtype=torch.int64))
+        pair = [starts[lead + k], starts[k]]
+        x = torch.stack([feats[0, pair[0] : pair[0] + encoder.T], feats[1, pair[1] : pair[1] + encoder.T]])
+        attn, conv = step(x, attn, conv, torch.tensor(pair, dtype=torch.int64))
     return errors
 
 

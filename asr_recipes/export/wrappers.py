@@ -12,13 +12,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from asr_recipes.constants import SUBSAMPLING_FACTOR, SUBSAMPLING_LOOKAHEAD
-from asr_recipes.models.conformer import chunk_window_frames
-
 
 class OfflineEncoder(nn.Module):
     """x (N, T, F) float32, x_lens (N,) int64 -> encoder_out (N, T', J) projected,
-    encoder_out_lens (N,) int64; T' = frames_after_subsampling(T). Frames t' >= lens[n]
+    encoder_out_lens (N,) int64; T' = encoder.output_lengths(T). Frames t' >= lens[n]
     are padding (sherpa never reads them)."""
 
     def __init__(self, model):
@@ -34,14 +31,17 @@ class OfflineEncoder(nn.Module):
 class StreamingEncoder(nn.Module):
     """One chunk of a causal encoder with its caches as explicit inputs and outputs.
 
-    x (N, T, F) with T = 4 * chunk_size + 3 feature frames (all valid: sherpa feeds full
+    x (N, T, F) with T, decode_chunk_len = encoder.chunk_window(chunk_size) (Conformer:
+    4 * chunk_size + 3 and 4 * chunk_size feature frames; all valid: sherpa feeds full
     windows only), cached_attn (L, left, N, D), cached_conv (L, k-1, N, D),
     processed_lens (N,) int64 FEATURE frames before the window (what sherpa passes) ->
     encoder_out (N, chunk_size, J) projected, new_cached_attn, new_cached_conv.
 
     Conformer.streaming_forward counts ENCODER frames already processed (to mask cache
-    slots not filled yet); windows start every 4 * chunk_size feature frames, so that is
-    processed_lens // 4.
+    slots not filled yet); windows start every decode_chunk_len feature frames and each
+    gives chunk_size encoder frames, so that is processed_lens // (decode_chunk_len // chunk_size),
+    processed_lens // 4 for a x4 front end.
+    The caches and metadata are sherpa-onnx's streaming Conformer layout (contract.py).
     """
 
     def __init__(self, model, chunk_size: int, left_context: int):
@@ -50,14 +50,15 @@ class StreamingEncoder(nn.Module):
         self.encoder_proj = model.joiner.encoder_proj
         self.chunk_size = chunk_size
         self.left_context = left_context
-        self.T, self.decode_chunk_len = chunk_window_frames(chunk_size)
-        self.pad_length = SUBSAMPLING_LOOKAHEAD
+        self.T, self.decode_chunk_len = self.encoder.chunk_window(chunk_size)
+        self.pad_length = self.T - self.decode_chunk_len  # the front end's look-ahead
 
     def forward(self, x: Tensor, cached_attn: Tensor, cached_conv: Tensor,
                 processed_lens: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         N = x.size(0)
         x_lens = torch.full((N,), self.T, dtype=torch.int64, device=x.device)  # (N,): full windows
-        processed = torch.div(processed_lens, SUBSAMPLING_FACTOR, rounding_mode="floor")  # (N,) encoder frames
+        processed = torch.div(processed_lens, self.decode_chunk_len // self.chunk_size,
+                              rounding_mode="floor")  # (N,) encoder frames
         out, _, (new_attn, new_conv, _) = self.encoder.streaming_forward(
             x, x_lens, [cached_attn, cached_conv, processed])  # (N, chunk, D)
         return self.encoder_proj(out), new_attn, new_conv

@@ -1,21 +1,28 @@
-"""Conformer transducer: subsampling, conformer, decoder (stateless), joiner, transducer.
+"""Transducer models: front ends, encoders, stateless decoder, joiner, Transducer.
 
 Public API:
     build_transducer(model_cfg, vocab_size, feature_dim=80) -> Transducer
-    ModelConfig.from_mapping(cfg) / .to_dict()      the architecture keys of conf/model/*.yaml
+    ModelConfig.from_mapping(cfg) / .to_dict()      the architecture keys of conf/model/*.yaml;
+                                                    its "encoder" key picks an entry of build.ENCODERS
+    Encoder                                         the contract every encoder keeps (encoder.py)
+    LatticeConfig                                   prune_range, lm/am scales, delay penalty, topology
     count_parameters(model) -> int
-    Transducer.forward(...) -> (simple_loss, pruned_loss); .full_loss(...); .encode(...)
+    Transducer.forward(..., lattice) -> (simple_loss, pruned_loss); .full_loss(...); .encode(...)
 """
 
 from asr_recipes.models.build import ModelConfig, build_transducer, count_parameters
 from asr_recipes.models.conformer import Conformer
 from asr_recipes.models.decoder import StatelessDecoder
+from asr_recipes.models.encoder import Encoder
 from asr_recipes.models.joiner import Joiner
+from asr_recipes.models.lattice import LatticeConfig
 from asr_recipes.models.transducer import Transducer
 
 __all__ = [
     "Conformer",
+    "Encoder",
     "Joiner",
+    "LatticeConfig",
     "ModelConfig",
     "StatelessDecoder",
     "Transducer",

@@ -1,7 +1,7 @@
 """Conformer encoder (Gulati et al. 2020): fbank frames -> 40 ms encoder frames.
 
     features (N, T, F) --Conv2dSubsampling--> (N, T', D) --RelPositionalEncoding-->
-    num_layers x ConformerLayer --> (N, T', D),  T' = frames_after_subsampling(T)
+    num_layers x ConformerLayer --> (N, T', D),  T' = output_lengths(T) = ((T - 1) // 2 - 1) // 2
 
 Each layer is a "macaron" sandwich with pre-LayerNorm residual branches:
 
@@ -29,6 +29,8 @@ ways to run such a model, with equal outputs (tests/models/test_streaming_encode
 * ``streaming_forward(window, window_lens, states)``: one chunk at a time, carrying
   ``states`` between calls (real streaming; the ONNX streaming export wraps this).
 
+The Conformer implements the encoder contract of models/encoder.py.
+
 A non-causal model (``causal=False``, the default) is the offline Conformer: symmetric
 convolutions, full attention, and ``forward`` computes exactly what it always did.
 """
@@ -36,8 +38,9 @@ convolutions, full attention, and ``forward`` computes exactly what it always di
 import torch
 from torch import Tensor, nn
 
-from asr_recipes.constants import SUBSAMPLING_FACTOR, SUBSAMPLING_LOOKAHEAD
+from asr_recipes.constants import SUBSAMPLING_FACTOR, SUBSAMPLING_LOOKAHEAD, frames_after_subsampling
 from asr_recipes.models.attention import RelPositionalEncoding, RelPositionMultiheadAttention
+from asr_recipes.models.encoder import Encoder
 from asr_recipes.models.subsampling import Conv2dSubsampling
 
 
@@ -62,16 +65,6 @@ def chunk_attention_mask(T: int, chunk_size: int, left_context: int, device: tor
     if left_context >= 0:
         hidden |= j < (start - left_context)[:, None]  # keys beyond the left context
     return hidden
-
-
-def chunk_window_frames(chunk_size: int) -> tuple[int, int]:
-    """(window, shift) in feature frames for chunks of ``chunk_size`` encoder frames.
-
-    A window of chunk_size * 4 + 3 feature frames gives exactly chunk_size encoder frames
-    (the front end reads 3 frames past its last 4-frame hop); consecutive windows start
-    chunk_size * 4 frames apart, so they overlap by those 3 frames.
-    """
-    return chunk_size * SUBSAMPLING_FACTOR + SUBSAMPLING_LOOKAHEAD, chunk_size * SUBSAMPLING_FACTOR
 
 
 class FeedForward(nn.Module):
@@ -232,8 +225,8 @@ class ConformerLayer(nn.Module):
         return self.norm_final(x), new_attn_cache, new_conv_cache
 
 
-class Conformer(nn.Module):
-    """Conformer encoder.
+class Conformer(Encoder):
+    """Conformer encoder (the contract of models/encoder.py).
 
     Args:
         feature_dim: F, input mel bins.
@@ -243,7 +236,8 @@ class Conformer(nn.Module):
         causal: streaming model: causal convolutions, and forward() accepts a chunk mask
             (see the module docstring).
 
-    Attribute output_dim = d_model (what the decoder/joiner projections read).
+    Attributes feature_dim = F, output_dim = d_model (what the decoder/joiner projections
+    read), causal.
     """
 
     def __init__(
@@ -282,9 +276,9 @@ class Conformer(nn.Module):
                 attention limited to chunks of this many encoder frames ...
             left_context: ... plus this many encoder frames before each chunk (-1: all).
         Returns:
-            (N, T', D) encoder frames, T' = frames_after_subsampling(T); frames
+            (N, T', D) encoder frames, T' = output_lengths(T); frames
             t' >= out_lens[n] are padding (not zero: they hold whatever the layers make of them).
-            (N,) int64 out_lens = frames_after_subsampling(x_lens).
+            (N,) int64 out_lens = output_lengths(x_lens).
         """
         self._check_features(x, x_lens)
         if chunk_size > 0 and not self.causal:
@@ -312,6 +306,11 @@ class Conformer(nn.Module):
             x = layer(x, pos_emb, pad_mask, attn_mask)  # (N, T', D)
         return x, lens
 
+    def output_lengths(self, num_frames):
+        """T' = ((T - 1) // 2 - 1) // 2 encoder frames from T feature frames (Conv2dSubsampling);
+        an int or an integer tensor."""
+        return frames_after_subsampling(num_frames)
+
     def _check_features(self, x: Tensor, x_lens: Tensor) -> None:
         if x.ndim != 3 or x.size(2) != self.feature_dim:
             raise ValueError(
@@ -325,6 +324,17 @@ class Conformer(nn.Module):
             )
 
     # ------------------------------------------------------------------ streaming
+    def chunk_window(self, chunk_size: int) -> tuple[int, int]:
+        """(window, shift) in feature frames for chunks of ``chunk_size`` encoder frames.
+
+        A window of chunk_size * 4 + 3 feature frames gives exactly chunk_size encoder frames
+        (the front end reads 3 frames past its last 4-frame hop); consecutive windows start
+        chunk_size * 4 frames apart, so they overlap by those 3 frames.
+        """
+        if not self.causal:
+            raise self._not_streaming()
+        return chunk_size * SUBSAMPLING_FACTOR + SUBSAMPLING_LOOKAHEAD, chunk_size * SUBSAMPLING_FACTOR
+
     def init_states(self, batch_size: int, left_context: int, device: torch.device | None = None,
                     dtype: torch.dtype = torch.float32) -> list[Tensor]:
         """Streaming states before the first chunk of ``batch_size`` streams:
@@ -354,7 +364,7 @@ class Conformer(nn.Module):
         """Encode one chunk of each stream, continuing from ``states`` (eval mode).
 
         Args:
-            x: (N, W, F) feature window, W = chunk_size * 4 + 3 (chunk_window_frames): the
+            x: (N, W, F) feature window, W = chunk_size * 4 + 3 (chunk_window): the
                 window of chunk k starts at feature frame 4 * chunk_size * k, so consecutive
                 windows overlap by 3 frames.
             x_lens: (N,) int64 valid frames of each window; only a stream's last window may
@@ -362,7 +372,7 @@ class Conformer(nn.Module):
             states: from init_states() or the previous call.
         Returns:
             (N, chunk_size, D) encoder frames, (N,) int64 valid frames per stream
-            (frames_after_subsampling(x_lens), at most chunk_size), and the new states.
+            (output_lengths(x_lens), at most chunk_size), and the new states.
         """
         attn_cache, conv_cache, processed = states
         L = attn_cache.size(1)
@@ -385,13 +395,13 @@ class Conformer(nn.Module):
         return x, lens, [torch.stack(new_attn), torch.stack(new_conv), processed + lens]
 
 
-def stack_states(states: list[list[Tensor]]) -> list[Tensor]:
-    """Per-stream states (each from init_states(1, ...) or unstack_states) -> one batch."""
-    return [torch.cat([s[0] for s in states], dim=2), torch.cat([s[1] for s in states], dim=2),
-            torch.cat([s[2] for s in states], dim=0)]
+    def stack_states(self, states: list[list[Tensor]]) -> list[Tensor]:
+        """Per-stream states (each from init_states(1, ...) or unstack_states) -> one batch."""
+        return [torch.cat([s[0] for s in states], dim=2), torch.cat([s[1] for s in states], dim=2),
+                torch.cat([s[2] for s in states], dim=0)]
 
-
-def unstack_states(states: list[Tensor]) -> list[list[Tensor]]:
-    """A batch's states -> one list per stream, each with batch size 1."""
-    attn, conv, processed = states
-    return [[attn[:, :, n : n + 1], conv[:, :, n : n + 1], processed[n : n + 1]] for n in range(processed.size(0))]
+    def unstack_states(self, states: list[Tensor]) -> list[list[Tensor]]:
+        """A batch's states -> one list per stream, each with batch size 1."""
+        attn, conv, processed = states
+        return [[attn[:, :, n : n + 1], conv[:, :, n : n + 1], processed[n : n + 1]]
+                for n in range(processed.size(0))]

@@ -1,4 +1,4 @@
-"""Transducer: Conformer encoder + stateless decoder + joiner, trained with pruned RNN-T.
+"""Transducer: encoder (Conformer, ...) + stateless decoder + joiner, trained with pruned RNN-T.
 
 Training step (forward):
 
@@ -6,14 +6,16 @@ Training step (forward):
     [blank] + tokens    --decoder--> decoder_out (N, U+1, Dd)
     simple_am_proj(encoder_out) (N, T', V), simple_lm_proj(decoder_out) (N, U+1, V)
         --rnnt_loss_smoothed--> simple_loss, occupation grads px_grad/py_grad
-        --get_rnnt_prune_ranges--> ranges (N, T', S)      S = prune_range
+        --get_rnnt_prune_ranges--> ranges (N, T', S)      S = lattice.prune_range
     joiner projections of encoder_out / decoder_out, gathered at ranges (N, T', S, J)
         --joiner (project_input=False)--> logits (N, T', S, V)
         --rnnt_loss_pruned--> pruned_loss
 
 Both losses run in float32 with autocast off: the recursion is a long chain of
-log-adds that fp16/bf16 cannot carry. Length conventions: T' = frames_after_subsampling(T),
-U = max(token_lens); blank (0) is the start symbol of the decoder input.
+log-adds that fp16/bf16 cannot carry. The lattice's settings (prune_range, lm/am scales, delay
+penalty, topology) are one LatticeConfig (models/lattice.py). Length conventions:
+T' = encoder.output_lengths(T), U = max(token_lens); blank (0) is the start symbol of the
+decoder input.
 """
 
 import torch
@@ -24,6 +26,7 @@ import asr_recipes.rnnt as k2
 from asr_recipes.models.conformer import make_pad_mask
 from asr_recipes.models.decoder import StatelessDecoder
 from asr_recipes.models.joiner import Joiner
+from asr_recipes.models.lattice import LatticeConfig
 
 
 def lattice_boundary(token_lens: Tensor, encoder_lens: Tensor) -> Tensor:
@@ -36,8 +39,9 @@ def lattice_boundary(token_lens: Tensor, encoder_lens: Tensor) -> Tensor:
 
 class Transducer(nn.Module):
     """Args:
-        encoder: module with forward(features (N, T, F), feature_lens (N,)) ->
-            (encoder_out (N, T', De), encoder_lens (N,)) and attribute output_dim = De.
+        encoder: an Encoder (models/encoder.py's contract): forward(features (N, T, F),
+            feature_lens (N,), chunk_size, left_context) -> (encoder_out (N, T', De),
+            encoder_lens (N,)), output_dim = De, output_lengths, and the streaming methods.
         decoder: StatelessDecoder (output_dim = Dd, context_size, blank_id).
         joiner: Joiner(De, Dd, J, vocab_size).
         vocab_size: V, including blank.
@@ -91,77 +95,46 @@ class Transducer(nn.Module):
         sos_y = nn.functional.pad(y, (1, 0), value=self.blank_id)  # (N, U+1): blank is the SOS context
         return y, sos_y
 
-    def forward(
-        self,
-        features: Tensor,
-        feature_lens: Tensor,
-        tokens: Tensor,
-        token_lens: Tensor,
-        prune_range: int = 5,
-        am_scale: float = 0.0,
-        lm_scale: float = 0.25,
-        reduction: str = "sum",
-        delay_penalty: float = 0.0,
-        chunk_size: int = 0,
-        left_context: int = -1,
-        rnnt_type: str = "regular",
-    ) -> tuple[Tensor, Tensor]:
+    def forward(self, features: Tensor, feature_lens: Tensor, tokens: Tensor, token_lens: Tensor,
+                lattice: LatticeConfig = LatticeConfig(), reduction: str = "sum", chunk_size: int = 0,
+                left_context: int = -1) -> tuple[Tensor, Tensor]:
         """Simple (smoothed) and pruned RNN-T losses.
 
         Args:
             features: (N, T, F) float, frames >= feature_lens are padding.
-            feature_lens: (N,) int64, each >= 7 (one encoder frame).
+            feature_lens: (N,) int64, each giving at least one encoder frame.
             tokens: (N, U_max) int64 label ids in [1, V), padded with any value.
             token_lens: (N,) int64 labels per utterance.
-            prune_range: S, label positions kept per frame (>= 2).
-            am_scale, lm_scale: am_only_scale / lm_only_scale of rnnt_loss_smoothed.
+            lattice: prune_range, lm/am scales, delay penalty and topology of both losses.
             reduction: "sum", "mean" (over utterances) or "none" (per utterance).
-            delay_penalty: k2's delay penalty (0 = off), applied to both losses.
             chunk_size, left_context: chunked attention for streaming models (see encode()).
-            rnnt_type: lattice topology of both losses: "regular" (any number of symbols per
-                frame), "modified" (at most one per frame, as sherpa-onnx decodes) or "constrained".
         Returns:
             (simple_loss, pruned_loss): scalars, or (N,) each with reduction="none"
             (the caller drops non-finite utterances). Negative log-likelihoods in nats.
         """
         encoder_out, encoder_lens = self.encode(features, feature_lens, chunk_size, left_context)  # (N, T', De), (N,)
-        return self.losses(encoder_out, encoder_lens, tokens, token_lens, prune_range, am_scale, lm_scale,
-                           reduction, delay_penalty, rnnt_type)
+        return self.losses(encoder_out, encoder_lens, tokens, token_lens, lattice, reduction)
 
     def losses(self, encoder_out: Tensor, encoder_lens: Tensor, tokens: Tensor, token_lens: Tensor,
-               prune_range: int = 5, am_scale: float = 0.0, lm_scale: float = 0.25, reduction: str = "sum",
-               delay_penalty: float = 0.0, rnnt_type: str = "regular") -> tuple[Tensor, Tensor]:
+               lattice: LatticeConfig = LatticeConfig(), reduction: str = "sum") -> tuple[Tensor, Tensor]:
         """forward() after the encoder: (simple_loss, pruned_loss) from encoder_out (N, T', De) and
         encoder_lens (N,); the other arguments and the result as for forward()."""
         y, sos_y = self._labels(tokens, token_lens)  # (N, U), (N, U+1)
         decoder_out = self.decoder(sos_y)  # (N, U+1, Dd)
         boundary = lattice_boundary(token_lens, encoder_lens)  # (N, 4)
-        simple_loss, (px_grad, py_grad) = self.simple_loss(
-            encoder_out, decoder_out, y, boundary, am_scale, lm_scale, reduction, delay_penalty, rnnt_type
-        )
-        ranges = k2.get_rnnt_prune_ranges(px_grad, py_grad, boundary, s_range=prune_range)  # (N, T', S)
-        pruned_loss = self.pruned_loss(
-            encoder_out, decoder_out, y, ranges, boundary, reduction, delay_penalty, rnnt_type
-        )
+        simple_loss, (px_grad, py_grad) = self.simple_loss(encoder_out, decoder_out, y, boundary, lattice, reduction)
+        ranges = k2.get_rnnt_prune_ranges(px_grad, py_grad, boundary, s_range=lattice.prune_range)  # (N, T', S)
+        pruned_loss = self.pruned_loss(encoder_out, decoder_out, y, ranges, boundary, lattice, reduction)
         return simple_loss, pruned_loss
 
-    def simple_loss(
-        self,
-        encoder_out: Tensor,
-        decoder_out: Tensor,
-        y: Tensor,
-        boundary: Tensor,
-        am_scale: float,
-        lm_scale: float,
-        reduction: str,
-        delay_penalty: float,
-        rnnt_type: str = "regular",
-    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    def simple_loss(self, encoder_out: Tensor, decoder_out: Tensor, y: Tensor, boundary: Tensor,
+                    lattice: LatticeConfig, reduction: str) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """The smoothed simple loss and its lattice's arc occupations (what pruning reads).
 
         encoder_out (N, T', De), decoder_out (N, U+1, Dd), y (N, U) labels padded with blank,
         boundary (N, 4) from lattice_boundary. Returns (loss, (px_grad (N, U, T'+1),
-        py_grad (N, U+1, T'))); the occupations carry no autograd history.
+        py_grad (N, U+1, T'))); the occupations carry no autograd history. lattice.prune_range
+        is not read here.
         """
         am = self.simple_am_proj(encoder_out)  # (N, T', V)
         lm = self.simple_lm_proj(decoder_out)  # (N, U+1, V)
@@ -171,27 +144,19 @@ class Transducer(nn.Module):
                 am=am.float(),
                 symbols=y,
                 termination_symbol=self.blank_id,
-                lm_only_scale=lm_scale,
-                am_only_scale=am_scale,
+                lm_only_scale=lattice.lm_scale,
+                am_only_scale=lattice.am_scale,
                 boundary=boundary,
-                delay_penalty=delay_penalty,
+                delay_penalty=lattice.delay_penalty,
                 reduction=reduction,
                 return_grad=True,
-                rnnt_type=rnnt_type,
+                rnnt_type=lattice.rnnt_type,
             )
 
-    def pruned_loss(
-        self,
-        encoder_out: Tensor,
-        decoder_out: Tensor,
-        y: Tensor,
-        ranges: Tensor,
-        boundary: Tensor,
-        reduction: str,
-        delay_penalty: float,
-        rnnt_type: str = "regular",
-    ) -> Tensor:
-        """The full joiner's loss inside the windows ``ranges`` (N, T', S) (shapes as in simple_loss)."""
+    def pruned_loss(self, encoder_out: Tensor, decoder_out: Tensor, y: Tensor, ranges: Tensor, boundary: Tensor,
+                    lattice: LatticeConfig, reduction: str) -> Tensor:
+        """The full joiner's loss inside the windows ``ranges`` (N, T', S) (shapes as in
+        simple_loss); of ``lattice`` it reads delay_penalty and rnnt_type."""
         # project before gathering: the projections then run on T' + U+1 rows, not T' * S
         am_pruned, lm_pruned = k2.do_rnnt_pruning(
             am=self.joiner.encoder_proj(encoder_out), lm=self.joiner.decoder_proj(decoder_out), ranges=ranges
@@ -204,9 +169,9 @@ class Transducer(nn.Module):
                 ranges=ranges,
                 termination_symbol=self.blank_id,
                 boundary=boundary,
-                delay_penalty=delay_penalty,
+                delay_penalty=lattice.delay_penalty,
                 reduction=reduction,
-                rnnt_type=rnnt_type,
+                rnnt_type=lattice.rnnt_type,
             )
 
     def full_loss(

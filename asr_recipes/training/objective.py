@@ -18,12 +18,16 @@ from typing import Dict, Tuple
 import torch
 from torch import Tensor, nn
 
-from asr_recipes.constants import frames_after_subsampling
+from asr_recipes.models.lattice import LatticeConfig
 from asr_recipes.training.schedules import LossScales
 
 
 @dataclass(frozen=True)
 class LossConfig:
+    """conf/loss/*.yaml: the loss type and its warm-up weighting, and flat the lattice's keys
+    (prune_range, lm_scale, am_scale, delay_penalty, rnnt_type), of which ``lattice`` is
+    the models' typed view."""
+
     type: str = "pruned"  # pruned | full
     prune_range: int = 5
     lm_scale: float = 0.25
@@ -36,8 +40,11 @@ class LossConfig:
     def __post_init__(self):
         if self.type not in ("pruned", "full"):
             raise ValueError(f"loss.type must be 'pruned' or 'full', got {self.type!r}")
-        if self.rnnt_type not in ("regular", "modified", "constrained"):
-            raise ValueError(f"loss.rnnt_type must be 'regular', 'modified' or 'constrained', got {self.rnnt_type!r}")
+        _ = self.lattice  # building it validates the lattice keys
+
+    @property
+    def lattice(self) -> LatticeConfig:
+        return LatticeConfig(self.prune_range, self.lm_scale, self.am_scale, self.delay_penalty, self.rnnt_type)
 
     @property
     def scales(self) -> LossScales:
@@ -94,19 +101,10 @@ class TransducerObjective(nn.Module):
             full = self.model.full_loss(features, feature_lens, tokens, token_lens, reduction="none",
                                         chunk_size=chunk_size, left_context=left_context)
             return full, {"full": full}
-        simple, pruned = self.model(
-            features, feature_lens, tokens, token_lens,
-            prune_range=self.cfg.prune_range, am_scale=self.cfg.am_scale, lm_scale=self.cfg.lm_scale,
-            reduction="none", delay_penalty=self.cfg.delay_penalty, rnnt_type=self.cfg.rnnt_type,
-            chunk_size=chunk_size, left_context=left_context,
-        )
+        simple, pruned = self.model(features, feature_lens, tokens, token_lens, self.cfg.lattice, reduction="none",
+                                    chunk_size=chunk_size, left_context=left_context)
         simple_scale, pruned_scale = self.cfg.scales.at(step)
         return simple_scale * simple + pruned_scale * pruned, {"simple": simple, "pruned": pruned}
-
-
-def encoder_frames(feature_lens: Tensor) -> Tensor:
-    """Encoder frames per utterance (N,), for per-frame loss normalisation and logging."""
-    return frames_after_subsampling(feature_lens)
 
 
 def finite_mask(total: Tensor) -> Tensor:

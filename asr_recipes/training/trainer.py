@@ -28,15 +28,15 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from asr_recipes import checkpoint as ckpt_io
+from asr_recipes.checkpoint import init_running_average, rng_state, set_rng_state, update_running_average
 from asr_recipes.constants import FRAME_SHIFT
 from asr_recipes.data.features import feature_config
-from asr_recipes.diagnostics.prune_coverage import PruneSettings, PruneStats, measure_batches
-from asr_recipes.training import checkpoint as ckpt_io
-from asr_recipes.training.averaging import init_running_average, update_running_average
+from asr_recipes.diagnostics.prune_coverage import PruneStats, measure_batches
 from asr_recipes.training.distributed import DistInfo, all_reduce_sum
 from asr_recipes.training.monitor import TrainMonitor
 from asr_recipes.training.objective import (
-    ChunkTrainingConfig, LossConfig, TransducerObjective, encoder_frames, finite_mask, masked_sum,
+    ChunkTrainingConfig, LossConfig, TransducerObjective, finite_mask, masked_sum,
 )
 from asr_recipes.training.prescan import oom_prescan
 from asr_recipes.training.schedules import EdenConfig, EdenScheduler
@@ -128,21 +128,6 @@ class TrainerConfig:
 
 
 
-def _rng_state() -> Dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: Dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -208,7 +193,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "grad_scaler": self.scaler.state_dict(),
             "sampler": sampler_state,
-            "rng": _rng_state(),
+            "rng": rng_state(),
             "progress": dict(self.progress),
             "train_config": self.record,
         }
@@ -238,7 +223,7 @@ class Trainer:
             # Exact continuation. Applied again once the epoch's batch iterator exists, because
             # creating it draws from the RNG (the uninterrupted run drew at the epoch start).
             self._resume_rng = ckpt["rng"]
-            _set_rng_state(ckpt["rng"])
+            set_rng_state(ckpt["rng"])
         else:  # ranks must not share dropout/augmentation randomness
             seed_everything(self.cfg.seed + 1000 * self.dist.rank + self.progress["step"])
         log.info("resumed from %s: epoch %d, step %d, %d batches into the epoch", ckpt["path"],
@@ -321,7 +306,7 @@ class Trainer:
         self.monitor.start_epoch(epoch)
         batches = iter(loader)
         if self._resume_rng is not None:
-            _set_rng_state(self._resume_rng)
+            set_rng_state(self._resume_rng)
             self._resume_rng = None
         for batch in batches:
             self.train_step(batch)
@@ -343,7 +328,7 @@ class Trainer:
         """Forward + backward on the most memory-hungry batches; an OOM becomes advice."""
         # The pre-scan must not change what training does afterwards: keep RNG states and the
         # buffers a forward pass updates (BatchNorm statistics), on the CPU to spare device memory.
-        rng = _rng_state()
+        rng = rng_state()
         buffers = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
 
         def step(batch):
@@ -354,7 +339,7 @@ class Trainer:
 
         oom_prescan(step, self.data.train_cuts(), self.data.config.max_duration, self.tokenizer, self.device)
         self.model.load_state_dict(buffers)
-        _set_rng_state(rng)
+        set_rng_state(rng)
 
     def _forward_backward(self, batch: Dict[str, Any]):
         """Loss per frame of the batch's finite utterances, backpropagated; returns
@@ -366,7 +351,7 @@ class Trainer:
         with torch.autocast(dev.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
             total, parts = self.objective(features, feature_lens, tokens, token_lens, self.progress["step"])
         keep = finite_mask(total)  # (N,)
-        frames = encoder_frames(feature_lens).to(total.dtype)
+        frames = self.model.encoder.output_lengths(feature_lens).to(total.dtype)  # (N,) encoder frames
         loss_sum = masked_sum(total, keep)
         counts = all_reduce_sum(torch.stack([masked_sum(frames, keep), keep.sum().to(frames.dtype),
                                              torch.tensor(float(len(keep)), device=dev)]).detach(), self.dist)
@@ -447,7 +432,7 @@ class Trainer:
             values = {"loss": total, **parts}
             *batch_sums, batch_frames = torch.stack(
                 [masked_sum(v, keep) for v in values.values()]
-                + [masked_sum(encoder_frames(feature_lens).to(total.dtype), keep)]).tolist()
+                + [masked_sum(self.model.encoder.output_lengths(feature_lens).to(total.dtype), keep)]).tolist()
             frames += batch_frames
             for k, v in zip(values, batch_sums):
                 sums[k] = sums.get(k, 0.0) + v
@@ -466,12 +451,12 @@ class Trainer:
         loss, k = self.cfg.loss, self.cfg.prune_coverage_batches
         if k <= 0 or loss.type != "pruned":
             return None
-        rng = _rng_state()  # a diagnostic must not change training (iterating a loader draws a seed)
+        rng = rng_state()  # a diagnostic must not change training (iterating a loader draws a seed)
         self.model.eval()
         batches = itertools.islice(self.data.valid_dataloader(self.dist.rank, self.dist.world_size), k)
-        stats = measure_batches(self.model, batches, [loss.prune_range], PruneSettings.of(loss), self.device)
+        stats = measure_batches(self.model, batches, [loss.prune_range], loss.lattice, self.device)
         self.model.train()
-        _set_rng_state(rng)
+        set_rng_state(rng)
         sums = all_reduce_sum(torch.tensor(stats[loss.prune_range].as_list(), dtype=torch.float64,
                                            device=self.device), self.dist)
         total = PruneStats.from_list(sums.tolist())

@@ -2,8 +2,8 @@
 
 import torch
 
-from asr_recipes.decoding.checkpoints import TRAINING_ONLY, model_from_checkpoint
-from asr_recipes.training import checkpoint as ckpt_io
+from asr_recipes import checkpoint as ckpt_io
+from asr_recipes.checkpoint import TRAINING_ONLY, model_from_checkpoint
 from tests.decoding.entry import run_entry
 from tests.decoding.trained_exp import trained_exp
 

@@ -1,16 +1,20 @@
-"""bin.bench_step on the tiny corpus: one row per phase, times that add up, the batches training
-would get (its batch size), and losses that are the training objective's."""
+"""bench_step on the tiny corpus: the entry point prints one row per phase for the batches
+training would get; the phase times account for the wall-clock time of the steps, and the
+timed losses are the transducer losses (against torchaudio's rnnt_loss)."""
 
 import re
+import time
 
 import pytest
 import torch
+import torchaudio
 
-from asr_recipes.bin.bench_step import PHASES, step_losses
 from asr_recipes.data.datamodule import DataModule
 from asr_recipes.data.tokenizer import load_tokenizer
 from asr_recipes.models.build import build_transducer
-from asr_recipes.training.objective import LossConfig, TransducerObjective
+from asr_recipes.tools.bench.step import ENCODER_ALONE, PHASES, step_losses, time_steps
+from asr_recipes.training.objective import LossConfig
+from asr_recipes.training.trainer import OptimConfig, make_optimizer
 from tests.conftest import tiny_data_config
 from tests.decoding.entry import run_entry
 from tests.decoding.trained_exp import MODEL
@@ -29,15 +33,44 @@ def test_table_rows_add_up(tiny_corpus, capsys):
     assert 0 < seconds <= 12.0  # data.max_duration: the batches the training config makes
 
 
-@pytest.mark.parametrize("rnnt_type", ["regular", "modified"])
-def test_timed_losses_are_the_training_objectives(tiny_corpus, rnnt_type):
-    tokenizer = load_tokenizer(tiny_corpus.lang)
+def setup(corpus, **data):
+    tokenizer = load_tokenizer(corpus.lang)
     torch.manual_seed(0)
-    model = build_transducer({**MODEL, "causal": False}, vocab_size=tokenizer.vocab_size).eval()  # no dropout draws
-    batch = next(iter(DataModule(tiny_data_config(tiny_corpus), tokenizer).test_dataloaders()["test-clean"]))
-    loss = LossConfig(warm_step=10, rnnt_type=rnnt_type)
-    simple, pruned = step_losses(model, batch, loss)
-    total, parts = TransducerObjective(model, loss)(batch["features"], batch["feature_lens"], batch["tokens"],
-                                                    batch["token_lens"], step=100)
-    assert simple.item() == pytest.approx(parts["simple"].sum().item(), rel=1e-5)
-    assert pruned.item() == pytest.approx(parts["pruned"].sum().item(), rel=1e-5)
+    model = build_transducer(MODEL, vocab_size=tokenizer.vocab_size)
+    return model, DataModule(tiny_data_config(corpus, **data), tokenizer, model.encoder.output_lengths)
+
+
+def test_phase_times_account_for_the_steps_wall_clock_time(tiny_corpus):
+    model, data = setup(tiny_corpus, musan={"parts": []})
+    loader = data.train_dataloader(0, 0, 1)
+    optimizer = make_optimizer(model.train(), OptimConfig(lr=1e-3))
+    started = time.perf_counter()
+    times, audio = time_steps(model, optimizer, loader, LossConfig(), warmup=0, batches=3, grad_clip=5.0)
+    wall = time.perf_counter() - started
+    assert [len(times[p]) for p in (*PHASES, ENCODER_ALONE)] == [3] * 6 and len(audio) == 3
+    measured = sum(sum(v) for v in times.values())
+    # the loop does nothing but the timed phases, apart from bookkeeping
+    assert 0.9 * wall <= measured <= wall, (measured, wall)
+
+
+def test_timed_losses_are_the_transducer_losses(tiny_corpus):
+    """With a band wider than every transcript, the pruned loss is the full loss; with no LM/AM-only
+    smoothing, the simple loss is the full loss of the additive joiner: both against torchaudio."""
+    model, data = setup(tiny_corpus)
+    model.eval()  # no dropout draws
+    batch = next(iter(data.test_dataloaders()["test-clean"]))
+    U = int(batch["token_lens"].max())
+    loss = LossConfig(prune_range=U + 1, lm_scale=0.0, am_scale=0.0)
+    with torch.no_grad():
+        simple, pruned = step_losses(model, batch, loss)
+        enc, enc_lens = model.encode(batch["features"], batch["feature_lens"])  # (N, T', D)
+        y = batch["tokens"][:, :U].masked_fill(torch.arange(U)[None] >= batch["token_lens"][:, None], 0)  # (N, U)
+        dec = model.decoder(torch.nn.functional.pad(y, (1, 0)))  # (N, U+1, Dd): blank-prefixed
+        enc = enc[:, : int(enc_lens.max())]
+        full_logits = model.joiner(enc.unsqueeze(2), dec.unsqueeze(1))  # (N, T', U+1, V)
+        additive = model.simple_am_proj(enc).unsqueeze(2) + model.simple_lm_proj(dec).unsqueeze(1)  # (N, T', U+1, V)
+        args = (y.int(), enc_lens.int(), batch["token_lens"].int())
+        full = torchaudio.functional.rnnt_loss(full_logits, *args, blank=0, reduction="sum")
+        simple_ref = torchaudio.functional.rnnt_loss(additive, *args, blank=0, reduction="sum")
+    assert pruned.item() == pytest.approx(full.item(), rel=1e-5)
+    assert simple.item() == pytest.approx(simple_ref.item(), rel=1e-5)

@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 from lhotse import load_manifest
 
-from asr_recipes.gpu_check import bundle, kernels, loss_bench, training
-from asr_recipes.gpu_check.timebox import run_timed
-from asr_recipes.gpu_check.wheels import pinned, wheel_name_matches
+from asr_recipes.tools.gpu_check import bundle, kernels, loss_bench, training
+from asr_recipes.tools.gpu_check.timebox import run_timed
+from asr_recipes.tools.gpu_check.wheels import pinned, wheel_name_matches
 from asr_recipes.training.monitor import TrainMonitor
 
 REPO = Path(__file__).parents[2]
@@ -234,7 +234,7 @@ def test_pytest_outcomes_are_counted_from_a_real_run(tmp_path):
 
 
 def test_bench_rows_parse_back_and_targets_report_the_shortfall():
-    from asr_recipes.bin.bench_loss import Shape, bench_shapes
+    from asr_recipes.tools.bench.loss import Shape, bench_shapes
     import torch
 
     printed = bench_shapes([Shape(B=2, T=12, S=4, C=20, J=8)], torch.device("cpu"), [False], 0, 1, False)

@@ -6,10 +6,10 @@ import re
 import pytest
 
 from asr_recipes.bin import positional_checkpoint
+from asr_recipes.checkpoint import load_checkpoint, model_from_checkpoint
 from asr_recipes.data.datamodule import DataModule
-from asr_recipes.decoding.checkpoints import model_from_checkpoint
-from asr_recipes.diagnostics.prune_coverage import PruneSettings, measure_batches
-from asr_recipes.training.checkpoint import load_checkpoint
+from asr_recipes.diagnostics.prune_coverage import measure_batches
+from asr_recipes.models.lattice import LatticeConfig
 from tests.conftest import tiny_data_config
 from tests.decoding.entry import run_entry
 from tests.decoding.trained_exp import trained_exp
@@ -30,7 +30,7 @@ def test_report_table_and_picture(tiny_corpus, tmp_path_factory, tmp_path, capsy
     text = (out / "prune-report.md").read_text()
     assert text in printed
     # The fixture's run recorded no training config: the default loss settings are used and said so.
-    assert "prune_range 5, lm_scale 0.25, am_scale 0.0, delay_penalty 0.0 (from LossConfig defaults" in text
+    assert "prune_range 5, lm_scale 0.25, am_scale 0.0, delay_penalty 0.0 (from the default lattice settings" in text
     rows = {int(m[0]): m for m in re.findall(r"^\| (\d+) \| ([\d.]+)% \| (\S+) \| (\S+) \| (\d+) / (\d+) \| (\d+) / (\d+) \|$",
                                               text, re.MULTILINE)}
     assert sorted(rows) == [2, 3, 40]
@@ -41,7 +41,7 @@ def test_report_table_and_picture(tiny_corpus, tmp_path_factory, tmp_path, capsy
     data = tiny_data_config(tiny_corpus, test_parts=["dev-clean"], max_duration=12)
     loader = DataModule(data, tokenizer).test_dataloaders()["dev-clean"]
     batches = [b for _, b in zip(range(3), loader)]
-    stats = measure_batches(model, batches, [2, 3, 40], PruneSettings())
+    stats = measure_batches(model, batches, [2, 3, 40], LatticeConfig())
     for s_range, row in rows.items():
         s = stats[s_range]
         assert float(row[1]) == pytest.approx(100 * s.coverage, abs=1e-4)

@@ -9,10 +9,9 @@ import torch
 from lhotse import Recording, load_manifest
 
 from asr_recipes.bin.transcribe import main
+from asr_recipes.checkpoint import load_checkpoint, model_from_checkpoint
 from asr_recipes.data.features import fbank_extractor
 from asr_recipes.decoding import DecodingOptions, decode
-from asr_recipes.decoding.checkpoints import model_from_checkpoint
-from asr_recipes.training.checkpoint import load_checkpoint
 from tests.decoding.trained_exp import lower_blank_logit, trained_exp
 
 

@@ -1,6 +1,6 @@
 """Word times of a trained model against boundaries known from synthesis, not from any model.
 
-Utterances are words joined by known silences (asr_recipes.data.corpora.word_gaps); a word
+Utterances are words joined by known silences (asr_recipes.synth.word_gaps); a word
 is its letters played as consecutive tone bursts (G 500 Hz, O 900 Hz, N 1600 Hz, F 2800 Hz,
 70-120 ms each, pitch, length and level varying per "speaker"), so its boundaries are
 sample counts and each letter has its own stretch of audio, as a phone has in speech. A
@@ -28,15 +28,15 @@ import torch
 import yaml
 
 from asr_recipes.constants import SAMPLE_RATE
-from asr_recipes.data.corpora.synthetic import Speaker
-from asr_recipes.data.corpora.synthetic_sets import write_set
-from asr_recipes.data.corpora.word_gaps import gapped_items, reference_words
 from asr_recipes.data.datamodule import DataModule
 from asr_recipes.data.tokenizer import CharTokenizer
 from asr_recipes.decoding import DecodingOptions, decode
 from asr_recipes.decoding.word_times import word_times
 from asr_recipes.models.build import build_transducer
 from asr_recipes.scoring.word_timing import boundary_errors, summarize
+from asr_recipes.synth.corpus import Speaker
+from asr_recipes.synth.sets import write_set
+from asr_recipes.synth.word_gaps import gapped_items, reference_words
 from asr_recipes.training.distributed import DistInfo
 from asr_recipes.training.objective import LossConfig
 from asr_recipes.training.schedules import EdenConfig

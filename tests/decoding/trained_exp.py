@@ -52,7 +52,7 @@ def lower_blank_logit(exp: Path, amount: float = 2.0) -> None:
     average alike, so every kind of average shifts by the same amount): the barely trained
     model then emits symbols instead of blank only, and decoding output depends on the audio."""
     for path in sorted(Path(exp).glob("epoch-*.pt")):
-        ckpt = torch.load(path, weights_only=False)
+        ckpt = torch.load(path, weights_only=True)
         for state in (ckpt["model"], ckpt["model_avg"]):
             bias = state["joiner.output_linear.bias"].clone()
             bias[0] -= amount

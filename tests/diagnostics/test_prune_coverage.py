@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from asr_recipes.diagnostics.prune_coverage import PruneSettings, PruneStats, measure_batch
+from asr_recipes.diagnostics.prune_coverage import PruneStats, measure_batch
 from asr_recipes.models.build import build_transducer
+from asr_recipes.models.lattice import LatticeConfig
 from tests.rnnt.brute_force import transducer_log_likelihood
 
 MODEL = dict(d_model=32, num_heads=2, ff_dim=64, num_layers=2, kernel_size=7, dropout=0.0,
@@ -55,9 +56,9 @@ def best_left_nodes(lp, symbols, T, modified=False):
     return set(best[1])
 
 
-@pytest.mark.parametrize("settings", [PruneSettings(), PruneSettings(lm_scale=0.0, delay_penalty=0.3),
-                                      PruneSettings(rnnt_type="modified"),
-                                      PruneSettings(delay_penalty=0.3, rnnt_type="modified")])
+@pytest.mark.parametrize("settings", [LatticeConfig(), LatticeConfig(lm_scale=0.0, delay_penalty=0.3),
+                                      LatticeConfig(rnnt_type="modified"),
+                                      LatticeConfig(delay_penalty=0.3, rnnt_type="modified")])
 def test_measurements_equal_brute_force(settings):
     modified = settings.rnnt_type == "modified"
     model, features, feature_lens, tokens, token_lens = tiny_batch(2 if modified else 3)
@@ -127,7 +128,7 @@ def test_band_is_the_one_training_prunes_with():
     model, features, feature_lens, tokens, token_lens = tiny_batch()
     _, lattices = measure_batch(model, features, feature_lens, tokens, token_lens, [3], keep_lattices=True)
     with torch.no_grad():
-        _, pruned = model(features, feature_lens, tokens, token_lens, prune_range=3, reduction="none")
+        _, pruned = model(features, feature_lens, tokens, token_lens, LatticeConfig(prune_range=3), reduction="none")
         encoder_out, encoder_lens = model.encode(features, feature_lens)
         decoder_out = model.decoder(torch.nn.functional.pad(tokens, (1, 0), value=0))
         logits = model.joiner(encoder_out.unsqueeze(2), decoder_out.unsqueeze(1))

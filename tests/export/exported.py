@@ -11,9 +11,9 @@ import soundfile
 import torch
 from lhotse import load_manifest
 
+from asr_recipes.checkpoint import load_checkpoint
 from asr_recipes.data.tokenizer import load_tokenizer
 from asr_recipes.models.build import build_transducer
-from asr_recipes.training.checkpoint import load_checkpoint
 from tests.decoding.trained_exp import MODEL, lower_blank_logit, trained_exp
 
 CAUSAL = {**MODEL, "causal": True}

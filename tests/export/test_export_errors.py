@@ -3,23 +3,28 @@ checkpoints, checkpoints sherpa-onnx cannot run, an export that fails its checks
 directory holding other files. A checkpoint decoded with several symbols per frame warns."""
 
 import logging
+import os
 import runpy
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
+from asr_recipes.checkpoint import load_checkpoint, save_checkpoint
 from asr_recipes.export.compat import ExportError
 from asr_recipes.export.exporter import export_checkpoint
-from asr_recipes.training.checkpoint import load_checkpoint, save_checkpoint
 from tests.export.exported import exported, offline_checkpoint
+
+REPO = Path(__file__).parents[2]
 
 
 def run_export(*args, cwd):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}  # this checkout's asr_recipes, whatever the cwd
     return subprocess.run([sys.executable, "-m", "asr_recipes.bin.export", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
+                          cwd=cwd, env=env, timeout=300)
 
 
 def test_corrupt_checkpoint_is_one_clear_error(tmp_path):

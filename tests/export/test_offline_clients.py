@@ -10,11 +10,10 @@ import sys
 import pytest
 import torch
 
+from asr_recipes.checkpoint import load_checkpoint, model_from_checkpoint
 from asr_recipes.data.features import fbank_extractor
 from asr_recipes.decoding import DecodingOptions, make_search
 from asr_recipes.export import contract
-from asr_recipes.export.compat import load_model
-from asr_recipes.training.checkpoint import load_checkpoint
 from tests.export.exported import exported, offline_checkpoint, wav_files
 
 sherpa_onnx = pytest.importorskip("sherpa_onnx")
@@ -24,7 +23,7 @@ sherpa_onnx = pytest.importorskip("sherpa_onnx")
 def setup(tiny_corpus, tmp_path_factory):
     ckpt = offline_checkpoint(tiny_corpus, tmp_path_factory)
     out = exported("offline", ckpt, tmp_path_factory)
-    model, tokenizer = load_model(load_checkpoint(ckpt), str(ckpt))
+    model, tokenizer = model_from_checkpoint(load_checkpoint(ckpt))
     wavs = wav_files(tiny_corpus, tmp_path_factory.mktemp("wavs"))
     return model, tokenizer, out, wavs
 

@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from asr_recipes.checkpoint import load_checkpoint, model_from_checkpoint
 from asr_recipes.data.features import fbank_extractor
 from asr_recipes.decoding import DecodingOptions, decode
-from asr_recipes.export.compat import load_model
-from asr_recipes.training.checkpoint import load_checkpoint
 from tests.export.exported import exported, offline_checkpoint, wav_files
 
 pytest.importorskip("sherpa_onnx")
@@ -31,7 +30,7 @@ def setup(tiny_corpus, tmp_path_factory):
     ckpt = offline_checkpoint(tiny_corpus, tmp_path_factory)
     out = exported("offline", ckpt, tmp_path_factory)
     wav, samples = wav_files(tiny_corpus, tmp_path_factory.mktemp("readme_wav"), count=1)[0]
-    model, tokenizer = load_model(load_checkpoint(ckpt), str(ckpt))
+    model, tokenizer = model_from_checkpoint(load_checkpoint(ckpt))
     with torch.no_grad():
         feats = torch.from_numpy(fbank_extractor().extract(samples[None], 16000))
         enc, lens = model.encode(feats[None], torch.tensor([feats.size(0)]))

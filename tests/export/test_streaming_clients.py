@@ -1,20 +1,20 @@
 """A tiny causal model, exported in sherpa-onnx's streaming Conformer layout, decodes audio
 files in sherpa-onnx's OnlineRecognizer (greedy and modified beam search) to the tokens of
-PyTorch's chunked encoder (Conformer.streaming_forward over the same windows sherpa-onnx
-feeds) followed by our searches; our onnxruntime decoder gives the same tokens too."""
+PyTorch's StreamingRecognizer with the "full" last-window policy (the windows sherpa-onnx
+decodes) and our searches; our onnxruntime decoder gives the same tokens too."""
 
 import numpy as np
 import onnx
 import pytest
 import torch
 
+from asr_recipes.checkpoint import load_checkpoint, model_from_checkpoint
+from asr_recipes.chunk_windows import FULL
 from asr_recipes.data.features import fbank_extractor
 from asr_recipes.decoding import DecodingOptions, make_search
+from asr_recipes.decoding.streaming import StreamingRecognizer, decode_streaming
 from asr_recipes.export import contract
-from asr_recipes.export.compat import load_model
 from asr_recipes.export.onnx_greedy import OnnxGreedyDecoder
-from asr_recipes.models.conformer import chunk_window_frames
-from asr_recipes.training.checkpoint import load_checkpoint
 from tests.export.exported import CHUNK, LEFT, causal_checkpoint, exported, wav_files
 from tests.export.test_offline_clients import sherpa_symbols
 
@@ -26,7 +26,7 @@ TAIL = 0.66  # seconds of zeros after the audio, as sherpa-onnx's Python example
 def setup(tiny_corpus, tmp_path_factory):
     ckpt = causal_checkpoint(tiny_corpus, tmp_path_factory)
     out = exported("streaming", ckpt, tmp_path_factory)
-    model, tokenizer = load_model(load_checkpoint(ckpt), str(ckpt))
+    model, tokenizer = model_from_checkpoint(load_checkpoint(ckpt))
     wavs = [(p, np.concatenate([s, np.zeros(int(TAIL * 16000), np.float32)]))
             for p, s in wav_files(tiny_corpus, tmp_path_factory.mktemp("wavs"))]
     return model, tokenizer, out, wavs
@@ -34,20 +34,12 @@ def setup(tiny_corpus, tmp_path_factory):
 
 @torch.no_grad()
 def pytorch_streaming(model, samples, method):
-    """Our features of the padded audio, windows of 4 * CHUNK + 3 frames every 4 * CHUNK while
-    sherpa-onnx would find one ready (processed + window < frames), caches carried."""
+    """Our features of the padded audio through StreamingRecognizer with full windows only
+    (4 * CHUNK + 3 frames every 4 * CHUNK, while processed + window < frames), caches carried."""
     feats = torch.from_numpy(fbank_extractor().extract(samples[None], 16000))  # (T, 80)
-    window, shift = chunk_window_frames(CHUNK)
-    states = model.encoder.init_states(1, LEFT)
     search = make_search(model, DecodingOptions(method, beam=4, max_sym_per_frame=1))
-    streams = search.start(1)
-    start = 0
-    while start + window < feats.size(0):
-        out, lens, states = model.encoder.streaming_forward(feats[None, start : start + window],
-                                                            torch.tensor([window]), states)
-        search.advance(streams, out, lens)
-        start += shift
-    return search.results(streams)[0]
+    recognizer = StreamingRecognizer(model, search, CHUNK, LEFT, last=FULL)
+    return decode_streaming(recognizer, feats[None], torch.tensor([feats.size(0)]))[0]
 
 
 def sherpa_online(out, samples, method):
@@ -68,7 +60,7 @@ def sherpa_online(out, samples, method):
 def test_streaming_metadata(setup):
     model, _, out, _ = setup
     meta = {p.key: p.value for p in onnx.load(str(out / contract.ENCODER)).metadata_props}
-    window, shift = chunk_window_frames(CHUNK)
+    window, shift = model.encoder.chunk_window(CHUNK)
     assert {k: meta[k] for k in contract.STREAMING_METADATA} == {
         "num_encoder_layers": "2", "T": str(window), "decode_chunk_len": str(shift), "left_context": str(LEFT),
         "encoder_dim": "32", "pad_length": "3", "cnn_module_kernel": str(model.encoder.kernel_size)}

@@ -8,6 +8,7 @@ import yaml
 
 from asr_recipes.constants import NUM_MEL_BINS
 from asr_recipes.models import ModelConfig, build_transducer, count_parameters
+from asr_recipes.models.build import ConformerConfig
 
 CONF = Path(__file__).parents[2] / "conf" / "model"
 
@@ -34,7 +35,7 @@ def expected_parameters(c: dict, vocab: int, mel_bins_after_subsampling: int = 1
 @pytest.mark.parametrize("name", ["tiny", "small", "conformer_large"])
 def test_configs_hold_exactly_the_architecture_keys_and_build(name):
     cfg = load(name)
-    assert set(cfg) == set(ModelConfig.__dataclass_fields__)
+    assert set(cfg) == {"encoder", *ConformerConfig.__dataclass_fields__, "decoder_dim", "context_size", "joiner_dim"}
     model = build_transducer(cfg, vocab_size=500)
     assert count_parameters(model) == expected_parameters(cfg, 500)
 
@@ -85,3 +86,20 @@ def test_count_parameters_counts_shared_and_frozen_tensors_once():
     assert count_parameters(seq) == 3 * 4 + 4
     lin.bias.requires_grad_(False)
     assert count_parameters(seq, trainable_only=True) == 3 * 4
+
+
+def test_the_encoder_key_selects_the_encoder_and_defaults_to_the_conformer():
+    """A model_config written before the key existed (no "encoder") builds the same Conformer."""
+    cfg = load("tiny")
+    assert cfg["encoder"] == "conformer"
+    old = {k: v for k, v in cfg.items() if k != "encoder"}
+    torch.manual_seed(0)
+    new_model = build_transducer(cfg, 10)
+    torch.manual_seed(0)
+    old_model = build_transducer(old, 10)
+    assert type(old_model.encoder).__name__ == "Conformer"
+    for (name, a), b in zip(new_model.state_dict().items(), old_model.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert ModelConfig.from_mapping(old).to_dict() == cfg
+    with pytest.raises(ValueError, match="unknown encoder 'transformer'; known encoders: conformer"):
+        build_transducer({**cfg, "encoder": "transformer"}, 10)

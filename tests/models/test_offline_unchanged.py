@@ -21,6 +21,7 @@ import pytest
 import torch
 
 from asr_recipes.models.build import build_transducer
+from asr_recipes.models.lattice import LatticeConfig
 from tests.numerics import float32_sum_tol
 
 FIXTURE = Path(__file__).parent / "fixtures" / "offline_transducer_8dcfbde.pt"
@@ -40,7 +41,7 @@ def outputs(model, batch):
     model.train()
     with torch.no_grad():
         simple, pruned = model(batch["features"], batch["feature_lens"], batch["tokens"], batch["token_lens"],
-                               prune_range=3, reduction="none")
+                               LatticeConfig(prune_range=3), reduction="none")
     return enc, enc_lens, simple, pruned
 
 

@@ -4,9 +4,7 @@ import pytest
 import torch
 
 from asr_recipes.constants import NUM_MEL_BINS, frames_after_subsampling
-from asr_recipes.models.conformer import (
-    Conformer, chunk_attention_mask, chunk_window_frames, stack_states, unstack_states,
-)
+from asr_recipes.models.conformer import Conformer, chunk_attention_mask
 
 
 def causal_conformer(conv_norm="batch", kernel_size=5, seed=0):
@@ -39,9 +37,12 @@ def test_chunk_mask_matches_its_definition(chunk, left):
 
 
 def test_window_gives_exactly_chunk_frames():
+    enc = causal_conformer()
     for chunk in (1, 2, 5, 16):
-        window, shift = chunk_window_frames(chunk)
+        window, shift = enc.chunk_window(chunk)
         assert frames_after_subsampling(window) == chunk and shift == 4 * chunk
+        assert enc.output_lengths(window) == chunk and enc.output_lengths(window - 1) == chunk - 1
+    assert enc.min_input_frames() == 7
 
 
 @pytest.mark.parametrize("chunk,left", [(2, 4), (4, 0)])
@@ -63,9 +64,9 @@ def run_streams(enc, x, lens, chunk, left, starts):
     """Chunk-by-chunk encoding of several streams that join at step starts[n] and leave after
     their last window; active streams are stacked into one batch per step. Returns one
     (T'_n, D) tensor per stream."""
-    window, shift = chunk_window_frames(chunk)
+    window, shift = enc.chunk_window(chunk)
     N = x.size(0)
-    state = {n: unstack_states(enc.init_states(1, left))[0] for n in range(N)}
+    state = {n: enc.unstack_states(enc.init_states(1, left))[0] for n in range(N)}
     pos = [0] * N  # next window start (feature frames)
     outs = [[] for _ in range(N)]
     step = 0
@@ -80,8 +81,9 @@ def run_streams(enc, x, lens, chunk, left, starts):
             w = x[n, pos[n] : min(pos[n] + window, int(lens[n]))]
             wins[a, : w.size(0)] = w
             wlens.append(w.size(0))
-        out, out_lens, new = enc.streaming_forward(wins, torch.tensor(wlens), stack_states([state[n] for n in active]))
-        for a, (n, s) in enumerate(zip(active, unstack_states(new))):
+        out, out_lens, new = enc.streaming_forward(wins, torch.tensor(wlens),
+                                                   enc.stack_states([state[n] for n in active]))
+        for a, (n, s) in enumerate(zip(active, enc.unstack_states(new))):
             outs[n].append(out[a, : out_lens[a]])
             state[n] = s
             pos[n] += shift

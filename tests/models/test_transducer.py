@@ -9,6 +9,7 @@ import yaml
 
 from asr_recipes.constants import NUM_MEL_BINS, frames_after_subsampling
 from asr_recipes.models import build_transducer
+from asr_recipes.models.lattice import LatticeConfig
 
 TINY = yaml.safe_load((Path(__file__).parents[2] / "conf" / "model" / "tiny.yaml").read_text())
 V = 20
@@ -44,7 +45,7 @@ def test_pruned_loss_equals_full_loss_when_window_covers_all_labels():
     with torch.no_grad():
         full = model.full_loss(*batch, reduction="none")
         for prune_range in (U + 1, U + 3):
-            simple, pruned = model(*batch, prune_range=prune_range, reduction="none")
+            simple, pruned = model(*batch, LatticeConfig(prune_range=prune_range), reduction="none")
             assert simple.shape == pruned.shape == (3,)
             torch.testing.assert_close(pruned, full, atol=1e-4, rtol=1e-5)
 
@@ -55,7 +56,7 @@ def test_pruned_loss_is_never_below_full_loss():
     batch = make_batch()
     with torch.no_grad():
         full = model.full_loss(*batch, reduction="none")
-        _, pruned = model(*batch, prune_range=2, reduction="none")
+        _, pruned = model(*batch, LatticeConfig(prune_range=2), reduction="none")
     assert torch.all(pruned >= full - 1e-4)
     assert torch.any(pruned > full + 1e-3)  # with 8 labels and 2 kept positions something is lost
 
@@ -65,7 +66,7 @@ def test_simple_loss_is_rnnt_loss_of_the_additive_joiner():
     model = make_model()
     features, feature_lens, tokens, token_lens = batch = make_batch()
     with torch.no_grad():
-        simple, _ = model(*batch, lm_scale=0.0, am_scale=0.0, reduction="none")
+        simple, _ = model(*batch, LatticeConfig(lm_scale=0.0, am_scale=0.0), reduction="none")
         enc, enc_lens = model.encode(features, feature_lens)
         y = tokens.clamp(min=0)  # padding -> blank; positions past token_lens are ignored anyway
         sos_y = torch.cat([torch.zeros(3, 1, dtype=torch.int64), y], dim=1)
@@ -97,8 +98,8 @@ def test_modified_topology_pruned_loss_equals_its_written_out_recursion():
     features, feature_lens, tokens, token_lens = batch = make_batch()
     U = int(token_lens.max())
     with torch.no_grad():
-        _, pruned = model(*batch, prune_range=U + 1, reduction="none", rnnt_type="modified")
-        _, regular = model(*batch, prune_range=U + 1, reduction="none")
+        _, pruned = model(*batch, LatticeConfig(prune_range=U + 1, rnnt_type="modified"), reduction="none")
+        _, regular = model(*batch, LatticeConfig(prune_range=U + 1), reduction="none")
         enc, enc_lens = model.encode(features, feature_lens)
         y = tokens.clamp(min=0)
         dec = model.decoder(torch.cat([torch.zeros(3, 1, dtype=torch.int64), y], dim=1))
@@ -112,9 +113,9 @@ def test_modified_topology_pruned_loss_equals_its_written_out_recursion():
     short = make_batch(feature_lens=(30,), token_lens=(8,))
     assert frames_after_subsampling(30) < 8
     with torch.no_grad():
-        assert torch.isfinite(model(*short, prune_range=9, reduction="none")[1]).all()
+        assert torch.isfinite(model(*short, LatticeConfig(prune_range=9), reduction="none")[1]).all()
         with pytest.raises(ValueError, match="at most one symbol per frame"):
-            model(*short, prune_range=9, reduction="none", rnnt_type="modified")
+            model(*short, LatticeConfig(prune_range=9, rnnt_type="modified"), reduction="none")
 
 
 def test_reductions_and_token_padding_value():
@@ -207,7 +208,7 @@ def test_pruned_training_memorises_a_batch():
         token_lens = torch.tensor([5, 4, 3, 2])
         first = None
         for step in range(200):
-            simple, pruned = model(features, feature_lens, tokens, token_lens, prune_range=3)
+            simple, pruned = model(features, feature_lens, tokens, token_lens, LatticeConfig(prune_range=3))
             pruned_scale = 0.0 if step < 10 else 1.0  # bounds are meaningless before the simple loss learns
             opt.zero_grad()
             (0.5 * simple + pruned_scale * pruned).backward()

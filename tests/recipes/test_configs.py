@@ -22,7 +22,7 @@ from tests.models.test_build_transducer import expected_parameters
 CONF = Path(__file__).resolve().parents[2] / "conf"
 PRIMARY = sorted(p.stem for p in CONF.glob("*.yaml"))
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
-#: Parts of a synthesized LibriSpeech-layout corpus (asr_recipes.data.corpora.synthetic).
+#: Parts of a synthesized LibriSpeech-layout corpus (asr_recipes.synth.corpus).
 SYNTHESIZED_PARTS = {"train-clean-100", "dev-clean", "test-clean", "dev-unseen", "test-unseen", "test-other"}
 
 

@@ -20,8 +20,8 @@ import pytest
 import torch
 from lhotse import load_manifest
 
-from asr_recipes.data.corpora.synthetic import synthesize_aishell_layout, synthesize_librispeech_layout
 from asr_recipes.models.build import build_transducer
+from asr_recipes.synth.corpus import synthesize_aishell_layout, synthesize_librispeech_layout
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +34,8 @@ DECODE_ARGS = "data.num_workers=0 device=cpu"
 
 
 def run_recipe(recipe, cwd, *args, timeout=600):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # PYTHONPATH: the stages run this checkout's asr_recipes, not the one the interpreter has installed
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     cmd = ["bash", str(REPO / "egs" / recipe / "run.sh"), "--python", sys.executable, "--nj", "1",
            "--model", "tiny", *args]
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
@@ -69,7 +70,7 @@ def check_training(exp, epochs, experiment, causal=False):
     count, TensorBoard scalars."""
     expected = composed_model(experiment, causal)
     for epoch in range(1, epochs + 1):
-        ckpt = torch.load(exp / f"epoch-{epoch}.pt", map_location="cpu", weights_only=False)
+        ckpt = torch.load(exp / f"epoch-{epoch}.pt", map_location="cpu", weights_only=True)
         model = build_transducer(ckpt["model_config"], ckpt["vocab_size"], ckpt["feature_dim"])
         model.load_state_dict(ckpt["model"])
         assert all(torch.isfinite(p).all() for p in ckpt["model"].values() if p.is_floating_point())
@@ -87,7 +88,7 @@ def check_decoding(exp, fbank, corpus, parts, avg_name, unit):
     """Scoring files per method and part, covering every test cut, with the error rate that
     kaldialign gives on their own ref/hyp tokens; refs are the cut transcripts."""
     assert (exp / avg_name).is_file()
-    torch.load(exp / avg_name, map_location="cpu", weights_only=False)["model"]
+    torch.load(exp / avg_name, map_location="cpu", weights_only=True)["model"]
     for method in METHODS:
         for part in parts:
             [recogs] = (exp / method).glob(f"recogs-{part}-*.txt")
@@ -113,7 +114,7 @@ def check_streaming(recipe, tmp_path, common_args, parts, epochs=2):
     exp = tmp_path / "exp-streaming"
     run_recipe(recipe, tmp_path, *common_args, "--stage", "4", "--exp-dir", str(exp), "--streaming", "true",
                "--decode-chunks", "2 4", "--results-md", str(tmp_path / "RESULTS-streaming.md"))
-    ckpt = torch.load(exp / f"epoch-{epochs}.pt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(exp / f"epoch-{epochs}.pt", map_location="cpu", weights_only=True)
     assert ckpt["model_config"]["causal"] is True and ckpt["decoding"]["left_context"] == 64
     for method in METHODS:
         for part in parts:
@@ -245,7 +246,7 @@ def test_aishell_recipe_stages_1_to_8_reports_cer(synthesized, tmp_path):
     assert "▁" not in tokens and sum(len(t) == 1 and "\u4e00" <= t <= "\u9fff" for t in tokens) >= 10
     exp = tmp_path / "exp"
     check_training(exp, epochs=2, experiment="aishell")
-    ckpt = torch.load(exp / "epoch-2.pt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(exp / "epoch-2.pt", map_location="cpu", weights_only=True)
     assert ckpt["model_config"]["context_size"] == 1
     check_decoding(exp, fbank, "aishell", ["dev", "test"], "averaged-epoch-2-avg-1.pt", "char")
     for method in METHODS:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from asr_recipes.training import checkpoint as ckpt_io
+from asr_recipes import checkpoint as ckpt_io
 
 pytestmark = pytest.mark.slow
 

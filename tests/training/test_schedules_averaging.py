@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from asr_recipes.training.averaging import (
+from asr_recipes.checkpoint.averaging import (
     average_between,
     average_state_dicts,
     init_running_average,

@@ -9,12 +9,14 @@ from collections import Counter
 import pytest
 import torch
 
+from asr_recipes import checkpoint as ckpt_io
+from asr_recipes.constants import frames_after_subsampling  # the tiny Conformer's encoder frames
 from asr_recipes.data.datamodule import DataModule
 from asr_recipes.data.tokenizer import load_tokenizer, tokenizer_from_dict
 from asr_recipes.models.build import build_transducer
-from asr_recipes.training import checkpoint as ckpt_io
+from asr_recipes.models.lattice import LatticeConfig
 from asr_recipes.training.distributed import DistInfo
-from asr_recipes.training.objective import LossConfig, encoder_frames
+from asr_recipes.training.objective import LossConfig
 from asr_recipes.training.schedules import EdenConfig
 from asr_recipes.training.trainer import OptimConfig, Trainer, TrainerConfig, seed_everything
 from tests.conftest import tiny_data_config
@@ -110,7 +112,7 @@ def audio_free_loss_per_frame(batch) -> float:
     labels has T blanks and U labels, and there are C(T + U - 1, U) of them (the last blank ends
     the utterance), so P(y) = C(T + U - 1, U) b^T (1 - b)^U prod_u q_{y_u}; its maximum over b and
     q is at the batch's own blank share b = sum T / (sum T + sum U) and token frequencies q."""
-    frames = encoder_frames(batch["feature_lens"]).tolist()
+    frames = frames_after_subsampling(batch["feature_lens"]).tolist()
     lengths = batch["token_lens"].tolist()
     tokens = [t for row, n in zip(batch["tokens"].tolist(), lengths) for t in row[:n]]
     total_t, total_u = sum(frames), sum(lengths)
@@ -129,7 +131,7 @@ def test_training_memorises_a_batch_beyond_what_the_label_prior_explains(tiny_co
                            optim=OptimConfig(lr=0.03, schedule=EdenConfig(warmup_batches=0)))
     batch = _batch(tiny_corpus, trainer)
     bound = audio_free_loss_per_frame(batch)
-    frames = float(encoder_frames(batch["feature_lens"]).sum())
+    frames = float(frames_after_subsampling(batch["feature_lens"]).sum())
 
     def full_loss_per_frame():
         trainer.model.eval()
@@ -308,6 +310,7 @@ def test_loss_topology_is_checked_and_reaches_the_model(tiny_corpus, tmp_path):
         _, parts_r = regular.objective(*args)
         _, parts_m = modified.objective(*args)
         # Same weights (same seed): only the lattice differs, as the model computes it directly.
-        _, expected = modified.model(*args[:4], prune_range=5, lm_scale=0.25, reduction="none", rnnt_type="modified")
+        _, expected = modified.model(*args[:4], LatticeConfig(prune_range=5, lm_scale=0.25, rnnt_type="modified"),
+                                     reduction="none")
     torch.testing.assert_close(parts_m["pruned"], expected)
     assert not torch.allclose(parts_r["pruned"], parts_m["pruned"])

@@ -69,8 +69,8 @@ class CorpusSpec:
 
 
 #: Corpus name -> module. Adding a corpus: a module following the contract + one line.
-#: (Other modules here, e.g. ``synthetic``, write corpora in these layouts; they are not
-#: corpora of their own.)
+#: (The synthesized corpora of asr_recipes.synth are written in these layouts, e.g. LibriSpeech's,
+#: and prepared as that corpus; they are not corpora of their own.)
 _CORPORA = {
     "librispeech": f"{__name__}.librispeech",
     "aishell": f"{__name__}.aishell",

@@ -25,7 +25,7 @@ DEFAULT_PARTS = ("train-clean-100", "dev-clean", "dev-other", "test-clean", "tes
 TRAIN_PARTS = ("train-clean-100", "train-clean-360", "train-other-500", "train-clean-5")
 #: Threads reading audio headers during preparation (I/O bound, so more than the cores).
 PREPARE_THREADS = 4
-#: Parts only the synthesized corpus in this layout has (asr_recipes.data.corpora.synthetic):
+#: Parts only the synthesized corpus in this layout has (asr_recipes.synth.corpus):
 #: a voice that no training speaker has.
 SYNTHESIZED_PARTS = ("dev-unseen", "test-unseen")
 #: Every part name lhotse knows (full and mini LibriSpeech), plus the synthesized corpus' own.

@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from asr_recipes.gpu_check.bundle import BundleSpec, build_bundle
-from asr_recipes.gpu_check.wheels import download_wheels
+from asr_recipes.tools.gpu_check.bundle import BundleSpec, build_bundle
+from asr_recipes.tools.gpu_check.wheels import download_wheels
 
 log = logging.getLogger(__name__)
 

@@ -1,10 +1,11 @@
-"""Wheels of the Python packages the GPU machine lacks, fetched here for it (it has no network).
+"""Wheels of the Python packages a GPU machine's Python may lack, fetched beforehand (the GPU
+machine needs no network).
 
-The GPU machine's python3 (3.12, x86-64) has torch, torchaudio, triton, numpy, sentencepiece,
-tensorboard, pytest, ... but not lhotse, hydra and a few of their needs
-(/work/.library/device/KINDS.md lists what it has). ``download_wheels`` saves one wheel per
-missing package, at the version installed in this environment (the one the tests passed
-with), for that interpreter and platform. A package published only as a source archive
+A CUDA image's Python typically has torch, torchaudio, triton, numpy, sentencepiece,
+tensorboard, pytest, ... but not lhotse, hydra and a few of their needs (PACKAGES).
+``download_wheels`` saves one wheel per package, at the version installed in this environment
+(the one the tests passed with), for the target interpreter (conf/gpu_prepare.yaml's
+python_version) and platform (PLATFORMS). A package published only as a source archive
 (antlr4-python3-runtime, pure Python) is built into a wheel here. local/gpu_check.sh installs
 them there with ``pip install --no-index --no-deps --target``.
 """

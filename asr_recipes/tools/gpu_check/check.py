@@ -25,15 +25,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-from asr_recipes.gpu_check import kernels, loss_bench, training
-from asr_recipes.gpu_check.bundle import TEST_PART, TRAIN_PART, BundleError, install_bundle
-from asr_recipes.gpu_check.decode_speed import SpeedRow, speed_table
-from asr_recipes.gpu_check.report import Report, fenced, shown, table
-from asr_recipes.gpu_check.timebox import Finished, run_timed
+from asr_recipes import checkpoint as ckpt_io
 from asr_recipes.machine import cpu_name
-from asr_recipes.training import checkpoint as ckpt_io
+from asr_recipes.tools.bench.decode import SpeedRow, speed_table
+from asr_recipes.tools.gpu_check import kernels, loss_bench, training
+from asr_recipes.tools.gpu_check.bundle import TEST_PART, TRAIN_PART, BundleError, install_bundle
+from asr_recipes.tools.gpu_check.report import Report, fenced, shown, table
+from asr_recipes.tools.gpu_check.timebox import Finished, run_timed
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 PARTS = ("kernels", "bench", "train", "decode")
 HEADINGS = {
     "kernels": "## 1. Loss kernels: pytest tests/rnnt",

@@ -7,8 +7,8 @@ recorded gaps there is only the -80 dB noise floor, inside each word there is sp
 import numpy as np
 from lhotse import load_manifest
 
-from asr_recipes.data.corpora import biasing, word_gaps
 from asr_recipes.data.manifests import manifest_path
+from asr_recipes.synth import biasing, word_gaps
 
 
 def test_word_gaps_set_records_the_silences_its_audio_has(tmp_path):

@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
-from asr_recipes.gpu_check.report import fenced, fmt, shown, table
-from asr_recipes.gpu_check.timebox import Finished
+from asr_recipes.tools.gpu_check.report import fenced, fmt, shown, table
+from asr_recipes.tools.gpu_check.timebox import Finished
 
 _RECURSION = re.compile(r"^recursion alone .*?(?:warps (\w+))?: ([\d.,]+) ms$")
 
@@ -48,7 +48,7 @@ def _number(cell: str) -> Optional[float]:
 
 
 def parse_bench(output: str) -> BenchOutput:
-    """The lines bench_loss prints (see asr_recipes/bin/bench_loss.py: bench_shapes, bench_recursion)."""
+    """The lines bench_loss prints (see asr_recipes/tools/bench/loss.py: bench_shapes, bench_recursion)."""
     out = BenchOutput()
     for line in output.splitlines():
         line = line.strip()

@@ -100,7 +100,7 @@ def decode_speed(model, tokenizer, cuts: CutSet, searches: Mapping[str, SearchSt
 
 def speed_table(rows: Sequence[SpeedRow]) -> list[str]:
     """Markdown table of the rows."""
-    from asr_recipes.gpu_check.report import table
+    from asr_recipes.tools.gpu_check.report import table
 
     return table(["batch size", "method", "batches", "utterances", "audio s", "wall s", "RTF", "utt/s", "error rate",
                   "all decoded"],

@@ -1,7 +1,7 @@
 """Small synthesized evaluation sets whose ground truth no model produced (word timing,
 hotword biasing), ready to decode.
 
-Speech comes from espeak-ng + sox with the speakers of asr_recipes.data.corpora.synthetic
+Speech comes from espeak-ng + sox with the speakers of asr_recipes.synth.corpus
 (``make_speakers``: train speakers, or the held-out voices of dev/test). A set is one named
 part written under ``out_dir``::
 
@@ -31,11 +31,11 @@ from lhotse.supervision import AlignmentItem
 
 from asr_recipes.atomic_files import write_atomic, write_atomic_with
 from asr_recipes.constants import SAMPLE_RATE
-from asr_recipes.data.corpora.synthetic_voices import (
-    ENGLISH_VOICES, SPEED_RANGE, Speaker, SynthesisError, check_tools, make_speakers, render_samples,
-)
 from asr_recipes.data.features import compute_fbank
 from asr_recipes.data.manifests import manifest_path, write_atomically
+from asr_recipes.synth.voices import (
+    ENGLISH_VOICES, SPEED_RANGE, Speaker, SynthesisError, check_tools, make_speakers, render_samples,
+)
 
 #: a word's speech is where |sample| exceeds this fraction of its peak (-40 dB)
 TRIM_THRESHOLD = 0.01

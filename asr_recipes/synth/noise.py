@@ -31,8 +31,8 @@ import soundfile
 
 from asr_recipes.atomic_files import write_atomic_with
 from asr_recipes.constants import SAMPLE_RATE
-from asr_recipes.data.corpora.synthetic_text import GRAMMARS, sample_sentences
-from asr_recipes.data.corpora.synthetic_voices import Speaker, render_audio
+from asr_recipes.synth.text import GRAMMARS, sample_sentences
+from asr_recipes.synth.voices import Speaker, render_audio
 
 #: Families of generated noise, in the order files and pools cycle through them.
 NOISE_FAMILIES = ("white", "pink", "brown", "band", "hum")

@@ -21,7 +21,7 @@ import pytest
 import soundfile
 from lhotse.recipes import prepare_aishell, prepare_librispeech, prepare_musan
 
-from asr_recipes.data.corpora.synthetic import (
+from asr_recipes.synth.corpus import (
     MARKER_NAME,
     SILENCE_MARGINS,
     SynthesisError,
@@ -35,7 +35,7 @@ from asr_recipes.data.corpora.synthetic import (
     synthesize_librispeech_layout,
     to_pinyin,
 )
-from asr_recipes.data.corpora.synthetic_text import GRAMMARS
+from asr_recipes.synth.text import GRAMMARS
 
 REPO = Path(__file__).resolve().parents[2]
 LIBRISPEECH_PARTS = {"train": "train-clean-100", "dev": "dev-clean", "test": "test-clean"}
@@ -277,7 +277,7 @@ def speak(tmp_path, speaker, text="please turn off the lights in the kitchen") -
 
 
 def test_flite_voices_are_other_people_than_espeak(tmp_path):
-    from asr_recipes.data.corpora.synthetic_voices import Speaker, synthesize_wav
+    from asr_recipes.synth.voices import Speaker, synthesize_wav
 
     flite = {v: Speaker("1", v, "", 100, 0, engine="flite") for v in ("kal16", "awb", "rms", "slt")}
     espeak = Speaker("2", "en-us", "m3", 160, 50)
@@ -293,7 +293,7 @@ def test_flite_voices_are_other_people_than_espeak(tmp_path):
 
 
 def test_flite_speakers_differ_by_sox_tempo_and_pitch(tmp_path):
-    from asr_recipes.data.corpora.synthetic_voices import Speaker
+    from asr_recipes.synth.voices import Speaker
 
     base, base_rate = speak(tmp_path, Speaker("1", "rms", "", 100, 0, engine="flite"))
     slow, _ = speak(tmp_path, Speaker("1", "rms", "", 85, 0, engine="flite"))
@@ -304,7 +304,7 @@ def test_flite_speakers_differ_by_sox_tempo_and_pitch(tmp_path):
 
 
 def test_training_flite_speakers_get_their_own_intonation_mean():
-    from asr_recipes.data.corpora.synthetic_voices import (FLITE_F0_RANGE, FLITE_F0_VOICES, Speaker,
+    from asr_recipes.synth.voices import (FLITE_F0_RANGE, FLITE_F0_VOICES, Speaker,
                                                            make_flite_speakers, synthesize_wav)
 
     text = "please turn off the lights in the kitchen"
@@ -327,7 +327,7 @@ def test_training_flite_speakers_get_their_own_intonation_mean():
 
 
 def test_silence_margins_are_exact_silence_around_the_engine_output(tmp_path):
-    from asr_recipes.data.corpora.synthetic_voices import Speaker
+    from asr_recipes.synth.voices import Speaker
 
     speaker = Speaker("1", "rms", "", 100, 0, engine="flite")
     text = "dial five"

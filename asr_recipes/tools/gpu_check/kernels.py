@@ -13,8 +13,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from asr_recipes.gpu_check.report import fenced, shown, table
-from asr_recipes.gpu_check.timebox import Finished
+from asr_recipes.tools.gpu_check.report import fenced, shown, table
+from asr_recipes.tools.gpu_check.timebox import Finished
 
 #: "tests/rnnt/test_x.py::test_y[param] PASSED   [ 12%]"
 _RESULT = re.compile(r"^(\S+::\S+) (PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)\b")

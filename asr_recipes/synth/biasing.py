@@ -2,13 +2,13 @@
 of the task has (place names), spoken by held-out voices, plus sentences without one.
 
 Each sentence of part ``biasing-hot`` is a test-split sentence of the task's grammar
-(asr_recipes.data.corpora.synthetic_text; with the corpus' ``seed``, so never a training
+(asr_recipes.synth.text; with the corpus' ``seed``, so never a training
 sentence) with one word, at a seeded position, replaced by one of HOTWORDS (each used
 equally often); ``biasing-plain`` holds other test-split sentences, unchanged, by the same
 held-out speakers. The draws skip the first SKIP test sentences (the mini corpus' own
 test-clean), so neither part repeats test-clean's list. ``hotwords.txt`` lists the names, one per line.
 
-    python -m asr_recipes.data.corpora.biasing OUT_DIR [--task commands] [--num 200]
+    python -m asr_recipes.synth.biasing OUT_DIR [--task commands] [--num 200]
     python -m asr_recipes.bin.decode experiment=mini exp_dir=E ... "methods=[modified_beam_search]" \\
         data.manifest_dir=OUT_DIR/fbank "data.test_parts=[biasing-hot,biasing-plain]" \\
         hotwords_file=OUT_DIR/hotwords.txt hotwords_score=1.5   # hotwords_score=0: no biasing, recall still counted
@@ -27,8 +27,8 @@ import sys
 from pathlib import Path
 
 from asr_recipes.atomic_files import write_atomic
-from asr_recipes.data.corpora.synthetic_sets import Item, speak, speakers, write_set
-from asr_recipes.data.corpora.synthetic_text import GRAMMARS, sample_sentences
+from asr_recipes.synth.sets import Item, speak, speakers, write_set
+from asr_recipes.synth.text import GRAMMARS, sample_sentences
 
 HOT_PART, PLAIN_PART = "biasing-hot", "biasing-plain"
 HOTWORDS_FILE = "hotwords.txt"
@@ -85,7 +85,7 @@ def build(out_dir: str | Path, task: str = "commands", num: int = 200, seed: int
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m asr_recipes.data.corpora.biasing", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m asr_recipes.synth.biasing", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out_dir")
     parser.add_argument("--task", default="commands", choices=sorted(k for k in GRAMMARS if k != "mandarin"))

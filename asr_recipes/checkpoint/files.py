@@ -1,77 +1,26 @@
-"""Self-describing, atomically written checkpoints and their discovery for resuming.
+"""Checkpoint files in an experiment directory: their names, and finding the one to resume.
 
-A checkpoint is one ``torch.save`` dict. Besides weights and training state it carries
-everything needed to rebuild the model and its input pipeline without the training config:
-
-    format          "asr-recipes/1"
-    model_config    architecture mapping for models.build_transducer
-    vocab_size, feature_dim
-    tokenizer       Tokenizer.to_dict() (sentencepiece model bytes embedded)
-    feature_config  fbank settings the model was trained on
-    decoding        the recipe's decoding settings: defaults of decode / transcribe / export
-                    (method, beam, max_sym_per_frame; chunk_size, left_context if streaming)
-    model           state_dict;  model_avg: running-average state_dict (float64) or None
-    optimizer, scheduler, grad_scaler, sampler, rng     (training state)
-    progress        {"epoch", "step", "batches_in_epoch", "average_count", "train_seconds"}
-    train_config    the resolved training config, for the record
-
-Files in an experiment directory: ``epoch-<N>.pt`` at the end of each epoch,
-``checkpoint-<step>.pt`` every save_every_n steps (the newest K kept), ``minutes-<m>.pt`` when
-the training time passes multiples of save_every_minutes, and ``latest.txt``
-naming the newest file, updated after the file itself is complete.
+``epoch-<N>.pt`` at the end of each epoch, ``checkpoint-<step>.pt`` every save_every_n steps
+(the newest K kept), ``minutes-<m>.pt`` when the training time passes multiples of
+save_every_minutes, ``averaged-epoch-<N>-avg-<K>.pt`` written by the average stage, and
+``latest.txt`` naming the newest training checkpoint, updated after the file itself is complete.
 """
 
+from __future__ import annotations
+
 import logging
+import os
 import re
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-import torch
-
-from asr_recipes.atomic_files import write_atomic, write_atomic_with
+from asr_recipes.checkpoint.io import LATEST, CheckpointError, UnsafeCheckpointError, load_checkpoint
 
 log = logging.getLogger(__name__)
 
-FORMAT = "asr-recipes/1"
-LATEST = "latest.txt"
 _STEP_RE = re.compile(r"^checkpoint-(\d+)\.pt$")
 _EPOCH_RE = re.compile(r"^epoch-(\d+)\.pt$")
 _MINUTES_RE = re.compile(r"^minutes-([0-9.]+)\.pt$")
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint file is missing, truncated or not one of ours."""
-
-
-def save_checkpoint(path: Path, state: Dict[str, Any], update_latest: bool = True) -> None:
-    """Writes ``state`` to ``path`` atomically (asr_recipes.atomic_files), then, with
-    update_latest, points latest.txt at it (the checkpoint a restart resumes from).
-
-    A process killed at any moment leaves either the old file set or the new one, never a
-    truncated checkpoint under a real name.
-    """
-    path = Path(path)
-    write_atomic_with(path, lambda f: torch.save({**state, "format": FORMAT}, f))
-    if update_latest:
-        write_atomic(path.parent / LATEST, path.name + "\n")
-
-
-def load_checkpoint(path: Path, map_location: str = "cpu") -> Dict[str, Any]:
-    """Loads one of our checkpoints; raises CheckpointError naming the file if it is not usable."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as e:  # truncated zip, pickle errors ...
-        raise CheckpointError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e}): the file is truncated "
-                              f"or not written by torch.save; expected an asr-recipes checkpoint (format {FORMAT!r}) "
-                              "written by the train or average stage") from e
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise CheckpointError(f"{path} is not an asr-recipes checkpoint: format {found!r}, expected {FORMAT!r} "
-                              "(a checkpoint written by the train or average stage of this version)")
-    return ckpt
 
 
 def _numbered(exp_dir: Path, pattern: re.Pattern) -> List[Path]:
@@ -87,6 +36,10 @@ def step_checkpoints(exp_dir: Path) -> List[Path]:
 
 def epoch_checkpoint(exp_dir: Path, epoch: int) -> Path:
     return Path(exp_dir) / f"epoch-{epoch}.pt"
+
+
+def averaged_path(exp_dir: str | os.PathLike, epoch: int, avg: int) -> Path:
+    return Path(exp_dir) / f"averaged-epoch-{epoch}-avg-{avg}.pt"
 
 
 def epoch_checkpoints(exp_dir: Path) -> List[Path]:
@@ -151,10 +104,16 @@ def resume_candidates(exp_dir: Path) -> List[Path]:
 
 
 def load_latest(exp_dir: Path, map_location: str = "cpu") -> Optional[Dict[str, Any]]:
-    """The newest readable checkpoint in exp_dir (with its path under "path"), or None if none."""
+    """The newest readable checkpoint in exp_dir (with its path under "path"), or None if none.
+
+    An unreadable (truncated) file is skipped for an older one; a file holding unsafe types
+    (UnsafeCheckpointError) stops the search: resuming from an older checkpoint, or from
+    scratch, would silently overwrite a run that only needs converting."""
     for path in resume_candidates(exp_dir):
         try:
             ckpt = load_checkpoint(path, map_location)
+        except UnsafeCheckpointError:
+            raise
         except CheckpointError as e:
             log.warning("skipping unusable checkpoint: %s", e)
             continue

@@ -1,6 +1,6 @@
 """Synthesized-speech corpora in the exact LibriSpeech and AISHELL-1 layouts.
 
-Speech comes from two engines (:mod:`synthetic_voices`): espeak-ng (formant synthesis) and
+Speech comes from two engines (:mod:`voices`): espeak-ng (formant synthesis) and
 flite (voices built from recordings of real people), piped through sox; no download. The
 layouts match the real corpora, so lhotse's ``prepare_librispeech`` / ``prepare_aishell``
 read them unchanged and recipes run the same code on both.
@@ -19,11 +19,11 @@ read them unchanged and recipes run the same code on both.
   ==================  =====================================================================
 
   plus, with ``noise_corpus``, generated training noise in the MUSAN layout under
-  ``<out_dir>/musan`` (:mod:`synthetic_noise`).
+  ``<out_dir>/musan`` (:mod:`noise`).
 - AISHELL-1: ``<out_dir>/data_aishell/wav/{train,dev,test}/<spk>/<uttid>.wav`` plus
   ``data_aishell/transcript/aishell_transcript_v0.8.txt`` (espeak-ng Mandarin only).
 
-Audio: 16 kHz, mono, 16-bit. Texts come from the seeded grammars in :mod:`synthetic_text`
+Audio: 16 kHz, mono, 16-bit. Texts come from the seeded grammars in :mod:`text`
 (dev/test sentences never occur in train). Everything is deterministic in ``seed``: reruns
 give byte-identical files. A marker file in each corpus root records a fingerprint of the
 whole plan (paths, texts, voices, tool versions); a complete corpus with the same
@@ -48,9 +48,9 @@ import numpy as np
 
 from asr_recipes.atomic_files import write_atomic
 from asr_recipes.constants import SAMPLE_RATE
-from asr_recipes.data.corpora import synthetic_noise as noise
-from asr_recipes.data.corpora.synthetic_text import GRAMMARS, SPLITS, sample_sentences
-from asr_recipes.data.corpora.synthetic_voices import (  # noqa: F401  (Speaker, SynthesisError: public API)
+from asr_recipes.synth import noise
+from asr_recipes.synth.text import GRAMMARS, SPLITS, sample_sentences
+from asr_recipes.synth.voices import (  # noqa: F401  (Speaker, SynthesisError: public API)
     ENGLISH_VOICES, MANDARIN_VOICES, SPEED_RANGE, Speaker, SynthesisError, check_tools, make_flite_speakers,
     make_speakers, render_audio)
 

@@ -40,11 +40,11 @@ from lhotse.features.base import Features
 from asr_recipes.atomic_files import write_atomic
 from asr_recipes.constants import FRAME_SHIFT, SAMPLE_RATE
 from asr_recipes.data.corpora import get_corpus
-from asr_recipes.data.corpora.synthetic import synthesize_librispeech_layout
 from asr_recipes.data.features import compute_fbank
 from asr_recipes.data.filters import cut_text
 from asr_recipes.data.manifests import manifest_path, write_atomically
 from asr_recipes.data.tokenizer import train_tokenizer
+from asr_recipes.synth.corpus import synthesize_librispeech_layout
 
 log = logging.getLogger(__name__)
 

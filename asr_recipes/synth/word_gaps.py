@@ -2,7 +2,7 @@
 produced.
 
 Every word is synthesized on its own (espeak-ng + sox, asr_recipes.data.corpora.
-synthetic_sets.speak), trimmed to its speech (first to last sample above 1% of its peak),
+sets.speak), trimmed to its speech (first to last sample above 1% of its peak),
 and the words of an utterance are joined with silence: a gap drawn from ``gaps`` seconds
 between words, and before the first and after the last word silences drawn from ``lead``
 and ``tail``; a faint Gaussian noise floor (``noise``, 80 dB below full scale) covers the
@@ -13,9 +13,9 @@ leading silence, emits its first token on encoder frame 0 whatever the lead (see
 egs/mini/RESULTS.md), so longer leads measure that habit rather than word timing. Each word's start
 and end are therefore sample counts, stored as the supervision's ``alignment["word"]``.
 
-    python -m asr_recipes.data.corpora.word_gaps build OUT_DIR [--task commands] [--num 100]
+    python -m asr_recipes.synth.word_gaps build OUT_DIR [--task commands] [--num 100]
     python -m asr_recipes.bin.decode ... data.manifest_dir=OUT_DIR/fbank "data.test_parts=[word-gaps]"
-    python -m asr_recipes.data.corpora.word_gaps score OUT_DIR E/<method>/ctm-word-gaps-<key>.ctm
+    python -m asr_recipes.synth.word_gaps score OUT_DIR E/<method>/ctm-word-gaps-<key>.ctm
 
 (``score`` also takes the JSON lines of ``bin.transcribe --timestamps`` on OUT_DIR/audio/word-gaps/*.wav.)
 """
@@ -33,12 +33,12 @@ import numpy as np
 from lhotse import load_manifest
 
 from asr_recipes.constants import SAMPLE_RATE
-from asr_recipes.data.corpora.synthetic import Speaker
-from asr_recipes.data.corpora.synthetic_sets import Item, speak, speakers, trim, write_set
-from asr_recipes.data.corpora.synthetic_text import GRAMMARS, sample_sentences
 from asr_recipes.data.manifests import manifest_path
 from asr_recipes.scoring.ctm import read_ctm
 from asr_recipes.scoring.word_timing import boundary_errors, summarize
+from asr_recipes.synth.corpus import Speaker
+from asr_recipes.synth.sets import Item, speak, speakers, trim, write_set
+from asr_recipes.synth.text import GRAMMARS, sample_sentences
 
 PART = "word-gaps"
 
@@ -115,7 +115,7 @@ def read_hypothesis(path: str | Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m asr_recipes.data.corpora.word_gaps", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m asr_recipes.synth.word_gaps", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="synthesize the set (audio, manifests, fbank cuts)")
     b.add_argument("out_dir")

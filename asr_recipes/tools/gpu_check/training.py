@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
-from asr_recipes.gpu_check.report import fenced, fmt, shown, table
-from asr_recipes.gpu_check.timebox import Finished
+from asr_recipes.tools.gpu_check.report import fenced, fmt, shown, table
+from asr_recipes.tools.gpu_check.timebox import Finished
 
 _STEP = re.compile(r"step (\d+): (.+?), lr ([^,]+), grad norm ([^,]+), ([\d.]+) utt/s, ([\d.]+) s of audio/s, "
                    r"([\d.]+) ms/step(?:, peak mem ([\d.]+) GiB)?\s*$")

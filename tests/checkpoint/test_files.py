@@ -7,7 +7,7 @@ import time
 import pytest
 import torch
 
-from asr_recipes.training import checkpoint as ckpt_io
+from asr_recipes import checkpoint as ckpt_io
 
 
 def test_save_load_and_latest(tmp_path):
@@ -35,7 +35,7 @@ def test_unreadable_newest_checkpoint_falls_back_to_an_older_one(tmp_path):
 
 WRITER = """
 import sys, torch
-from asr_recipes.training.checkpoint import save_checkpoint
+from asr_recipes.checkpoint import save_checkpoint
 print("ready", flush=True)
 save_checkpoint(sys.argv[1], {"progress": {"step": 99}, "model": {"big": torch.randn(100_000_000)}})
 print("done", flush=True)
@@ -67,7 +67,7 @@ def test_prune_step_checkpoints_keeps_the_newest(tmp_path):
 
 
 def test_epoch_last_is_the_newest_epoch_and_caps_the_average(tmp_path):
-    from asr_recipes.training.checkpoint import CheckpointError, resolve_epoch_avg
+    from asr_recipes.checkpoint import CheckpointError, resolve_epoch_avg
 
     with pytest.raises(CheckpointError, match="no epoch-"):
         resolve_epoch_avg(tmp_path, "last", 3)
