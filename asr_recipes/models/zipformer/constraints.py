@@ -160,7 +160,7 @@ class _WhitenFunction(torch.autograd.Function):
         with torch.enable_grad(), torch.autocast(x.device.type, enabled=False):
             x = x.detach().float().requires_grad_()
             metric = whitening_metric(x, w.num_groups)
-            if float(metric) < float(w.whitening_limit):
+            if float(metric.detach()) < float(w.whitening_limit):
                 w.prob = w.min_prob  # within the limit: check less often
                 return grad, None
             w.prob = w.max_prob
