@@ -45,8 +45,9 @@ class _BiasNormFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        x, b, inv_rms, log_scale = (t.float() for t in ctx.saved_tensors)
-        g = grad.float()
+        dtype = torch.promote_types(grad.dtype, torch.float32)  # half precision: backward in float32
+        x, b, inv_rms, log_scale = (t.to(dtype) for t in ctx.saved_tensors)
+        g = grad.to(dtype)
         d, C = ctx.channel_dim, x.shape[ctx.channel_dim]
         scale = log_scale.exp()
         g_dot_x = (g * x).sum(dim=d, keepdim=True)  # per frame

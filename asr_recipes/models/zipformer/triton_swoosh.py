@@ -36,7 +36,8 @@ if triton is not None:
         e = tl.exp(-tl.abs(z))  # in (0, 1]
         u = 1.0 + e
         # log1p(e): log(u) * e / (u - 1) corrects the rounding of 1 + e (exact where u == 1)
-        log1p_e = tl.where(u == 1.0, e, tl.log(u) * e / (u - 1.0))
+        exact = u == 1.0
+        log1p_e = tl.where(exact, e, tl.log(u) * e / tl.where(exact, 1.0, u - 1.0))
         softplus = tl.maximum(z, 0.0) + log1p_e
         sigmoid = tl.where(z >= 0.0, 1.0 / u, e / u)
         return softplus, sigmoid
