@@ -125,8 +125,9 @@ class Conv2dSubsampling(nn.Module):
     def _convolve(self, x: Tensor, x_lens: Tensor) -> tuple[Tensor, Tensor]:
         """(N, T, F) -> conv output (N, C3, (T-7)//2, F') with frames past each utterance's
         valid frames set to zero, and those valid counts (N,) (clamped at 0)."""
-        if x.size(1) < 7:
-            raise ValueError(f"the Zipformer front end needs at least 7 feature frames, got a batch of T={x.size(1)}")
+        if x.size(1) < 9:
+            raise ValueError(f"the Zipformer front end needs at least 9 feature frames (one output frame), got a "
+                             f"batch of T={x.size(1)}; filter out cuts shorter than 9 frames (90 ms)")
         y = self.conv(x.unsqueeze(1))  # (N, C3, T', F'): time and mel bins as the image axes
         valid = ((x_lens - 7) // 2).clamp(min=0)  # (N,)
         padded = torch.arange(y.size(2), device=y.device)[None, :] >= valid[:, None]  # (N, T')
