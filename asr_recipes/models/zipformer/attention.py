@@ -77,6 +77,36 @@ class CompactRelPositionalEncoding(nn.Module):
         return self.dropout(pos_emb.unsqueeze(0))
 
 
+class _SoftmaxFunction(torch.autograd.Function):
+    """softmax whose backward keeps the output in the autocast dtype (half the memory of the
+    float32 output autocast's own softmax keeps); the backward computes in float32 (or float64)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, dim: int):
+        y = x.softmax(dim=dim)
+        device = x.device.type
+        if torch.is_autocast_enabled(device):
+            y = y.to(torch.get_autocast_dtype(device))
+        ctx.save_for_backward(y)
+        ctx.dim = dim
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (y,) = ctx.saved_tensors
+        dtype = torch.promote_types(grad.dtype, torch.float32)  # half precision: backward in float32
+        y, g = y.to(dtype), grad.to(dtype)
+        gy = g * y
+        return (gy - y * gy.sum(dim=ctx.dim, keepdim=True)).to(grad.dtype), None
+
+
+def softmax(x: Tensor, dim: int) -> Tensor:
+    """x.softmax(dim), with the memory-saving backward when x needs a gradient."""
+    if x.requires_grad and torch.is_grad_enabled():
+        return _SoftmaxFunction.apply(x, dim)
+    return x.softmax(dim=dim)
+
+
 def _relative_to_absolute(pos_scores: Tensor, num_keys: int) -> Tensor:
     """(H, N, T, L + 2T - 1) scores per relative offset -> (H, N, T, S = L + T) per key.
 
@@ -156,7 +186,7 @@ class RelPositionMultiheadAttentionWeights(nn.Module):
             scores = scores.masked_fill(attn_mask, MASKED_SCORE)
         if key_padding_mask is not None:
             scores = scores.masked_fill(key_padding_mask[:, None, :], MASKED_SCORE)  # (N, 1, S) over queries
-        weights = scores.softmax(dim=-1)
+        weights = softmax(scores, dim=-1)
         weights = nn.functional.dropout(weights, p=self.dropout, training=self.training)
         return weights, new_cache
 

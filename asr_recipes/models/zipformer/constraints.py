@@ -80,7 +80,8 @@ class _BalancerFunction(torch.autograd.Function):
             rms = mean_sq.clamp(min=1.0e-20).sqrt()
             ratio = mean / std
             # distance outside the allowed ranges: 0 inside them
-            violation = (ratio - ratio.clamp(min_mean, max_mean)).abs() + (rms.clamp(min_rms, max_rms) / rms).log().abs()
+            violation = ((ratio - ratio.clamp(min_mean, max_mean)).abs()
+                         + (rms.clamp(min_rms, max_rms) / rms).log().abs())
             (push,) = torch.autograd.grad(violation.sum(), x)
         push_rms = (push * push).mean(dim=dims, keepdim=True).sqrt().clamp(min=1.0e-20)
         push = push * (ctx.grad_scale / push_rms)  # per channel, rms grad_scale

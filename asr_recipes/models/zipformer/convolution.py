@@ -4,6 +4,13 @@ Streaming models replace the depthwise convolution by ChunkCausalDepthwiseConv1d
 convolution over the past plus a symmetric one that sees only the frames of the current chunk.
 Chunks are the attention chunks, so a chunk-by-chunk run with caches computes what the whole
 utterance computes with the same chunking.
+
+Two choices differ from icefall's ChunkCausalDepthwiseConv1d where icefall's own streaming
+and whole-utterance runs disagree: without chunking (full context) the chunk-end corrections
+sit at each utterance's own end (icefall: at the padded batch's end); and a sequence shorter
+than one chunk is a partial chunk padded with zeros, as in streaming (icefall's whole-utterance
+run shrinks the chunk to the sequence). For an utterance alone and at least a chunk long, both
+compute the same.
 """
 
 from __future__ import annotations

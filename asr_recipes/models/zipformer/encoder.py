@@ -22,8 +22,10 @@ outputs:
 * ``streaming_forward(window, window_lens, states)``: chunk by chunk with explicit caches.
 
 Padding never leaks into valid frames, offline or streaming: an utterance's outputs are the
-same alone or in a padded batch (where icefall's own code differs slightly: see
-frontend.py and stack.py for the two places).
+same alone or in a padded batch. icefall's code computes the same for an utterance alone, but
+in a padded batch lets padding reach the last few valid frames in three places (the front
+end's ConvNeXt, the downsampling's last group, and a causal model's full-context convolution
+edge scales): see frontend.py, stack.py and convolution.py.
 
 State-dict names equal icefall's with ``encoder_embed.`` moved under this module: icefall's
 ``encoder_embed.X`` is ``encoder_embed.X`` here and its ``encoder.X`` is ``X`` (see

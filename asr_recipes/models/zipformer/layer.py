@@ -117,8 +117,9 @@ class ZipformerLayer(nn.Module):
         self.conv_module1 = ConvolutionModule(embed_dim, cnn_module_kernel, causal)
         self.conv_module2 = ConvolutionModule(embed_dim, cnn_module_kernel, causal)
         # Unused: icefall's layer has this parameter too (left from an earlier version); kept so
-        # that its checkpoints load and parameter counts agree.
-        self.bypass_scale = nn.Parameter(torch.full((embed_dim,), 0.5))
+        # that its checkpoints load and parameter counts agree, frozen so that optimizers and DDP
+        # ignore it.
+        self.bypass_scale = nn.Parameter(torch.full((embed_dim,), 0.5), requires_grad=False)
         self.norm = BiasNorm(embed_dim)
         self.balancer1 = Balancer(embed_dim, channel_dim=-1, min_positive=0.45, max_positive=0.55, min_abs=0.2,
                                   max_abs=4.0)
@@ -154,7 +155,8 @@ class ZipformerLayer(nn.Module):
 
     def forward(self, x: Tensor, pos_emb: Tensor, key_padding_mask: Tensor | None = None,
                 attn_mask: Tensor | None = None, pad_mask: Tensor | None = None, chunk_size: int = 0,
-                lengths: Tensor | None = None, caches: list[Tensor] | None = None) -> tuple[Tensor, list[Tensor] | None]:
+                lengths: Tensor | None = None,
+                caches: list[Tensor] | None = None) -> tuple[Tensor, list[Tensor] | None]:
         """
         Args:
             x: (T, N, C).  pos_emb: (1, L + 2T - 1, pos_dim).

@@ -180,3 +180,18 @@ def test_scaled_linear_starts_smaller():
     scaled = scaled_linear(64, 64, initial_scale=0.25)
     torch.testing.assert_close(scaled.weight, plain.weight * 0.25)
     assert scaled.bias.abs().max() <= 0.025
+
+
+def test_attention_softmax_gradient_and_what_it_keeps():
+    from asr_recipes.models.zipformer.attention import softmax
+
+    x = torch.randn(3, 5, 7, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(3, 5, 7, dtype=torch.float64)
+    (ours,) = torch.autograd.grad(softmax(x, -1), x, g)
+    (ref,) = torch.autograd.grad(x.softmax(-1), x, g)
+    torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-12)
+    kept = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t.dtype) or t, lambda t: t):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            softmax(torch.randn(4, 6, requires_grad=True), -1)
+    assert kept == [torch.bfloat16]  # the output, in the autocast dtype
