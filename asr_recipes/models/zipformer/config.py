@@ -13,7 +13,7 @@ chunk lists ``chunk_size`` and ``left_context`` are in encoder frames of 40 ms (
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -68,7 +68,8 @@ class ZipformerConfig:
                 continue
             v = cfg[name]
             if f.type == "tuple[int, ...]":
-                items = [v] if isinstance(v, int) and not isinstance(v, bool) else list(v) if _is_list(v) else None
+                is_list = isinstance(v, Sequence) and not isinstance(v, str)  # lists, tuples, OmegaConf lists
+                items = [v] if isinstance(v, int) and not isinstance(v, bool) else list(v) if is_list else None
                 if items is None or not all(isinstance(i, int) and not isinstance(i, bool) for i in items):
                     problems.append(f"{name} must be an int or a list of ints, got {v!r}")
                     continue
@@ -136,10 +137,6 @@ class ZipformerConfig:
         if left < 0:
             return chunk, -1
         return chunk, max(left // chunk, 1) * chunk
-
-
-def _is_list(v) -> bool:
-    return isinstance(v, (list, tuple)) or type(v).__name__ == "ListConfig"
 
 
 def build_zipformer_encoder(cfg: ZipformerConfig | Mapping, feature_dim: int = NUM_MEL_BINS) -> Zipformer:
