@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from asr_recipes.decoding.options import DecodingOptions, DecodingResult
+from asr_recipes.models.decoder import BEFORE_START
 
 _REGISTRY: dict[str, type["SearchStrategy"]] = {}
 
@@ -123,11 +124,13 @@ class SearchStrategy(ABC):
         log_probs[:, silent] = kept
 
     def context(self, tokens: Sequence[int]) -> tuple[int, ...]:
-        """The decoder's input for a hypothesis: its last context_size tokens, left-padded
-        with blank (blank is also the start symbol)."""
+        """The decoder's input for a hypothesis: the last context_size entries of
+        [-1] * (context_size - 1) + [blank] + tokens (blank starts every sequence; -1 marks
+        positions before the start, whose embedding is zero: icefall's and sherpa-onnx's
+        convention, the same as blank for decoders whose blank embedding is zero)."""
         c = self.context_size
-        tail = tuple(tokens[-c:]) if tokens else ()
-        return (self.blank_id,) * (c - len(tail)) + tail
+        tail = tuple(tokens[len(tokens) - c :]) if len(tokens) >= c else (self.blank_id, *tokens)[-c:]
+        return (BEFORE_START,) * (c - len(tail)) + tail
 
 
 class DecoderCache:

@@ -1,4 +1,4 @@
-"""StatelessDecoder: context window, left padding with blank, decoding step == training path."""
+"""StatelessDecoder: context window, zeros before the start, decoding step == training path, icefall's variant."""
 
 import pytest
 import torch
@@ -76,3 +76,57 @@ def test_bad_inputs_raise():
         dec(torch.zeros(2, 3, dtype=torch.int32))
     with pytest.raises(ValueError, match="context_size must be >= 1"):
         StatelessDecoder(5, 4, 0)
+
+
+# ---------------------------------------------------------------- icefall's variant (Zipformer recipes)
+def icefall_style(context_size: int, dim: int = 8) -> StatelessDecoder:
+    torch.manual_seed(0)
+    return StatelessDecoder(vocab_size=11, decoder_dim=dim, context_size=context_size, conv_groups=dim // 4,
+                            learned_blank=True, relu_without_conv=False)
+
+
+def grouped_reference(dec: StatelessDecoder, y: torch.Tensor) -> torch.Tensor:
+    """Loop over positions and channels: channel o sums its group's 4 input channels over the
+    window; positions before the start contribute nothing (zero vectors)."""
+    N, U = y.shape
+    c, D = dec.context_size, dec.output_dim
+    emb, w = dec.embedding.weight.detach(), dec.conv.weight.detach()  # (V, D), (D, 4, c)
+    out = torch.zeros(N, U, D)
+    for n in range(N):
+        for u in range(U):
+            for o in range(D):
+                group = range(o // 4 * 4, o // 4 * 4 + 4)
+                acc = 0.0
+                for k, p in enumerate(range(u - c + 1, u + 1)):
+                    if p >= 0:
+                        acc += sum(w[o, i % 4, k] * emb[int(y[n, p]), i] for i in group)
+                out[n, u, o] = max(acc, 0.0)
+    return out
+
+
+def test_icefall_variant_has_a_learned_blank_and_zeros_before_the_start():
+    dec = icefall_style(context_size=3)
+    assert dec.conv.weight.shape == (8, 4, 3)  # groups of 4 channels, as icefall's
+    assert dec.embedding.weight[BLANK_ID].abs().sum() > 0
+    y = torch.randint(1, 11, (2, 5))
+    y[:, 0] = BLANK_ID
+    torch.testing.assert_close(dec(y), grouped_reference(dec, y), atol=1e-6, rtol=1e-6)
+    # a search's start context [-1, -1, blank] is the training input at position 0
+    start = dec(torch.tensor([[-1, -1, BLANK_ID]]), need_pad=False)
+    torch.testing.assert_close(start[0, 0], dec(y)[0, 0], atol=1e-6, rtol=1e-6)
+
+
+def test_icefall_variant_without_conv_has_no_relu():
+    dec = icefall_style(context_size=1)
+    y = torch.arange(11)[None, :]
+    torch.testing.assert_close(dec(y), dec.embedding.weight[None].detach())
+    assert (dec(y) < 0).any()
+
+
+def test_before_the_start_equals_blank_for_our_decoder():
+    """Our decoders' blank embedding is zero: the searches' start context [-1, ..., blank]
+    gives what [blank, ..., blank] gave before."""
+    dec = StatelessDecoder(vocab_size=7, decoder_dim=6, context_size=3)
+    torch.nn.init.normal_(dec.conv.weight)
+    for a, b in (([-1, -1, 0], [0, 0, 0]), ([-1, 0, 5], [0, 0, 5])):
+        assert torch.equal(dec(torch.tensor([a]), need_pad=False), dec(torch.tensor([b]), need_pad=False))

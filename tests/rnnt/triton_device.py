@@ -24,9 +24,9 @@ DEVICE = torch.device("cuda" if ON_CUDA else "cpu")
 
 
 def kernel_module(name: str) -> ModuleType:
-    """asr_recipes.rnnt.<name>, checked to be runnable on DEVICE."""
+    """asr_recipes.rnnt.<name> (or the module with dotted path ``name``), checked to be runnable on DEVICE."""
     pytest.importorskip("triton")
-    module = importlib.import_module(f"asr_recipes.rnnt.{name}")
+    module = importlib.import_module(name if "." in name else f"asr_recipes.rnnt.{name}")
     if not ON_CUDA and not module.INTERPRETED:
         pytest.fail(
             "triton was imported before tests/rnnt/triton_device.py could set TRITON_INTERPRET=1; "

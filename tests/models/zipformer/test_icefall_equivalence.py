@@ -1,0 +1,135 @@
+"""Our Zipformer transducer with icefall's weights computes what icefall's own code computed.
+
+References: tests/fixtures/icefall/zipformer_{offline,causal}.pt, written by icefall's code
+(tests/fixtures/icefall/make_fixtures.py, see the README there): tiny randomly initialised
+models with all six stacks, their outputs on fixed features, each utterance encoded alone
+(so icefall's outputs are free of padding effects). We run the utterances as one padded batch,
+which also checks that padding does not reach valid frames.
+
+Tolerance: 1e-5 of the largest output magnitude. Both sides compute in float32 (eps 6e-8) with
+different operation orders; an output sits at the end of ~10 layers, each summing up to a few
+hundred products, so rounding differences stay around 1e-6 relative (measured: ~2e-7), while a
+wrong or missing term changes outputs by far more than 1e-3.
+"""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from asr_recipes.decoding.options import DecodingOptions
+from asr_recipes.decoding.search import decode
+from asr_recipes.models.zipformer.config import build_zipformer_transducer
+from asr_recipes.models.zipformer.icefall_names import encoder_state_dict, transducer_state_dict
+
+FIXTURES = Path(__file__).parents[2] / "fixtures" / "icefall"
+LOG_EPS = -23.025850929940457  # icefall pads features with log(1e-10)
+
+
+def load(name: str) -> dict:
+    return torch.load(FIXTURES / f"zipformer_{name}.pt", weights_only=True)
+
+
+def model_from(data: dict):
+    cfg = dict(data["config"], decoder_dim=data["decoder_dim"], joiner_dim=data["joiner_dim"],
+               context_size=data["context_size"])
+    model = build_zipformer_transducer(cfg, data["vocab_size"], feature_dim=data["features"].size(2))
+    state, left_out = transducer_state_dict(data["state_dict"])
+    assert left_out == []
+    model.load_state_dict(state, strict=True)  # every tensor has its place, with its shape
+    return model.eval()
+
+
+def assert_relative(ours: torch.Tensor, ref: torch.Tensor, tol: float = 1e-5) -> None:
+    err = (ours.double() - ref.double()).abs().max().item()
+    assert err <= tol * ref.abs().max().item(), f"max error {err:.3g} vs max |ref| {ref.abs().max().item():.3g}"
+
+
+def assert_valid_frames_equal(out, out_lens, ref, ref_lens):
+    assert out_lens.tolist() == ref_lens.tolist()
+    for n, T in enumerate(ref_lens.tolist()):
+        assert_relative(out[n, :T], ref[n, :T])
+
+
+@pytest.fixture(scope="module", params=["offline", "causal"])
+def case(request):
+    data = load(request.param)
+    return request.param, data, model_from(data)
+
+
+def test_fixtures_come_from_the_stated_icefall_commit(case):
+    _, data, _ = case
+    assert data["icefall_commit"] == "36e0420c7e3e849a25b3d24dbf913c424f3d23c9"
+
+
+def test_encoder_state_dict_loads_into_the_encoder_alone(case):
+    _, data, model = case
+    encoder = type(model.encoder)(**data["config"]).eval()
+    encoder.load_state_dict(encoder_state_dict(data["state_dict"]), strict=True)
+
+
+@torch.no_grad()
+def test_encoder_equals_icefall_in_a_padded_batch(case):
+    name, data, model = case
+    x, lens = data["features"].float(), data["feature_lens"]
+    if name == "offline":
+        assert_valid_frames_equal(*model.encode(x, lens), *data["encoder"])
+    else:
+        assert_valid_frames_equal(*model.encode(x, lens), *data["full_context"])  # icefall's chunk size -1
+        chunked = model.encode(x, lens, chunk_size=data["chunk_size"], left_context=data["left_context"])
+        assert_valid_frames_equal(*chunked, *data["chunked"])
+
+
+@torch.no_grad()
+def test_chunk_by_chunk_streaming_equals_icefalls():
+    """icefall's streaming_decode feeds features padded with LOG_EPS to whole windows of
+    2 * chunk + 13 frames (at 50 Hz) every 2 * chunk frames; we feed the same windows."""
+    data = load("causal")
+    encoder = model_from(data).encoder
+    chunk, left = data["chunk_size"], data["left_context"]
+    window, shift = encoder.chunk_window(chunk)
+    x, lens = data["features"].float(), data["feature_lens"]
+    for n, T in enumerate(lens.tolist()):
+        ref = data["streaming"]["chunk_outputs"][n]  # (num_chunks * chunk, D)
+        num_chunks = ref.size(0) // chunk
+        padded = torch.full((num_chunks * shift + window - shift, x.size(2)), LOG_EPS)
+        padded[:T] = x[n, :T]
+        states = encoder.init_states(1, left)
+        outs = []
+        for k in range(num_chunks):
+            out, out_lens, states = encoder.streaming_forward(padded[None, k * shift : k * shift + window],
+                                                              torch.tensor([window]), states)
+            assert out_lens.tolist() == [chunk]
+            outs.append(out[0])
+        assert_relative(torch.cat(outs), ref)
+        if n == 0:  # the caches too, in icefall's layout and order
+            icefall_states = data["streaming"]["first_stream_final_states"]
+            assert [s.shape for s in states] == [s.shape for s in icefall_states]
+            assert states[-1].tolist() == icefall_states[-1].tolist()  # processed 50 Hz frames
+            for ours, theirs in zip(states[:-1], icefall_states[:-1]):
+                assert_relative(ours, theirs)
+
+
+@torch.no_grad()
+def test_decoder_and_joiner_equal_icefall(case):
+    _, data, model = case
+    torch.testing.assert_close(model.decoder(data["tokens"]), data["decoder_out"], rtol=1e-6, atol=1e-6)
+    contexts = data["contexts"]  # includes icefall's start context [-1, blank]
+    torch.testing.assert_close(model.decoder(contexts, need_pad=False), data["context_out"], rtol=1e-6, atol=1e-6)
+    logits = model.joiner(data["joiner_encoder_in"], data["joiner_decoder_in"])
+    torch.testing.assert_close(logits, data["joiner_logits"], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["greedy_search", "modified_beam_search"])
+@torch.no_grad()
+def test_searches_give_icefalls_tokens(case, method):
+    """icefall's greedy_search_batch (one symbol per frame) and modified_beam_search (beam 4),
+    on icefall's encoder outputs and on ours; icefall treats no <unk> specially."""
+    name, data, model = case
+    options = DecodingOptions(method=method, beam=4, max_sym_per_frame=1, unk_id=None)
+    stored = data["encoder"] if name == "offline" else data["chunked"]
+    assert [r.tokens for r in decode(model, *stored, options)] == data[method]
+    x, lens = data["features"].float(), data["feature_lens"]
+    encoded = model.encode(x, lens) if name == "offline" else model.encode(
+        x, lens, chunk_size=data["chunk_size"], left_context=data["left_context"])
+    assert [r.tokens for r in decode(model, *encoded, options)] == data[method]
