@@ -11,7 +11,7 @@ training data pipeline (its workers, augmentation and batch size), and times eac
 * encoder forward: ``Transducer.encode`` (front end + Conformer);
 * losses forward: decoder, simple loss, prune ranges, pruned joiner + loss (as Transducer.forward);
 * backward: both losses back to every weight;
-* optimizer: gradient clipping + AdamW.
+* optimizer: gradient clipping (AdamW's; ScaledAdam clips inside) + the optimizer's step.
 
 Then, on the same batches, the encoder alone forward + backward (a scalar of its output), to
 split the backward between the encoder and the losses. Prints one table (median ms per step and
@@ -56,7 +56,7 @@ def step_losses(model, batch, loss: LossConfig, marks: List[float] | None = None
 
 
 def time_steps(model, optimizer, loader, loss: LossConfig, warmup: int, batches: int,
-               grad_clip: float) -> tuple[Dict[str, List[float]], List[float]]:
+               grad_clip: float | None) -> tuple[Dict[str, List[float]], List[float]]:
     """Seconds per phase (PHASES and ENCODER_ALONE) for each timed step, and the seconds of audio
     in each timed batch."""
     times: Dict[str, List[float]] = {p: [] for p in (*PHASES, ENCODER_ALONE)}
@@ -78,7 +78,8 @@ def time_steps(model, optimizer, loader, loss: LossConfig, warmup: int, batches:
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         t4 = time.perf_counter()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        if grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
         t5 = time.perf_counter()
         # the encoder alone on the same batch (its gradients are thrown away)
@@ -125,7 +126,7 @@ def main(cfg: DictConfig) -> None:
     if loss.type != "pruned":
         raise SystemExit("bench_step: times the pruned loss's phases; loss.type must be pruned")
     times, audio = time_steps(model, optimizer, loader, loss, int(cfg.warmup), int(cfg.batches),
-                              float(cfg.optim.grad_clip))
+                              cfg.optim.grad_clip)
     print(f"### training step profile ({date.today()})\n")
     print(f"- {count_parameters(model) / 1e6:.2f} M parameters, vocabulary {tokenizer.vocab_size}, "
           f"data.max_duration {cfg.data.max_duration} s, data.num_workers {cfg.data.num_workers}, "
