@@ -76,10 +76,12 @@ def _scaled_norm(group: dict, batches: Sequence) -> Tensor:
 
 def _per_weight_sumsq(group: dict, batch) -> Tensor:
     """(B,): each stacked weight's squared scaled-gradient norm."""
-    grad = batch.grad.float()
+    grad = batch.grad
     if batch.is_scalar:
-        return grad.reshape(grad.shape[0]).square() * group["scalar_lr_scale"] ** 2
-    return (grad * batch.state["param_rms"]).square().flatten(1).sum(dim=1)
+        return grad.float().reshape(grad.shape[0]).square() * group["scalar_lr_scale"] ** 2
+    # |grad|^2 x RMS^2: one reduction pass over the gradient, no full-size temporary
+    norms = torch.linalg.vector_norm(grad, dim=list(range(1, grad.ndim)), dtype=torch.float32)  # (B,)
+    return norms.square() * batch.state["param_rms"].reshape(-1).square()
 
 
 def _update_threshold(state: dict, multiple: float, norms: Tensor, scale: float) -> None:

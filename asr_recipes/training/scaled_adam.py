@@ -61,6 +61,9 @@ class ScaledAdamConfig:
     scalar_max: float = 10.0
     size_update_period: int = 4
     clipping_update_period: int = 100
+    # torch.compile the elementwise part of the step into one fused loop (a one-off compile of
+    # about a minute on a 2-core CPU; README.md, "Optimizer step", has the measurements).
+    compile: bool = False
 
 
 class ShapeBatch(NamedTuple):
@@ -108,6 +111,8 @@ class ScaledAdam(torch.optim.Optimizer):
         super().__init__(params, defaults)
         self._names = {id(p): n for n, p in (named_parameters or ())}
         self.batch_by_shape = batch_by_shape
+        # Shapes are symbolic (one graph for all (B, N), plus the few that specialize on 1).
+        self._elementwise = torch.compile(elementwise_update, dynamic=True) if settings.compile else elementwise_update
 
     # ------------------------------------------------------------------ batching
     def _same_shape_lists(self, group: dict) -> List[List[Tensor]]:
@@ -124,7 +129,7 @@ class ScaledAdam(torch.optim.Optimizer):
             grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
             if any(g.is_sparse for g in grads):
                 raise RuntimeError("ScaledAdam does not support sparse gradients")
-            if len(params) == 1:  # a view: the update writes straight into the weight
+            if len(params) == 1 and params[0].is_contiguous():  # a view: the update writes into the weight
                 weight, grad = params[0].detach().unsqueeze(0), grads[0].unsqueeze(0)
             else:
                 weight, grad = torch.stack([p.detach() for p in params]), torch.stack(grads)
@@ -145,71 +150,64 @@ class ScaledAdam(torch.optim.Optimizer):
                 continue
             factor = clipping_factor(group, batches)
             for batch in batches:
-                grad = batch.grad
-                if factor == 0.0:  # a non-finite norm: drop this step's gradient (it may hold inf)
-                    grad = torch.zeros_like(grad)
-                elif factor != 1.0:
-                    grad = grad * factor
-                state = batch.state
-                state.setdefault("step", 0)
-                batch.weight.add_(self._momentum_step(group, batch, grad))
+                self._update(group, batch, factor)
                 if batch.is_scalar:
                     batch.weight.clamp_(-group["scalar_max"], group["scalar_max"])
-                state["step"] += 1
+                batch.state["step"] += 1
                 if batch.stacked:
                     for p, updated in zip(batch.params, batch.weight):
                         p.copy_(updated)
         return loss
 
-    def _momentum_step(self, group: dict, batch: ShapeBatch, grad: Tensor) -> Tensor:
-        """m <- beta1 m + (1 - beta1) d; returns m, the change of the weights (B, *S)."""
-        beta1 = group["betas"][0]
-        delta = self._adam_direction(group, batch.state, grad)  # G / (sqrt(v_hat) + eps)
+    def _update(self, group: dict, batch: ShapeBatch, factor: float) -> None:
+        """One step of one shape batch: the per-weight terms here, then one elementwise pass."""
+        state, weight, grad = batch.state, batch.weight, batch.grad
+        step = state.setdefault("step", 0)
+        if "exp_avg_sq" not in state:
+            state["exp_avg_sq"] = torch.zeros_like(weight, dtype=torch.float32)
+            state["momentum"] = torch.zeros_like(weight, dtype=torch.float32)
+        if factor == 0.0:  # a non-finite norm: drop this step's gradient (it may hold inf)
+            grad, factor = torch.zeros_like(grad), 1.0
+        n = weight.shape[0]
         if batch.is_scalar:
-            delta.mul_(-group["lr"] * group["scalar_lr_scale"])
+            step_size = torch.full((n, 1), -group["lr"] * group["scalar_lr_scale"], device=weight.device)
+            log_scale_step = None
         else:
-            delta.mul_(-group["lr"])
-            delta = self._scaled(group, batch, grad, delta)
-        momentum = batch.state.get("momentum")
-        if momentum is None:
-            momentum = batch.state["momentum"] = torch.zeros_like(delta, dtype=torch.float32)
-        momentum.mul_(beta1).add_(delta, alpha=1.0 - beta1)
-        return momentum
+            step_size, log_scale_step = self._size_terms(group, batch, factor)
+        beta1, beta2 = group["betas"]
+        correction = 1.0 - beta2 ** (step + 1)
+        # sqrt(v_hat) = sqrt(v) / sqrt(correction), corrected only while it matters (about 230
+        # steps with beta2 = 0.98), as icefall does
+        scalars = torch.tensor([factor, correction**-0.5 if correction < 0.99 else 1.0], device=weight.device)
+        # (B, N) views: one compiled graph serves every shape
+        self._elementwise(weight.view(n, -1), grad.reshape(n, -1), state["exp_avg_sq"].view(n, -1),
+                          state["momentum"].view(n, -1), scalars, step_size.reshape(n, 1),
+                          None if log_scale_step is None else log_scale_step.reshape(n, 1), beta1, beta2,
+                          group["eps"])
 
     @staticmethod
-    def _adam_direction(group: dict, state: dict, grad: Tensor) -> Tensor:
-        """G / (sqrt(v_hat) + eps), a new tensor (B, *S); updates the second moments v."""
-        beta2 = group["betas"][1]
-        exp_avg_sq = state.get("exp_avg_sq")
-        if exp_avg_sq is None:
-            exp_avg_sq = state["exp_avg_sq"] = torch.zeros_like(grad, dtype=torch.float32)
-        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
-        correction = 1.0 - beta2 ** (state["step"] + 1)
-        # Corrected only while it matters (about 230 steps with beta2 = 0.98), as icefall does.
-        second = exp_avg_sq / correction if correction < 0.99 else exp_avg_sq
-        return grad / (second.sqrt() + group["eps"])
-
-    @staticmethod
-    def _scaled(group: dict, batch: ShapeBatch, grad: Tensor, delta: Tensor) -> Tensor:
-        """Scales the Adam step by each weight's RMS and, every size_update_period steps, adds
-        the log-scale step. weight, grad, delta: (B, *S)."""
-        weight, state = batch.weight, batch.state
+    def _size_terms(group: dict, batch: ShapeBatch, factor: float) -> Tuple[Tensor, Optional[Tensor]]:
+        """(-lr * max(RMS, param_min_rms), the log-scale step or None), each (B, 1, ...); records
+        the log-scale gradient and remeasures the RMS at the end of a size_update_period."""
+        weight, grad, state = batch.weight, batch.grad, batch.state
         step, period = state["step"], group["size_update_period"]
-        dims = list(range(1, weight.ndim))  # all but the stacking dim
+        n = weight.shape[0]
         if "param_rms" not in state:
-            rms = weight.square().mean(dim=dims, keepdim=True).sqrt().float()  # (B, 1, ...)
+            rms = _rms(weight)  # (B, 1, ...)
             state["param_rms"] = rms
             state["scale_exp_avg_sq"] = torch.zeros_like(rms)
             state["scale_grads"] = torch.zeros(period, *rms.shape, dtype=torch.float32, device=rms.device)
         param_rms = state["param_rms"]
-        state["scale_grads"][step % period] = (weight * grad).sum(dim=dims, keepdim=True)  # dL/d(log-scale)
+        # dL/d(log-scale) = sum(W * G) per weight (G clipped). (bmm is 5x slower on a CPU.)
+        dots = torch.linalg.vecdot(weight.reshape(n, -1), grad.to(weight.dtype).reshape(n, -1))  # (B,)
+        state["scale_grads"][step % period] = dots.reshape(param_rms.shape) * factor
         end_of_period = step % period == period - 1
         if end_of_period:
-            param_rms.copy_(weight.square().mean(dim=dims, keepdim=True).sqrt())
-        delta = delta * param_rms.clamp(min=group["param_min_rms"])
+            param_rms.copy_(_rms(weight))
+        step_size = param_rms.clamp(min=group["param_min_rms"]) * -group["lr"]
         if end_of_period and step > 0:
-            delta.add_(weight * ScaledAdam._log_scale_step(group, state, step))
-        return delta
+            return step_size, ScaledAdam._log_scale_step(group, state, step)
+        return step_size, None
 
     @staticmethod
     def _log_scale_step(group: dict, state: dict, step: int) -> Tensor:
@@ -232,3 +230,28 @@ class ScaledAdam(torch.optim.Optimizer):
         clipping_update_period steps as a percentage, with the norm quartiles)."""
         leaders = [self._same_shape_lists(g)[0][0] for g in self.param_groups if g["params"]]
         return sum(int(self.state[p].get("clip_total", 0)) for p in leaders)
+
+
+def _rms(weight: Tensor) -> Tensor:
+    """(B, 1, ...) float32: the root mean square of each stacked weight (B, *S)."""
+    return weight.float().square().mean(dim=list(range(1, weight.ndim)), keepdim=True).sqrt()
+
+
+def elementwise_update(weight: Tensor, grad: Tensor, exp_avg_sq: Tensor, momentum: Tensor, scalars: Tensor,
+                       step_size: Tensor, log_scale_step: Optional[Tensor], beta1: float, beta2: float,
+                       eps: float) -> None:
+    """The full-size part of a step, in place: weight, momentum, exp_avg_sq, grad (B, N);
+    scalars = [clipping factor, 1/sqrt(second-moment correction)]; step_size (B, 1) =
+    -lr * max(RMS, param_min_rms) (scalar weights: -lr * scalar_lr_scale); log_scale_step (B, 1)
+    or None.
+
+    Eagerly about ten passes over the memory of the weights; compiled (ScaledAdamConfig.compile)
+    one fused loop."""
+    grad = grad * scalars[0]  # a new tensor: the real gradient is left as it was
+    exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
+    denom = exp_avg_sq.sqrt().mul_(scalars[1]).add_(eps)
+    delta = grad.div_(denom).mul_(step_size)
+    if log_scale_step is not None:
+        delta.addcmul_(weight, log_scale_step)
+    momentum.lerp_(delta, 1.0 - beta1)  # beta1 m + (1 - beta1) d in one pass
+    weight.add_(momentum)

@@ -233,3 +233,17 @@ def test_state_dict_round_trip_continues_identically_and_loads_weights_only():
 def test_rejects_bad_betas():
     with pytest.raises(ValueError, match="beta"):
         ScaledAdam([nn.Parameter(torch.zeros(2))], betas=(0.99, 0.9))
+
+
+@pytest.mark.slow  # torch.compile: about a minute of compilation on a 2-core CPU
+def test_compiled_elementwise_step_equals_eager():
+    torch.manual_seed(2)
+    shapes = [(4, 3), (4, 3), (7,), (), (2, 5, 3)]
+    weights = [torch.randn(s) for s in shapes]
+    grads = [[torch.randn(s) * (8.0 if t == 12 else 1.0) for s in shapes] for t in range(16)]
+    eager, _ = run_optimizer(weights, grads, settings=ScaledAdamConfig(size_update_period=3))
+    compiled, opt = run_optimizer(weights, grads, settings=ScaledAdamConfig(size_update_period=3, compile=True))
+    assert opt.num_clipped() >= 1
+    for a, b in zip(compiled, eager):
+        # fused float32 arithmetic (e.g. a / b computed as a * (1 / b)): a few ulp per step
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
