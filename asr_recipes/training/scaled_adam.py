@@ -78,7 +78,7 @@ class ShapeBatch(NamedTuple):
 
     @property
     def is_scalar(self) -> bool:
-        return self.weight[0].numel() == 1
+        return self.weight.numel() == self.weight.shape[0]
 
 
 class ScaledAdam(torch.optim.Optimizer):
@@ -129,12 +129,13 @@ class ScaledAdam(torch.optim.Optimizer):
             grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
             if any(g.is_sparse for g in grads):
                 raise RuntimeError("ScaledAdam does not support sparse gradients")
-            if len(params) == 1 and params[0].is_contiguous():  # a view: the update writes into the weight
-                weight, grad = params[0].detach().unsqueeze(0), grads[0].unsqueeze(0)
-            else:
+            stacked = len(params) > 1 or not params[0].is_contiguous()
+            if stacked:
                 weight, grad = torch.stack([p.detach() for p in params]), torch.stack(grads)
+            else:  # a view: the update writes straight into the weight
+                weight, grad = params[0].detach().unsqueeze(0), grads[0].unsqueeze(0)
             names = [self._names.get(id(p), "?") for p in params]
-            batches.append(ShapeBatch(params, names, weight, grad, self.state[params[0]], len(params) > 1))
+            batches.append(ShapeBatch(params, names, weight, grad, self.state[params[0]], stacked))
         return batches
 
     # ------------------------------------------------------------------ step

@@ -247,3 +247,17 @@ def test_compiled_elementwise_step_equals_eager():
     for a, b in zip(compiled, eager):
         # fused float32 arithmetic (e.g. a / b computed as a * (1 / b)): a few ulp per step
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_a_non_contiguous_weight_is_updated():
+    torch.manual_seed(0)
+    base = torch.randn(5, 4)
+    weight = nn.Parameter(base.clone().t())  # (4, 5), not contiguous
+    assert not weight.is_contiguous()
+    grads = [torch.randn(4, 5) for _ in range(6)]
+    opt = ScaledAdam([weight], lr=0.05, settings=SETTINGS)
+    for g in grads:
+        weight.grad = g.clone()
+        opt.step()
+    expected, _, _ = reference_run([base.t()], [[g] for g in grads])
+    torch.testing.assert_close(weight.detach().double(), expected[0], rtol=2e-6 * 6**0.5, atol=1e-7)
