@@ -29,7 +29,6 @@ group's clipping history in that of the group's first batch), so ``state_dict()`
 tensors, ints, floats and the param-group settings: checkpoints load with weights_only=True.
 """
 
-import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, NamedTuple, Optional, Tuple
@@ -38,8 +37,6 @@ import torch
 from torch import Tensor
 
 from asr_recipes.training.grad_clipping import clipping_factor
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
