@@ -39,7 +39,7 @@ def main(cfg: DictConfig) -> None:
     if loss.type != "pruned":
         raise SystemExit("bench_step: times the pruned loss's phases; loss.type must be pruned")
     times, audio = time_steps(model, optimizer, loader, loss, int(cfg.warmup), int(cfg.batches),
-                              float(cfg.optim.grad_clip))
+                              cfg.optim.grad_clip)
     print(f"### training step profile ({date.today()})\n")
     print(f"- {count_parameters(model) / 1e6:.2f} M parameters, vocabulary {tokenizer.vocab_size}, "
           f"data.max_duration {cfg.data.max_duration} s, data.num_workers {cfg.data.num_workers}, "

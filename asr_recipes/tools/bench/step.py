@@ -12,7 +12,7 @@ untimed ones is timed:
 * encoder forward: ``Transducer.encode`` (front end + Conformer);
 * losses forward: decoder, simple loss, prune ranges, pruned joiner + loss (as Transducer.forward);
 * backward: both losses back to every weight;
-* optimizer: gradient clipping + AdamW.
+* optimizer: gradient clipping (AdamW's; ScaledAdam clips inside) + the optimizer's step.
 
 Then, on the same batches, the encoder alone forward + backward (a scalar of its output), to
 split the backward between the encoder and the losses. Prints one table (median ms per step and
@@ -46,7 +46,7 @@ def step_losses(model, batch, loss: LossConfig, marks: List[float] | None = None
 
 
 def time_steps(model, optimizer, loader, loss: LossConfig, warmup: int, batches: int,
-               grad_clip: float) -> tuple[Dict[str, List[float]], List[float]]:
+               grad_clip: float | None) -> tuple[Dict[str, List[float]], List[float]]:
     """Seconds per phase (PHASES and ENCODER_ALONE) for each timed step, and the seconds of audio
     in each timed batch."""
     times: Dict[str, List[float]] = {p: [] for p in (*PHASES, ENCODER_ALONE)}
@@ -68,7 +68,8 @@ def time_steps(model, optimizer, loader, loss: LossConfig, warmup: int, batches:
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         t4 = time.perf_counter()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        if grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
         t5 = time.perf_counter()
         # the encoder alone on the same batch (its gradients are thrown away)
