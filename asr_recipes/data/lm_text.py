@@ -17,6 +17,8 @@ Sources (``TextSources``; any combination):
 after the tokenizer's normalisation; the training text of bin.train_lm also excludes its
 own dev text, so the dev perplexity is measured on unseen sentences.
 
+``estimate_bigram`` counts the LODR token bigram (asr_recipes.lm.bigram) from transcripts.
+
 A ``TokenCorpus`` holds every sentence's token ids (no blank, no sos/eos) back to back in one
 int32 array with (S + 1,) offsets: a few bytes per token instead of a Python list per sentence.
 """
@@ -34,6 +36,7 @@ import numpy as np
 from asr_recipes.atomic_files import write_atomic_with
 from asr_recipes.data.corpora.synthetic_text import GRAMMARS, sample_sentences
 from asr_recipes.data.tokenizer import Tokenizer, read_manifest_texts
+from asr_recipes.lm.bigram import TokenBigram
 
 log = logging.getLogger(__name__)
 
@@ -179,3 +182,13 @@ def save_corpus(path: str | os.PathLike, corpus: TokenCorpus) -> None:
 def load_corpus(path: str | os.PathLike) -> TokenCorpus:
     with np.load(path) as d:
         return TokenCorpus(d["tokens"], d["offsets"])
+
+
+def estimate_bigram(manifests: Sequence[str], tokenizer: Tokenizer, discount: Optional[float] = None) -> TokenBigram:
+    """The LODR token bigram of the transcripts of ``manifests`` (the transducer's training
+    data), over ``tokenizer``'s ids."""
+    if not manifests:
+        raise ValueError("no transcripts to count a bigram from: give the training parts' supervision manifests")
+    corpus, stats = tokenize_sources(TextSources(manifests=tuple(manifests)), tokenizer)
+    log.info("bigram text: %s", stats.describe())
+    return TokenBigram.estimate(corpus, tokenizer.vocab_size, discount)

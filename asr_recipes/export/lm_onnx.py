@@ -21,26 +21,41 @@ rescoring of the final beam)
              inside the graph, as RnnLm.sentence_log_prob
     metadata model_type "rnnlm", sos_id, eos_id, vocab_size (not read by sherpa)
 
-Both are checked against PyTorch with onnxruntime on batches and lengths other than the
+``lodr-2gram.fst``: the LODR token bigram (``--lodr-fst``; asr_recipes.export.lodr_fst).
+sherpa-onnx *adds* ``lodr_scale`` times the bigram log-probability: pass a negative
+``--lodr-scale`` (ours, subtracted, is positive); its offline rescoring also multiplies it by
+``--lm-scale`` (see asr_recipes.decoding.lm_fusion).
+
+Both graphs are checked against PyTorch with onnxruntime on batches and lengths other than the
 traced ones (ExportError beyond float32 noise).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from asr_recipes.data.tokenizer import tokenizer_from_dict
+from asr_recipes.export.compat import ExportError
 from asr_recipes.export.graphs import _export
+from asr_recipes.export.lodr_fst import write_lodr_fst
 from asr_recipes.export.verify import _check, session
+from asr_recipes.lm.bigram import load_bigram
+from asr_recipes.lm.checkpoint import LmCheckpointError, lm_from_checkpoint, load_lm_checkpoint
 from asr_recipes.lm.model import EOS_ID, SOS_ID, RnnLm
 
 log = logging.getLogger(__name__)
 
 WITH_STATE, NO_STATE = "lm-with-state.onnx", "lm-no-state.onnx"
+LODR_FST, EXPORT_INFO = "lodr-2gram.fst", "lm-export.json"
 WITH_STATE_INPUTS, WITH_STATE_OUTPUTS = ("x", "h0", "c0"), ("log_softmax", "next_h0", "next_c0")
 NO_STATE_INPUTS, NO_STATE_OUTPUTS = ("x", "x_lens"), ("nll",)
 
@@ -112,3 +127,32 @@ def verify_lm(lm: RnnLm, out_dir: Path) -> dict[str, float]:
     (got,) = sess.run(list(NO_STATE_OUTPUTS), {"x": x.numpy(), "x_lens": x_lens.numpy()})
     _check("nll", np.asarray(got), _NoState(lm)(x, x_lens), errors, out_dir / NO_STATE)
     return errors
+
+
+def export_lm_checkpoint(lm_path: str | Path, out_dir: str | Path, bigram_path: str | Path | None = None) -> dict:
+    """bin.export_lm: the LM checkpoint's two graphs (and, with ``bigram_path``, LODR_FST)
+    into ``out_dir``, each file moved into place only once written and verified; returns
+    what lm-export.json records."""
+    try:
+        ckpt = load_lm_checkpoint(lm_path)
+        lm = lm_from_checkpoint(ckpt, str(lm_path))
+        tokens = tokenizer_from_dict(ckpt["tokenizer"]).tokens
+        bigram = load_bigram(bigram_path, tokens) if bigram_path else None
+    except (LmCheckpointError, ValueError) as e:
+        raise ExportError(str(e)) from None
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir, prefix=".lm-export-"))
+    try:
+        errors = export_lm(lm, tmp, comment=f"asr-recipes RNN-LM {Path(lm_path).name}")
+        if bigram is not None:
+            write_lodr_fst(bigram, tmp / LODR_FST)
+        info = {"lm": str(lm_path), "bigram": None if bigram_path is None else str(bigram_path),
+                "vocab_size": lm.vocab_size, "lm_config": lm.config.to_dict(), "max_relative_error": errors,
+                "files": sorted(p.name for p in tmp.iterdir())}
+        (tmp / EXPORT_INFO).write_text(json.dumps(info, indent=1) + "\n")
+        for p in tmp.iterdir():
+            os.replace(p, out_dir / p.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return info
