@@ -16,7 +16,7 @@ icefall's ``compute_perplexity``. Shapes: tokens (N, U) padded, lens (N,) tokens
 padding (no sos/eos); LSTM states (num_layers, N, hidden_dim) each, as torch.nn.LSTM.
 
 Sizes: LibriSpeech's icefall RNN-LM is embedding 2048, hidden 2048, 3 layers, tied input
-and output embeddings (conf/lm/librispeech.yaml); the mini recipe uses a small one.
+and output embeddings (conf/lm_model/librispeech.yaml); the mini recipe uses a small one.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ LstmState = tuple[Tensor, Tensor]  # (h, c), each (num_layers, N, hidden_dim)
 
 @dataclass(frozen=True)
 class LmConfig:
-    """Architecture of an RnnLm (the keys of conf/lm/*.yaml); vocab_size comes from the
+    """Architecture of an RnnLm (the keys of conf/lm_model/*.yaml); vocab_size comes from the
     tokenizer."""
 
     embedding_dim: int = 2048

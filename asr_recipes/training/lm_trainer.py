@@ -217,7 +217,7 @@ def run(cfg: dict, device: torch.device) -> Optional[float]:
     tokenizer = load_tokenizer(cfg["tokenizer_dir"])
     train, dev = prepare_text(cfg, tokenizer)
     torch.manual_seed(cfg["trainer"].get("seed", 42))
-    model = RnnLm(tokenizer.vocab_size, LmConfig.from_mapping(cfg["lm"]))
+    model = RnnLm(tokenizer.vocab_size, LmConfig.from_mapping(cfg["lm_model"]))
     log.info("RNN-LM: %s, V=%d, %.2fM parameters", model.config, model.vocab_size, count_parameters(model) / 1e6)
     trainer_cfg = LmTrainConfig(lm_dir=cfg["lm_dir"], **cfg["trainer"])
     return LmTrainer(trainer_cfg, model, tokenizer, train, dev, device, record=cfg).fit()
