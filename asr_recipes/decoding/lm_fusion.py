@@ -134,19 +134,14 @@ class LmFusion:
         scores[:, self.silent] = 0.0
         return scores
 
-    def token_score(self, node: LmNode, token: int) -> float:
-        """The fusion term of one token after a resolved node."""
-        s = self.lm_scale * float(node.log_probs[token])
+    def end_scores(self, nodes: Sequence[LmNode]) -> list[float]:
+        """The end-of-sentence terms after each (resolved) node (one device-to-host copy)."""
+        if not nodes:
+            return []
+        lm = (torch.stack([n.log_probs[EOS_ID] for n in nodes]).double() * self.lm_scale).tolist()
         if self.lodr_scale:
-            s -= self.lodr_scale * float(self.bigram.log_probs(node.token)[token])
-        return s
-
-    def end_score(self, node: LmNode) -> float:
-        """The end-of-sentence terms after a resolved node."""
-        s = self.lm_scale * float(node.log_probs[EOS_ID])
-        if self.lodr_scale:
-            s -= self.lodr_scale * float(self.bigram.log_probs(node.token)[BOUNDARY])
-        return s
+            return [a - self.lodr_scale * float(self.bigram.log_probs(n.token)[BOUNDARY]) for a, n in zip(lm, nodes)]
+        return lm
 
     # ------------------------------------------------------------ rescoring
     @torch.inference_mode()

@@ -128,8 +128,10 @@ class ModifiedBeamSearch(SearchStrategy):
         if self.fusion is None:
             return [ranked(s, self.context_size, self.graph) for s in streams]
         if self.shallow:  # the end-of-sentence terms
-            self.fusion.resolve([h.lm for s in streams for h in s.hyps.values()])
-            finals = [{y: self.fusion.end_score(h.lm) for y, h in s.hyps.items()} for s in streams]
+            nodes = [h.lm for s in streams for h in s.hyps.values()]
+            self.fusion.resolve(nodes)
+            ends = iter(self.fusion.end_scores(nodes))
+            finals = [{y: next(ends) for y in s.hyps} for s in streams]
         else:  # rescoring: every hypothesis of every stream in one LM batch
             sentences = [y for s in streams for y in s.hyps]
             scores = iter(self.fusion.sentence_scores(sentences))
@@ -151,25 +153,27 @@ class ModifiedBeamSearch(SearchStrategy):
                 rows = [(n, y, hyp) for n in active for y, hyp in opened[n].items()]
                 if not rows:
                     break
-                values, flat = self._best_extensions(enc_proj, t, rows, active, cache)
+                values, flat, lm_terms = self._best_extensions(enc_proj, t, rows, active, cache)
                 for a, n in enumerate(active):
                     if opened[n]:
                         frame = streams[n].frames + t
-                        self._select(values[a], flat[a], opened, closed, n, last, frame)
+                        self._select(values[a], flat[a], lm_terms[a], opened, closed, n, last, frame)
             for n in active:
                 streams[n].hyps = closed[n]
         for n in range(N):
             streams[n].frames += lens[n]
 
     def _best_extensions(self, enc_proj: Tensor, t: int, rows: list, active: list[int],
-                         cache: DecoderCache) -> tuple[list, list]:
+                         cache: DecoderCache) -> tuple[list, list, list]:
         """The `beam` best (hypothesis, symbol) extensions of each active stream, by
         score(y) + log p(k | frame t, y), in one topk over a padded (A, beam * V) tensor.
 
         rows: (n, y, hyp) of the open hypotheses, grouped by stream in `active` order
         (at most `beam` each). Returns Python lists (A, beam) of scores and of flat indices
         slot * V + k, slot being y's position among stream n's open hypotheses; -inf
-        scores mark padding, and a hypothesis at its symbol cap can only take blank."""
+        scores mark padding, and a hypothesis at its symbol cap can only take blank. The third
+        list (A, beam) holds each extension's LM term (zeros without shallow fusion), read
+        from the same tensor as the scores so the hypotheses' LM scores add up exactly."""
         device, beam = enc_proj.device, self.options.beam
         utts = torch.tensor([n for n, _, _ in rows], device=device)  # (R,)
         dec_proj = cache([self.context(y) for _, y, _ in rows])  # (R, J)
@@ -189,22 +193,28 @@ class ModifiedBeamSearch(SearchStrategy):
             bonus = torch.from_numpy(np.stack([self.graph.transitions(h.context)[1] for _, _, h in rows]))
             bonus[:, sorted(self.silent)] = 0.0
             candidates += bonus.to(device)  # (R, V)
+        lm_terms = None
         if self.shallow:  # each token's LM term (LODR included); blank and <unk> get none
             nodes = [h.lm for _, _, h in rows]
             self.fusion.resolve(nodes)
-            candidates += self.fusion.token_scores(nodes)  # (R, V)
+            terms = self.fusion.token_scores(nodes)  # (R, V)
+            candidates += terms
+            lm_terms = torch.zeros_like(padded)  # (A, beam, V)
+            lm_terms[utt_index, slot] = terms
         padded[utt_index, slot] = candidates
         values, flat = padded.view(len(active), beam * V).topk(beam, dim=1)  # (A, beam) each
-        return values.tolist(), flat.tolist()
+        if lm_terms is None:
+            return values.tolist(), flat.tolist(), [[0.0] * beam for _ in active]
+        return values.tolist(), flat.tolist(), lm_terms.view(len(active), beam * V).gather(1, flat).tolist()
 
-    def _select(self, values: list[float], flat: list[int], opened: dict, closed: dict, n: int, last: bool,
-                frame: int) -> None:
-        """Apply stream n's best extensions (values, flat as from _best_extensions) on encoder
+    def _select(self, values: list[float], flat: list[int], lm_terms: list[float], opened: dict, closed: dict,
+                n: int, last: bool, frame: int) -> None:
+        """Apply stream n's best extensions (values, flat, lm_terms as from _best_extensions) on encoder
         frame ``frame`` to its open/closed hypotheses and keep the `beam` best of both."""
         beam, V = self.options.beam, self.model.vocab_size
         parents = list(opened[n].items())
         new_open: dict[Tokens, Hyp] = {}
-        for v, i in zip(values, flat):
+        for v, i, lm_term in zip(values, flat, lm_terms):
             if v == -math.inf:
                 continue
             (y, hyp), k = parents[i // V], i % V
@@ -214,7 +224,7 @@ class ModifiedBeamSearch(SearchStrategy):
             context, bonus = self.graph.step(hyp.context, k) if self.graph is not None else (ROOT, 0.0)
             lm, lm_score = hyp.lm, hyp.lm_score
             if self.shallow:
-                lm, lm_score = self.fusion.child(hyp.lm, k), lm_score + self.fusion.token_score(hyp.lm, k)
+                lm, lm_score = self.fusion.child(hyp.lm, k), lm_score + lm_term
             if last:
                 merge(closed[n], y + (k,), v, hyp.timestamps + (frame,), context, hyp.bonus + bonus, lm, lm_score)
             else:

@@ -38,8 +38,9 @@ class SearchStrategy(ABC):
     (whether ``beam`` changes their output, which then goes into results-file keys; beam
     methods also give n-best lists) and ``uses_hotwords`` (whether they apply
     ``DecodingOptions.hotwords``; the others refuse options with hotwords), ``uses_lm``
-    (the same for an LM and a LODR bigram), and implement :meth:`start`, :meth:`advance` and :meth:`results` over their own per-stream
-    state objects (each with a ``frames`` attribute: encoder frames seen so far).
+    (the same for an LM and a LODR bigram), and implement :meth:`start`, :meth:`advance`
+    and :meth:`results` over their own per-stream state objects (each with a ``frames``
+    attribute: encoder frames seen so far).
     """
 
     name: ClassVar[str]
