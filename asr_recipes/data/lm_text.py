@@ -26,14 +26,12 @@ int32 array with (S + 1,) offsets: a few bytes per token instead of a Python lis
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
-from asr_recipes.atomic_files import write_atomic_with
 from asr_recipes.data.corpora.synthetic_text import GRAMMARS, sample_sentences
 from asr_recipes.data.tokenizer import Tokenizer, read_manifest_texts
 from asr_recipes.lm.bigram import TokenBigram
@@ -144,18 +142,17 @@ def tokenize_sources(sources: TextSources, tokenizer: Tokenizer, exclude: set[st
     """Token ids of every sentence of ``sources`` that is not in ``exclude`` (normalised
     texts) and has 1..max_tokens tokens."""
     stats = CorpusStats()
-    chunks, lengths = [], []
+    chunks, lengths = [], []  # one int32 array and one length array per block of sentences
 
     def flush(block: list[str]) -> None:
-        for ids in tokenizer.encode(block):
-            if not ids:
-                continue
-            if max_tokens is not None and len(ids) > max_tokens:
-                stats.too_long += 1
-                continue
-            stats.unknown_tokens += ids.count(tokenizer.unk_id)
-            chunks.append(np.asarray(ids, dtype=np.int32))
-            lengths.append(len(ids))
+        kept = [ids for ids in tokenizer.encode(block) if ids]
+        if max_tokens is not None:
+            stats.too_long += sum(len(ids) > max_tokens for ids in kept)
+            kept = [ids for ids in kept if len(ids) <= max_tokens]
+        if kept:
+            stats.unknown_tokens += sum(ids.count(tokenizer.unk_id) for ids in kept)
+            chunks.append(np.fromiter((k for ids in kept for k in ids), dtype=np.int32))
+            lengths.append(np.fromiter((len(ids) for ids in kept), dtype=np.int64, count=len(kept)))
 
     block: list[str] = []
     for sentence in sources.sentences():
@@ -167,21 +164,12 @@ def tokenize_sources(sources: TextSources, tokenizer: Tokenizer, exclude: set[st
             flush(block)
             block = []
     flush(block)
-    stats.sentences = len(lengths)
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum(lengths)
+    all_lengths = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
+    stats.sentences = len(all_lengths)
+    offsets = np.zeros(len(all_lengths) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum(all_lengths)
     tokens = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int32)
     return TokenCorpus(tokens, offsets), stats
-
-
-def save_corpus(path: str | os.PathLike, corpus: TokenCorpus) -> None:
-    """As an .npz (written atomically), so a large corpus is tokenized once."""
-    write_atomic_with(path, lambda f: np.savez(f, tokens=corpus.tokens, offsets=corpus.offsets))
-
-
-def load_corpus(path: str | os.PathLike) -> TokenCorpus:
-    with np.load(path) as d:
-        return TokenCorpus(d["tokens"], d["offsets"])
 
 
 def estimate_bigram(manifests: Sequence[str], tokenizer: Tokenizer, discount: Optional[float] = None) -> TokenBigram:
