@@ -1,6 +1,7 @@
 """Decode test sets: ``python -m asr_recipes.bin.decode exp_dir=E [checkpoint=PATH | epoch=N avg=K]
 [methods=[greedy_search,modified_beam_search] beam=4 max_sym_per_frame=1] [chunk_size=8 left_context=64
-streaming=true] [hotwords_file=F hotwords_score=S] [nbest=N] [blank_penalty=P] data.test_parts=[...]``.
+streaming=true] [hotwords_file=F hotwords_score=S] [nbest=N] [blank_penalty=P]
+[lm=LM lm_scale=S lodr_bigram=B lodr_scale=S lm_rescore=false] data.test_parts=[...]``.
 
 Model, tokenizer and the default search settings come from the checkpoint (no training
 flags); anything given explicitly overrides them. Streaming models decode with their chunk
@@ -21,6 +22,7 @@ from asr_recipes.checkpoint import CheckpointError, choose_checkpoint, model_fro
 from asr_recipes.data.datamodule import DataModule
 from asr_recipes.decoding import make_search
 from asr_recipes.decoding.hotwords import HotwordsError, read_hotwords
+from asr_recipes.decoding.lm_fusion import check_vocabulary
 from asr_recipes.decoding.runner import decode_test_sets, machine_info
 from asr_recipes.decoding.settings import resolve
 from asr_recipes.models.build import count_parameters
@@ -56,9 +58,12 @@ def main(cfg: DictConfig) -> None:
         settings = resolve(choice.checkpoint, beam=cfg.beam, max_sym_per_frame=cfg.max_sym_per_frame,
                            max_sym_per_utt=cfg.max_sym_per_utt, blank_penalty=cfg.blank_penalty,
                            chunk_size=cfg.chunk_size, left_context=cfg.left_context, streaming=cfg.streaming,
-                           hotwords=tuple(h.option for h in hotwords), nbest=cfg.nbest)
+                           hotwords=tuple(h.option for h in hotwords), nbest=cfg.nbest,
+                           lm=dict(lm=cfg.lm, lm_scale=cfg.lm_scale, lodr_bigram=cfg.lodr_bigram,
+                                   lodr_scale=cfg.lodr_scale, lm_rescore=cfg.lm_rescore))
         choice.checkpoint = None  # frees the state dicts: the weights are in the model now
         methods = list(cfg.methods) if cfg.methods else [settings.method]
+        check_vocabulary(settings.options(methods[0]), tokenizer.tokens)
         searches = {m: make_search(model, settings.options(m)) for m in methods}
     except ValueError as e:  # options that do not fit together (e.g. hotwords with greedy search)
         raise SystemExit(f"decode: {e}") from None

@@ -3,7 +3,8 @@ stages built on them (checkpoints and their averages: asr_recipes.checkpoint).
 
 Search (whisper ``decoding.py`` style: an options dataclass and one class per method):
     DecodingOptions(method, beam=4, max_sym_per_frame=1, max_sym_per_utt=None, blank_penalty=0.0,
-                    hotwords=(), nbest=1)
+                    hotwords=(), nbest=1, lm=None, lm_scale=0.0, lodr_bigram=None, lodr_scale=0.0,
+                    lm_rescore=False)
     decode(model, encoder_out (N, T', D), encoder_lens (N,), options) -> list[DecodingResult]
     search_methods() -> ("greedy_search", "beam_search", "modified_beam_search")
     DecodingResult.tokens (best token ids), .score, .timestamps (encoder frames), .hyps (best first)
@@ -11,6 +12,7 @@ Search (whisper ``decoding.py`` style: an options dataclass and one class per me
 Around it, one module per job:
     context_graph  hotword automaton (Aho-Corasick) that modified beam search carries per hypothesis
     hotwords     hotwords files -> DecodingOptions.hotwords
+    lm_fusion    RNN-LM shallow fusion, LODR and n-best rescoring for modified beam search
     word_times   encoder frames -> token and word times in seconds
     streaming    many streams decoded chunk by chunk (StreamingRecognizer)
     runner       decoding test sets: scoring files, %WER and speed reports (bin.decode)

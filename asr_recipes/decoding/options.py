@@ -8,15 +8,18 @@ hypothesis. Neither blank nor ``<unk>`` is ever emitted: ``<unk>`` acts as a sec
 same model gives the same tokens here and in sherpa-onnx. Scores are natural-log
 probabilities of the path(s) a hypothesis stands for under the joiner's log-softmax
 (after ``blank_penalty``), plus the hotword bonus of the phrases a hypothesis completed
-(``Hypothesis.hotword_bonus``; asr_recipes.decoding.context_graph). Timestamps are the
+(``Hypothesis.hotword_bonus``; asr_recipes.decoding.context_graph) and, with a language
+model, its scaled log-probability (``Hypothesis.lm_score``). Timestamps are the
 encoder frames (0-based, from the start of the stream) on which each token was emitted;
 asr_recipes.decoding.word_times turns them into seconds.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -41,6 +44,14 @@ class DecodingOptions:
             (asr_recipes.decoding.hotwords.read_hotwords makes them from a file); searches
             that cannot use them refuse them (modified_beam_search can).
         nbest: hypotheses reported per utterance (n-best lists); beam methods only, <= beam.
+        lm: an RNN-LM checkpoint (asr_recipes.bin.train_lm) whose sentence log-probability,
+            times ``lm_scale``, is added to the scores (asr_recipes.decoding.lm_fusion);
+            modified_beam_search only.
+        lodr_bigram, lodr_scale: a token bigram file (asr_recipes.bin.token_bigram) whose
+            sentence log-probability, times ``lodr_scale``, is subtracted (LODR: it estimates the
+            transducer's internal LM). lodr_scale > 0 needs lodr_bigram.
+        lm_rescore: apply the LM (and LODR) to the final beam only (n-best rescoring) instead
+            of at every token (shallow fusion).
     """
 
     method: str = "greedy_search"
@@ -51,6 +62,11 @@ class DecodingOptions:
     blank_penalty: float = 0.0
     hotwords: tuple[tuple[tuple[int, ...], float], ...] = ()
     nbest: int = 1
+    lm: Optional[str] = None
+    lm_scale: float = 0.0
+    lodr_bigram: Optional[str] = None
+    lodr_scale: float = 0.0
+    lm_rescore: bool = False
 
     def __post_init__(self):
         if not isinstance(self.beam, int) or self.beam < 1:
@@ -67,6 +83,18 @@ class DecodingOptions:
             raise ValueError(f"nbest must be an integer >= 1, got {self.nbest!r}")
         if self.nbest > self.beam:
             raise ValueError(f"nbest={self.nbest} is more than the beam ({self.beam}) keeps; raise beam to >= nbest")
+        for name in ("lm_scale", "lodr_scale"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+                raise ValueError(f"{name} must be a finite number, got {v!r}")
+        if self.lm_scale and not self.lm:
+            raise ValueError(f"lm_scale={self.lm_scale} needs an LM: give lm=<LM checkpoint> "
+                             "(asr_recipes.bin.train_lm)")
+        if self.lodr_scale and not self.lodr_bigram:
+            raise ValueError(f"lodr_scale={self.lodr_scale} needs lodr_bigram=<bigram file> "
+                             "(asr_recipes.bin.token_bigram)")
+        if self.lm_rescore and not (self.lm or self.lodr_bigram):
+            raise ValueError("lm_rescore=true needs an LM to rescore with: give lm=<LM checkpoint>")
         # canonical, hashable form (lists from YAML or callers become tuples)
         phrases = tuple((tuple(int(k) for k in tokens), float(score)) for tokens, score in self.hotwords)
         object.__setattr__(self, "hotwords", phrases)
@@ -96,7 +124,18 @@ class DecodingOptions:
             parts.append(f"hotwords-{self.hotwords_digest()}")
         if self.nbest > 1:
             parts.append(f"nbest-{self.nbest}")
+        if self.lm:
+            parts.append(f"lm-{file_digest(self.lm)}-scale-{self.lm_scale:g}")
+        if self.lodr_scale:
+            parts.append(f"lodr-{file_digest(self.lodr_bigram)}-scale-{self.lodr_scale:g}")
+        if self.uses_lm and self.lm_rescore:
+            parts.append("rescore")
         return "-".join(parts)
+
+    @property
+    def uses_lm(self) -> bool:
+        """An LM or a LODR bigram is given (a search must apply them or refuse)."""
+        return bool(self.lm or self.lodr_bigram)
 
     def hotwords_digest(self) -> str:
         """8 hex digits naming the hotwords (token ids and scores): which list, at which
@@ -104,22 +143,41 @@ class DecodingOptions:
         return hashlib.sha256(repr(self.hotwords).encode("ascii")).hexdigest()[:8]
 
 
+@functools.lru_cache(maxsize=16)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()[:8]
+
+
+def file_digest(path: str) -> str:
+    """8 hex digits of a file's contents (which LM made a results file); cached while the
+    file is unchanged."""
+    st = os.stat(path)
+    return _digest(os.path.abspath(path), st.st_size, st.st_mtime_ns)
+
+
 @dataclass(frozen=True)
 class Hypothesis:
     """One token sequence (no blank, no unk), its score, and the encoder frame on which
     each token was emitted (same length as tokens, non-decreasing).
 
-    score = log-probability + hotword_bonus, the bonus of the hotword phrases the sequence
-    completed (0 without hotwords)."""
+    score = log-probability + hotword_bonus + lm_score: the bonus of the hotword phrases the
+    sequence completed (0 without hotwords) and the LM's share, lm_scale * log P_LM(y) -
+    lodr_scale * log P_bigram(y) (0 without an LM; asr_recipes.decoding.lm_fusion)."""
 
     tokens: tuple[int, ...]
     score: float
     timestamps: tuple[int, ...] = ()
     hotword_bonus: float = 0.0
+    lm_score: float = 0.0
 
     @property
     def log_prob(self) -> float:
-        return self.score - self.hotword_bonus
+        """The transducer's log-probability alone."""
+        return self.score - self.hotword_bonus - self.lm_score
 
 
 @dataclass(frozen=True)

@@ -38,14 +38,16 @@ class SearchStrategy(ABC):
     Subclasses set ``name`` (the ``DecodingOptions.method`` value), ``uses_beam``
     (whether ``beam`` changes their output, which then goes into results-file keys; beam
     methods also give n-best lists) and ``uses_hotwords`` (whether they apply
-    ``DecodingOptions.hotwords``; the others refuse options with hotwords), and
-    implement :meth:`start`, :meth:`advance` and :meth:`results` over their own per-stream
-    state objects (each with a ``frames`` attribute: encoder frames seen so far).
+    ``DecodingOptions.hotwords``; the others refuse options with hotwords), ``uses_lm``
+    (the same for an LM and a LODR bigram), and implement :meth:`start`, :meth:`advance`
+    and :meth:`results` over their own per-stream state objects (each with a ``frames``
+    attribute: encoder frames seen so far).
     """
 
     name: ClassVar[str]
     uses_beam: ClassVar[bool] = False
     uses_hotwords: ClassVar[bool] = False
+    uses_lm: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -59,6 +61,10 @@ class SearchStrategy(ABC):
             users = [name for name, cls in _REGISTRY.items() if cls.uses_hotwords]
             raise ValueError(f"{self.name} does not use hotwords; decode with {' or '.join(users)}, "
                              "or without a hotwords file")
+        if options.uses_lm and not self.uses_lm:
+            users = [name for name, cls in _REGISTRY.items() if cls.uses_lm]
+            raise ValueError(f"{self.name} does not use a language model; decode with {' or '.join(users)}, "
+                             "or without lm / lodr_bigram")
         if options.nbest > 1 and not self.uses_beam:
             raise ValueError(f"{self.name} keeps one hypothesis, so it has no n-best list (nbest={options.nbest}); "
                              "use a beam method, e.g. modified_beam_search")
