@@ -36,7 +36,7 @@ ALLOWED = {
     # searches, streaming, transcription, decoding test sets
     "decoding": {"checkpoint", "data", "models", "lm", "rnnt", "scoring", "base"},
     # ONNX for sherpa-onnx and its checks
-    "export": {"decoding", "checkpoint", "data", "models", "scoring", "base"},
+    "export": {"decoding", "checkpoint", "data", "models", "lm", "scoring", "base"},
     # scaffolding: speech synthesis (synth), benchmarks and the GPU check (tools)
     "tools": {"training", "decoding", "export", "diagnostics", "checkpoint", "data", "lm", "models", "rnnt",
               "scoring", "base"},

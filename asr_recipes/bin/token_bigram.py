@@ -12,7 +12,7 @@ import hydra
 from omegaconf import DictConfig
 
 from asr_recipes.bin import CONFIG_PATH
-from asr_recipes.data.lm_text import estimate_bigram
+from asr_recipes.training.lm_text import estimate_bigram
 from asr_recipes.data.tokenizer import load_tokenizer
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Train a token LSTM language model: ``python -m asr_recipes.bin.train_lm lm_dir=D tokenizer_dir=T
 [lm_model=librispeech|small] text.files=[...] text.manifests=[...] text.synthetic={...} dev.manifests=[...]``.
 
-Writes D/epoch-<N>.pt (asr_recipes.lm.checkpoint) and logs train and dev perplexities; see
+Writes D/epoch-<N>.pt (asr_recipes.checkpoint.lm) and logs train and dev perplexities; see
 conf/train_lm.yaml and asr_recipes.training.lm_trainer. Decode with it:
 ``python -m asr_recipes.bin.decode ... methods=[modified_beam_search] lm=D/epoch-N.pt lm_scale=0.3``.
 """

@@ -64,12 +64,17 @@ def save_checkpoint(path: str | os.PathLike, state: Dict[str, Any], update_lates
     A process killed at any moment leaves either the old file set or the new one, never a
     truncated checkpoint under a real name.
     """
-    path = Path(path)
-    state = {**state, "format": FORMAT}
-    check_plain(state, path.name)
-    write_atomic_with(path, lambda f: torch.save(state, f))
+    path = write_plain(path, {**state, "format": FORMAT})
     if update_latest:
         write_atomic(path.parent / LATEST, path.name + "\n")
+
+
+def write_plain(path: str | os.PathLike, state: Dict[str, Any]) -> Path:
+    """``torch.save(state)`` to ``path`` atomically, after check_plain: the one writer of every
+    checkpoint format (transducer checkpoints here, language models in checkpoint.lm)."""
+    path = Path(path)
+    check_plain(state, path.name)
+    return write_atomic_with(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Dict[str, Any]:
@@ -78,8 +83,22 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    ckpt = read_plain(path, map_location, f"an asr-recipes checkpoint (format {FORMAT!r}) written by the train or "
+                                          "average stage")
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise CheckpointError(f"{path} is not an asr-recipes checkpoint: format {found!r}, expected {FORMAT!r} "
+                              "(a checkpoint written by the train or average stage of this version)")
+    return ckpt
+
+
+def read_plain(path: str | os.PathLike, map_location: str | torch.device, expected: str) -> Any:
+    """``torch.load(path, weights_only=True)``: rebuilds plain data only, never runs code.
+    CheckpointError naming the file and ``expected`` (what it should have been) if it cannot
+    be read; UnsafeCheckpointError if its pickle names other types."""
+    path = Path(path)
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated zip, not a torch file, or a type the restricted unpickler refuses
         unsafe = _unsafe_globals(path) if isinstance(e, pickle.UnpicklingError) else []
         if unsafe:
@@ -87,13 +106,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         # torch's own unpickling message advises weights_only=False: not advice to pass on
         detail = "not a pickle of plain data" if isinstance(e, pickle.UnpicklingError) else _first_line(e)
         raise CheckpointError(f"checkpoint {path} cannot be read ({type(e).__name__}: {detail}): the file is "
-                              f"truncated or not written by torch.save; expected an asr-recipes checkpoint (format "
-                              f"{FORMAT!r}) written by the train or average stage") from e
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise CheckpointError(f"{path} is not an asr-recipes checkpoint: format {found!r}, expected {FORMAT!r} "
-                              "(a checkpoint written by the train or average stage of this version)")
-    return ckpt
+                              f"truncated or not written by torch.save; expected {expected}") from e
 
 
 def _first_line(e: Exception) -> str:

@@ -42,7 +42,7 @@ from torch import Tensor
 
 from asr_recipes.data.tokenizer import tokenizer_from_dict
 from asr_recipes.lm.bigram import BOUNDARY, TokenBigram, load_bigram
-from asr_recipes.lm.checkpoint import LmCheckpointError, load_lm_checkpoint, lm_from_checkpoint
+from asr_recipes.checkpoint.lm import LmCheckpointError, load_lm_checkpoint, lm_from_checkpoint
 from asr_recipes.lm.model import EOS_ID, RnnLm
 
 

@@ -49,7 +49,7 @@ from asr_recipes.export.graphs import _export
 from asr_recipes.export.lodr_fst import write_lodr_fst
 from asr_recipes.export.verify import _check, session
 from asr_recipes.lm.bigram import load_bigram
-from asr_recipes.lm.checkpoint import LmCheckpointError, lm_from_checkpoint, load_lm_checkpoint
+from asr_recipes.checkpoint.lm import LmCheckpointError, lm_from_checkpoint, load_lm_checkpoint
 from asr_recipes.lm.model import EOS_ID, SOS_ID, RnnLm
 
 log = logging.getLogger(__name__)

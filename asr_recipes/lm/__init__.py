@@ -4,9 +4,9 @@
                 transducer's token ids, sos = eos = the blank id; sentence log-probabilities
     bigram      TokenBigram: a back-off token bigram counted from transcripts (LODR's
                 estimate of the transducer's internal LM), saved as JSON
-    checkpoint  self-describing LM checkpoints, loaded with torch.load(weights_only=True)
 
-Text preparation lives in asr_recipes.data.lm_text, training in asr_recipes.training.lm_trainer,
-fusion in asr_recipes.decoding.lm_fusion, export for sherpa-onnx in asr_recipes.export.lm_onnx
-and asr_recipes.export.lodr_fst.
+Around them, each in its layer: LM checkpoints in asr_recipes.checkpoint.lm, text preparation
+(and the bigram's counting from transcripts) in asr_recipes.training.lm_text, training in
+asr_recipes.training.lm_trainer, fusion in asr_recipes.decoding.lm_fusion, export for
+sherpa-onnx in asr_recipes.export.lm_onnx and asr_recipes.export.lodr_fst.
 """

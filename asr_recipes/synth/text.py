@@ -13,15 +13,24 @@ words of a held-out sentence occur in many training sentences).
 
 English grammars produce upper-case words (LibriSpeech transcripts); the Mandarin
 grammar produces space-separated Chinese words (AISHELL transcripts).
+
+Language-model text: ``write_training_text`` writes sentences of a task's *train* split to a
+file (``python -m asr_recipes.bin.synthesize_text``). With the seed the corpus was synthesized
+with, no dev or test sentence can be among them, so an LM trained on the file never saw a
+sentence it is tested on.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Mapping
+
+from asr_recipes.atomic_files import write_atomic
 
 SPLITS = ("train", "dev", "test")
 
@@ -94,6 +103,18 @@ def sample_sentences(grammar: Grammar, split: str, count: int, seed: int) -> lis
                 f"after {draws} draws); add templates or words"
             )
     return sentences
+
+
+def write_training_text(path: str | os.PathLike, task: str, count: int, seed: int) -> Path:
+    """``count`` sentences of ``task``'s train split (repeats allowed, as in the corpus), one per
+    line, written atomically to ``path``. ``seed``: the corpus' synthesis seed, which decides
+    the split of every sentence."""
+    if task not in GRAMMARS:
+        raise ValueError(f"unknown task {task!r}; expected one of {sorted(GRAMMARS)}")
+    if not isinstance(count, int) or count < 1:
+        raise ValueError(f"count must be an integer >= 1, got {count!r}")
+    sentences = sample_sentences(GRAMMARS[task], "train", count, seed)
+    return write_atomic(path, "".join(s + "\n" for s in sentences))
 
 
 # --------------------------------------------------------------------------------------

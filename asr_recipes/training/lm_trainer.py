@@ -8,16 +8,18 @@ per epoch) up to ``max_tokens`` predictions, N * (U_max + 1). Per step: summed n
 log-likelihood / predictions -> backward -> gradient clipping -> Adam (icefall's RNN-LM
 recipe: Adam, lr 1e-3, weight decay 1e-6, clip 5). The dev perplexity (predictions = tokens +
 one end of sentence per sentence) is logged every ``valid_every_n`` steps and at each epoch
-end, where ``epoch-<N>.pt`` (asr_recipes.lm.checkpoint) is written atomically; the newest
-``keep_last_k`` are kept. Starting again with the same lm_dir continues after the newest
-epoch checkpoint.
+end, where ``epoch-<N>.pt`` (asr_recipes.checkpoint.lm) is written atomically; the newest
+``keep_last_k`` are kept. A run stopped by ``max_steps`` inside an epoch writes
+``checkpoint-<step>.pt`` instead (an epoch-N.pt always holds N whole epochs). latest.txt names
+the newest file; starting again with the same lm_dir continues from it: the epoch's batches are
+drawn again from the same seed and the ones already trained are skipped, so a run stopped and
+continued trains on exactly the batches of a run that never stopped.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,20 +28,20 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from asr_recipes.data.lm_text import TokenCorpus
-from asr_recipes.lm.checkpoint import load_lm_checkpoint, save_lm_checkpoint
+from asr_recipes.checkpoint.lm import (
+    latest_lm_checkpoint, lm_epoch_checkpoints, lm_step_checkpoints, load_lm_checkpoint, save_lm_checkpoint,
+)
 from asr_recipes.lm.model import RnnLm
+from asr_recipes.training.lm_text import TokenCorpus
 
 log = logging.getLogger(__name__)
-
-_EPOCH_RE = re.compile(r"^epoch-(\d+)\.pt$")
 
 
 @dataclass(frozen=True)
 class LmTrainConfig:
     lm_dir: str
     num_epochs: int = 10
-    max_steps: Optional[int] = None  # stop (with a checkpoint) after this many steps in total
+    max_steps: Optional[int] = None  # stop after this many steps in total (checkpoint-<step>.pt inside an epoch)
     max_tokens: int = 20000  # predictions per batch, padding included
     lr: float = 1e-3
     weight_decay: float = 1e-6
@@ -92,19 +94,13 @@ def perplexity(model: RnnLm, corpus: TokenCorpus, max_tokens: int = 20000,
     return (math.exp(total / count) if count else float("nan")), total, count
 
 
-def epoch_checkpoints(lm_dir: str | Path) -> list[Path]:
-    """epoch-<N>.pt of lm_dir, oldest first."""
-    found = [(int(m.group(1)), p) for p in Path(lm_dir).glob("epoch-*.pt") if (m := _EPOCH_RE.match(p.name))]
-    return [p for _, p in sorted(found)]
-
-
 class LmTrainer:
     def __init__(self, cfg: LmTrainConfig, model: RnnLm, tokenizer, train: TokenCorpus, dev: TokenCorpus,
                  device: torch.device, record: Optional[dict[str, Any]] = None):
         """model: an RnnLm over ``tokenizer``'s vocabulary; train / dev: tokenized text;
         record: the resolved config, stored in checkpoints."""
         if len(train) == 0:
-            raise ValueError("the LM training text is empty; give text sources (files, manifests or synthetic)")
+            raise ValueError("the LM training text is empty; give text sources (files or manifests)")
         self.cfg = cfg
         self.model = model.to(device)
         self.tokenizer = tokenizer
@@ -112,19 +108,23 @@ class LmTrainer:
         self.device = device
         self.record = record or {}
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.epoch, self.step, self.train_seconds = 0, 0, 0.0
+        self.epoch, self.step, self.train_seconds = 0, 0, 0.0  # epoch: whole epochs trained
+        self.skip_batches = 0  # batches of epoch + 1 trained before a restart
         self.lm_dir = Path(cfg.lm_dir)
 
     def _resume(self) -> None:
-        epochs = epoch_checkpoints(self.lm_dir)
-        if not epochs:
+        path = latest_lm_checkpoint(self.lm_dir)
+        if path is None:
             return
-        ckpt = load_lm_checkpoint(epochs[-1], map_location=self.device)
+        ckpt = load_lm_checkpoint(path, map_location=self.device)
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         progress = ckpt["progress"]
         self.epoch, self.step, self.train_seconds = progress["epoch"], progress["step"], progress["train_seconds"]
-        log.info("resuming after %s (epoch %d, step %d)", epochs[-1].name, self.epoch, self.step)
+        self.skip_batches = progress.get("batches_in_epoch", 0)
+        if ckpt.get("rng") is not None:
+            torch.set_rng_state(ckpt["rng"])
+        log.info("resuming after %s (epoch %d done, step %d)", path.name, self.epoch, self.step)
 
     def fit(self) -> Optional[float]:
         """Train to num_epochs (or max_steps); returns the last dev perplexity (None without dev text)."""
@@ -145,11 +145,16 @@ class LmTrainer:
         return ppl
 
     def _train_epoch(self, epoch: int) -> Optional[float]:
+        """Epoch ``epoch`` (1-based) from its batch ``skip_batches`` on; the dev perplexity at
+        its end, or when max_steps stops it early."""
         rng = np.random.default_rng(self.cfg.seed + epoch)
+        batches = batch_indices(self.train_corpus.lengths(), self.cfg.max_tokens, rng)
+        done_before, self.skip_batches = self.skip_batches, 0
         self.model.train()
         started = time.perf_counter()
         window_nll, window_count = 0.0, 0
-        for idx in batch_indices(self.train_corpus.lengths(), self.cfg.max_tokens, rng):
+        trained = done_before
+        for idx in batches[done_before:]:
             tokens, lens = make_batch(self.train_corpus, idx, self.device)
             nll = self.model.token_nll(tokens, lens).sum()
             count = int(lens.sum()) + len(idx)
@@ -158,6 +163,7 @@ class LmTrainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
             self.optimizer.step()
             self.step += 1
+            trained += 1
             window_nll += float(nll.detach())
             window_count += count
             if self.step % self.cfg.log_every_n == 0:
@@ -169,41 +175,53 @@ class LmTrainer:
             if self._steps_done():
                 break
         self.train_seconds += time.perf_counter() - started
+        if trained < len(batches):  # stopped by max_steps inside the epoch
+            dev_ppl = self._dev_perplexity()
+            self._save(self.lm_dir / f"checkpoint-{self.step}.pt", dev_ppl, batches_in_epoch=trained)
+            return dev_ppl
         self.epoch = epoch
         dev_ppl = self._dev_perplexity()
-        self._save(dev_ppl)
+        self._save(self.lm_dir / f"epoch-{self.epoch}.pt", dev_ppl)
         return dev_ppl
 
-    def _save(self, dev_ppl: Optional[float]) -> None:
-        path = self.lm_dir / f"epoch-{self.epoch}.pt"
+    def _save(self, path: Path, dev_ppl: Optional[float], batches_in_epoch: int = 0) -> None:
+        """``path`` with the training state after ``self.epoch`` whole epochs and
+        ``batches_in_epoch`` batches of the next; then the files it supersedes go."""
         save_lm_checkpoint(path, {
             "lm_config": self.model.config.to_dict(), "vocab_size": self.model.vocab_size,
             "tokenizer": self.tokenizer.to_dict(), "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "progress": {"epoch": self.epoch, "step": self.step, "train_seconds": self.train_seconds},
+            "progress": {"epoch": self.epoch, "step": self.step, "batches_in_epoch": batches_in_epoch,
+                         "train_seconds": self.train_seconds},
+            "rng": torch.get_rng_state(),
             "valid": None if dev_ppl is None else {"perplexity": dev_ppl},
             "train_config": {**self.record, "trainer": asdict(self.cfg)},
-        })
+        }, update_latest=True)
         log.info("wrote %s", path)
-        for old in epoch_checkpoints(self.lm_dir)[:-self.cfg.keep_last_k] if self.cfg.keep_last_k > 0 else []:
+        for old in lm_step_checkpoints(self.lm_dir):  # the newest state is in `path` now
+            if old != path:
+                old.unlink()
+        epochs = lm_epoch_checkpoints(self.lm_dir)
+        for old in epochs[:-self.cfg.keep_last_k] if self.cfg.keep_last_k > 0 else []:
             old.unlink()
 
 
 def prepare_text(cfg: dict, tokenizer) -> tuple[TokenCorpus, TokenCorpus]:
     """(train, dev) corpora of a train_lm config (conf/train_lm.yaml): the dev sentences and
-    those of ``exclude_manifests`` are removed from the training text."""
-    from asr_recipes.data.lm_text import TextSources, normalized_set, tokenize_sources
+    those of ``exclude_manifests`` are removed from the training text, which is read from
+    ``token_cache`` when it was tokenized before (asr_recipes.training.lm_text)."""
     from asr_recipes.data.tokenizer import read_manifest_texts
+    from asr_recipes.training.lm_text import TextSources, normalized_set, tokenize_cached, tokenize_sources
 
     train_sources, dev_sources = TextSources.from_mapping(cfg["text"]), TextSources.from_mapping(cfg["dev"])
     if not train_sources:
-        raise ValueError("no LM training text: set text.files, text.manifests or text.synthetic")
+        raise ValueError("no LM training text: set text.files or text.manifests")
     max_tokens = cfg.get("max_sentence_tokens")
     dev, dev_stats = tokenize_sources(dev_sources, tokenizer, max_tokens=None)
     exclude = normalized_set(dev_sources.sentences(), tokenizer) if dev_sources else set()
     for manifest in cfg.get("exclude_manifests") or ():
         exclude |= normalized_set(read_manifest_texts(manifest), tokenizer)
-    train, stats = tokenize_sources(train_sources, tokenizer, exclude, max_tokens)
+    train, stats = tokenize_cached(train_sources, tokenizer, exclude, max_tokens, cfg.get("token_cache"))
     log.info("LM training text: %s; %d tokens", stats.describe(), train.num_tokens)
     log.info("LM dev text: %d sentences, %d tokens", dev_stats.sentences, dev.num_tokens)
     return train, dev

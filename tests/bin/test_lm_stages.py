@@ -1,13 +1,13 @@
-"""The LM stages end to end on the tiny corpus: train_lm, token_bigram, export_lm, and decode
-with shallow fusion + LODR and with rescoring (results-file keys name the LM and its scales);
-the LM's training text never holds a test sentence."""
+"""The LM stages end to end on the tiny corpus: synthesize_text, train_lm, token_bigram,
+export_lm, and decode with shallow fusion + LODR and with rescoring (results-file keys name the
+LM and its scales); the LM's training text never holds a dev or test sentence."""
 
 import math
 
 import pytest
 
 from asr_recipes.data.tokenizer import load_tokenizer, read_manifest_texts
-from asr_recipes.lm.checkpoint import load_lm_checkpoint
+from asr_recipes.checkpoint.lm import load_lm_checkpoint
 from asr_recipes.decoding.options import file_digest
 from asr_recipes.training.lm_trainer import prepare_text
 from tests.bin.test_decode import decode_args
@@ -22,26 +22,43 @@ def supervisions(corpus, part):
     return str(corpus.manifests / f"librispeech_supervisions_{part}.jsonl.gz")
 
 
-def test_training_text_excludes_dev_and_test_sentences(tiny_corpus):
+def generated_text(tmp_path, count=300):
+    """The tiny corpus' generator text (commands, seed 0: the corpus' own seed), as egs/mini's stage 0 writes it."""
+    path = tmp_path / "lm-text.txt"
+    run_entry("asr_recipes.bin.synthesize_text", f"out={path}", "task=commands", f"count={count}", "seed=0")
+    return path
+
+
+def test_training_text_excludes_dev_and_test_sentences(tiny_corpus, tmp_path):
     tokenizer = load_tokenizer(tiny_corpus.lang)
     test = supervisions(tiny_corpus, "test-clean")
+    text = generated_text(tmp_path, 200)
+    assert len(text.read_text().splitlines()) == 200
     cfg = {"text": {"manifests": [supervisions(tiny_corpus, "train-clean-100"), test],  # test given on purpose
-                    "synthetic": {"task": "commands", "count": 200, "seed": 0}},
+                    "files": [str(text)]},
            "dev": {"manifests": [supervisions(tiny_corpus, "dev-clean")]}, "exclude_manifests": [test],
-           "max_sentence_tokens": 200}
+           "max_sentence_tokens": 200, "token_cache": str(tmp_path / "cache")}
     train, dev = prepare_text(cfg, tokenizer)
     trained = set(tokenizer.decode([list(s) for s in train]))
     held_out = {tokenizer.normalize(t) for t in read_manifest_texts(test)}
     held_out |= set(tokenizer.decode([list(s) for s in dev]))
     assert len(train) > 200 and len(dev) > 0
     assert not trained & held_out
+    # the generator text alone holds none of the corpus' dev or test sentences: nothing to exclude
+    for part in ("dev-clean", "test-clean"):
+        assert not normalized(text.read_text().splitlines(), tokenizer) & normalized(
+            read_manifest_texts(supervisions(tiny_corpus, part)), tokenizer)
+
+
+def normalized(texts, tokenizer):
+    return {tokenizer.normalize(t) for t in texts}
 
 
 def test_lm_stages_and_decoding_with_the_lm(tiny_corpus, tmp_path_factory, tmp_path, capsys):
     lm_dir = tmp_path / "exp_lm"
     run_entry("asr_recipes.bin.train_lm", f"lm_dir={lm_dir}", f"tokenizer_dir={tiny_corpus.lang}",
               f"text.manifests=[{supervisions(tiny_corpus, 'train-clean-100')}]",
-              "text.synthetic={task: commands, count: 300, seed: 0}",
+              f"text.files=[{generated_text(tmp_path)}]",
               f"dev.manifests=[{supervisions(tiny_corpus, 'dev-clean')}]",
               f"exclude_manifests=[{supervisions(tiny_corpus, 'test-clean')}]", *TINY_LM, "trainer.num_epochs=1")
     ckpt = load_lm_checkpoint(lm_dir / "epoch-1.pt")

@@ -11,7 +11,7 @@ import torch
 
 from asr_recipes.decoding import DecodingOptions, decode, make_search
 from asr_recipes.lm.bigram import TokenBigram
-from asr_recipes.lm.checkpoint import save_lm_checkpoint
+from asr_recipes.checkpoint.lm import save_lm_checkpoint
 from asr_recipes.lm.model import LmConfig, RnnLm
 from tests.decoding.test_hotword_search import completed_bonus
 from tests.decoding.test_search import encoder_batch, exhaustive_sequence_scores, make_model

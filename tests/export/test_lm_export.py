@@ -17,7 +17,7 @@ from asr_recipes.export.exporter import export_checkpoint
 from asr_recipes.export.lm_onnx import LODR_FST, NO_STATE, WITH_STATE, export_lm_checkpoint
 from asr_recipes.export.graphs import read_metadata
 from asr_recipes.lm.bigram import TokenBigram
-from asr_recipes.lm.checkpoint import save_lm_checkpoint
+from asr_recipes.checkpoint.lm import save_lm_checkpoint
 from asr_recipes.lm.model import LmConfig, RnnLm
 from asr_recipes.models.build import build_transducer
 from tests.decoding.test_search import TINY

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from asr_recipes.data.lm_text import TokenCorpus
-from asr_recipes.lm.checkpoint import LmCheckpointError, lm_from_checkpoint, load_lm_checkpoint, save_lm_checkpoint
+from asr_recipes.training.lm_text import TokenCorpus
+from asr_recipes.checkpoint.lm import LmCheckpointError, lm_from_checkpoint, load_lm_checkpoint, save_lm_checkpoint
 from asr_recipes.lm.model import EOS_ID, SOS_ID, LmConfig, RnnLm
 from asr_recipes.training.lm_trainer import LmTrainConfig, LmTrainer, perplexity
 
@@ -132,3 +132,36 @@ def test_training_lowers_dev_perplexity_and_resumes(tmp_path):
     third = trainer.fit()
     assert trainer.epoch == 3 and load_lm_checkpoint(tmp_path / "epoch-3.pt")["progress"]["epoch"] == 3
     assert third < before
+
+
+def test_a_max_steps_stop_writes_a_step_checkpoint_and_resuming_trains_the_same_batches(tmp_path):
+    """Stopped inside epoch 1 by max_steps, then continued: no epoch-1.pt for the unfinished
+    epoch (a checkpoint-<step>.pt instead, named by latest.txt), and the two epochs end with the
+    weights of a run that never stopped (same batches, same dropout draws, same Adam state)."""
+    rng = np.random.default_rng(1)
+    sentences = [[2 + (i % 4) for i in range(int(n))] for n in rng.integers(3, 12, size=120)]
+    train, dev = TokenCorpus.from_sequences(sentences[:100]), TokenCorpus.from_sequences(sentences[100:])
+    config = LmConfig(embedding_dim=8, hidden_dim=8, num_layers=2, tie_weights=True, dropout=0.3)
+
+    def fit(lm_dir, **overrides):
+        torch.manual_seed(0)
+        cfg = LmTrainConfig(lm_dir=str(lm_dir), num_epochs=2, max_tokens=200, lr=0.01, log_every_n=1000,
+                            **overrides)
+        trainer = LmTrainer(cfg, RnnLm(6, config), _Symbols(), train, dev, torch.device("cpu"))
+        trainer.fit()
+        return trainer
+
+    whole = fit(tmp_path / "whole")
+    steps_per_epoch = whole.step // 2
+    assert steps_per_epoch > 3
+    stopped = fit(tmp_path / "stopped", max_steps=3)
+    assert sorted(p.name for p in (tmp_path / "stopped").glob("*.pt")) == ["checkpoint-3.pt"]
+    assert (tmp_path / "stopped" / "latest.txt").read_text().strip() == "checkpoint-3.pt"
+    progress = load_lm_checkpoint(tmp_path / "stopped" / "checkpoint-3.pt")["progress"]
+    assert (progress["epoch"], progress["step"], progress["batches_in_epoch"]) == (0, 3, 3)
+    assert stopped.epoch == 0
+    resumed = fit(tmp_path / "stopped")  # the same command without the limit continues
+    assert resumed.step == whole.step and resumed.epoch == 2
+    assert sorted(p.name for p in (tmp_path / "stopped").glob("*.pt")) == ["epoch-1.pt", "epoch-2.pt"]
+    for name, value in whole.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[name], value, msg=name)

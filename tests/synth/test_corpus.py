@@ -35,7 +35,7 @@ from asr_recipes.synth.corpus import (
     synthesize_librispeech_layout,
     to_pinyin,
 )
-from asr_recipes.synth.text import GRAMMARS
+from asr_recipes.synth.text import GRAMMARS, write_training_text
 
 REPO = Path(__file__).resolve().parents[2]
 LIBRISPEECH_PARTS = {"train": "train-clean-100", "dev": "dev-clean", "test": "test-clean"}
@@ -199,6 +199,25 @@ def test_held_out_sentences_are_unseen_but_their_words_are_not(task):
     vocabulary = GRAMMARS[task].vocabulary()
     expected = {"commands": (35, 55), "sentences": (250, 350), "mandarin": (60, 200)}[task]
     assert expected[0] <= len(vocabulary) <= expected[1]
+
+
+@pytest.mark.parametrize("task", ["commands", "sentences", "mandarin"])
+def test_lm_training_text_holds_no_dev_or_test_sentence(task, tmp_path):
+    """The LM text of a corpus synthesized with seed 3: sentences of the generator's train split,
+    none of them spoken in a dev or test part of that corpus (every part planned, unseen voice too);
+    each sentence's split recomputed from the rule the generator documents (a SHA-256 bucket of
+    "<seed>\\t<sentence>" out of 20: 0 dev, 1 test)."""
+    seed = 3
+    path = write_training_text(tmp_path / "lm.txt", task, 3000, seed)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 3000 and len(set(lines)) > 500  # varied text, repeats allowed
+    buckets = {int.from_bytes(hashlib.sha256(f"{seed}\t{t}".encode()).digest()[:8], "big") % 20 for t in lines}
+    assert not buckets & {0, 1}
+    plan = plan_aishell("full", seed) if task == "mandarin" else plan_librispeech(task, "full", seed)
+    held_out = {u.text for u in plan if ALL_PARTS.get(u.split, u.split) in ("dev", "test")}
+    assert len(held_out) > 200 and not set(lines) & held_out
+    with pytest.raises(ValueError, match="unknown task"):
+        write_training_text(tmp_path / "x.txt", "weather", 10, seed)
 
 
 def test_plans_are_seeded():

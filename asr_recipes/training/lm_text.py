@@ -1,70 +1,69 @@
-"""Text for language models: sentences from files, transcripts and the sentence generator,
-tokenized by a recipe's tokenizer into one compact array.
+"""Text for language models: sentences from text files and transcripts, tokenized by a recipe's
+tokenizer into one compact array; the LODR token bigram counted from transcripts.
 
-Sources (``TextSources``; any combination):
+Sources (``TextSources``; either or both):
 
-    files      plain UTF-8 text, one sentence per line, already normalised like the
-               transcripts (e.g. LibriSpeech's ``librispeech-lm-norm.txt``: upper case, no
-               punctuation); read line by line, so a multi-gigabyte corpus never sits in memory
-               as Python strings
+    files      plain UTF-8 text (``.gz`` read as gzip), one sentence per line, already
+               normalised like the transcripts (LibriSpeech's ``librispeech-lm-norm.txt.gz``:
+               upper case, no punctuation; the synthesized corpora's generator text, written
+               by ``python -m asr_recipes.bin.synthesize_text``); read line by line, so a
+               multi-gigabyte corpus never sits in memory as Python strings
     manifests  lhotse supervisions or cuts manifests: their transcripts
-    synthetic  {"task", "count", "seed"}: sentences of the synthesized corpora's generator
-               (asr_recipes.data.corpora.synthetic_text) from its *train* split only. With the
-               seed the corpus was synthesized with, no dev or test sentence can be drawn: the
-               generator assigns every distinct sentence to one split by a seeded hash.
 
 ``exclude``: sentences never to train on (the transcripts of dev and test sets), compared
 after the tokenizer's normalisation; the training text of bin.train_lm also excludes its
 own dev text, so the dev perplexity is measured on unseen sentences.
 
-``estimate_bigram`` counts the LODR token bigram (asr_recipes.lm.bigram) from transcripts.
-
 A ``TokenCorpus`` holds every sentence's token ids (no blank, no sos/eos) back to back in one
 int32 array with (S + 1,) offsets: a few bytes per token instead of a Python list per sentence.
+
+Tokenizing LibriSpeech's 40M LM sentences takes long, so ``tokenize_cached`` keeps the result
+in ``<cache_dir>/tokens-<key>.npz``, the key naming everything the result depends on: each
+file's and manifest's path, size and modification time, the tokenizer (its full description,
+so another vocabulary gets another key), the excluded sentences and the length limit. A
+changed input makes a new key; the old cache file is then deleted.
 """
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import json
 import logging
-from dataclasses import dataclass, field
+import os
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
-from asr_recipes.data.corpora.synthetic_text import GRAMMARS, sample_sentences
+from asr_recipes.atomic_files import write_atomic_with
 from asr_recipes.data.tokenizer import Tokenizer, read_manifest_texts
 from asr_recipes.lm.bigram import TokenBigram
 
 log = logging.getLogger(__name__)
 
 _BLOCK = 10000  # sentences tokenized per call
+_CACHE_VERSION = 1  # raise when the cached arrays change meaning
 
 
 @dataclass(frozen=True)
 class TextSources:
     files: tuple[str, ...] = ()
     manifests: tuple[str, ...] = ()
-    synthetic: Optional[Mapping] = None  # {"task": ..., "count": ..., "seed": ...}
 
     @classmethod
     def from_mapping(cls, cfg: Mapping | None) -> "TextSources":
         cfg = dict(cfg or {})
-        unknown = sorted(set(cfg) - {"files", "manifests", "synthetic"})
+        unknown = sorted(set(cfg) - {"files", "manifests"})
         if unknown:
-            raise ValueError(f"unknown text source key(s) {unknown}; use files, manifests, synthetic")
-        synthetic = cfg.get("synthetic")
-        if synthetic is not None:
-            synthetic = dict(synthetic)
-            missing = {"task", "count", "seed"} - set(synthetic)
-            if missing or synthetic["task"] not in GRAMMARS:
-                raise ValueError(f"synthetic text needs task (one of {sorted(GRAMMARS)}), count and seed; got "
-                                 f"{synthetic}")
-        return cls(tuple(str(f) for f in cfg.get("files") or ()), tuple(str(m) for m in cfg.get("manifests") or ()),
-                   synthetic)
+            raise ValueError(f"unknown text source key(s) {unknown}; use files (one sentence per line; for a "
+                             "synthesized corpus write them with python -m asr_recipes.bin.synthesize_text) "
+                             "or manifests")
+        return cls(tuple(str(f) for f in cfg.get("files") or ()), tuple(str(m) for m in cfg.get("manifests") or ()))
 
     def __bool__(self) -> bool:
-        return bool(self.files or self.manifests or self.synthetic)
+        return bool(self.files or self.manifests)
 
     def sentences(self) -> Iterator[str]:
         """Every sentence of every source, in order (empty lines skipped)."""
@@ -72,22 +71,25 @@ class TextSources:
             yield from _file_lines(Path(path))
         for manifest in self.manifests:
             yield from read_manifest_texts(manifest)
-        if self.synthetic:
-            s = self.synthetic
-            yield from sample_sentences(GRAMMARS[s["task"]], "train", int(s["count"]), int(s["seed"]))
+
+
+def _check_text_file(path: Path) -> None:
+    if not path.is_file():
+        raise FileNotFoundError(f"LM text file {path} not found; give one sentence per line (for LibriSpeech: "
+                                "librispeech-lm-norm.txt.gz from the recipe's download stage)")
 
 
 def _file_lines(path: Path) -> Iterator[str]:
-    if not path.is_file():
-        raise FileNotFoundError(f"LM text file {path} not found; give one sentence per line (for LibriSpeech: "
-                                "librispeech-lm-norm.txt from the recipe's download stage)")
+    _check_text_file(path)
     try:
-        with open(path, encoding="utf-8") as f:
+        with (gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")) as f:
             for line in f:
                 if line.strip():
                     yield line
     except UnicodeDecodeError as e:
         raise ValueError(f"{path} is not UTF-8 text ({e}); convert it to UTF-8") from None
+    except (gzip.BadGzipFile, EOFError) as e:
+        raise ValueError(f"{path} is not a complete gzip file ({e}); download it again") from None
 
 
 @dataclass
@@ -170,6 +172,55 @@ def tokenize_sources(sources: TextSources, tokenizer: Tokenizer, exclude: set[st
     offsets[1:] = np.cumsum(all_lengths)
     tokens = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int32)
     return TokenCorpus(tokens, offsets), stats
+
+
+def cache_key(sources: TextSources, tokenizer: Tokenizer, exclude: set[str], max_tokens: Optional[int]) -> str:
+    """16 hex digits naming what tokenize_sources' result depends on (module docstring)."""
+
+    def stamp(path: str) -> list:
+        st = os.stat(path)
+        return [os.path.abspath(path), st.st_size, st.st_mtime_ns]
+
+    for path in sources.files:
+        _check_text_file(Path(path))
+    for manifest in sources.manifests:
+        if not Path(manifest).is_file():
+            raise FileNotFoundError(f"manifest {manifest} not found")
+    described = {"version": _CACHE_VERSION, "files": [stamp(p) for p in sources.files],
+                 "manifests": [stamp(m) for m in sources.manifests],
+                 "tokenizer": hashlib.sha256(json.dumps(tokenizer.to_dict(), sort_keys=True).encode()).hexdigest(),
+                 "exclude": hashlib.sha256("\n".join(sorted(exclude)).encode("utf-8")).hexdigest(),
+                 "max_tokens": max_tokens}
+    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def tokenize_cached(sources: TextSources, tokenizer: Tokenizer, exclude: set[str] = frozenset(),
+                    max_tokens: Optional[int] = None,
+                    cache_dir: str | os.PathLike | None = None) -> tuple[TokenCorpus, CorpusStats]:
+    """tokenize_sources, read from ``cache_dir`` when it holds this key's result (else
+    computed and stored there); without cache_dir, always computed."""
+    if cache_dir is None:
+        return tokenize_sources(sources, tokenizer, exclude, max_tokens)
+    cache_dir = Path(cache_dir)
+    path = cache_dir / f"tokens-{cache_key(sources, tokenizer, exclude, max_tokens)}.npz"
+    if path.is_file():
+        try:
+            with np.load(path) as f:
+                corpus = TokenCorpus(f["tokens"], f["offsets"])
+                stats = CorpusStats(**json.loads(str(f["stats"])))
+            log.info("tokenized LM text from %s", path)
+            return corpus, stats
+        except (OSError, ValueError, KeyError, TypeError) as e:  # a damaged cache is recomputed
+            log.warning("ignoring the unreadable token cache %s (%s)", path, e)
+    corpus, stats = tokenize_sources(sources, tokenizer, exclude, max_tokens)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic_with(path, lambda f: np.savez(f, tokens=corpus.tokens, offsets=corpus.offsets,
+                                               stats=np.array(json.dumps(asdict(stats)))))
+    for old in cache_dir.glob("tokens-*.npz"):
+        if old != path:
+            old.unlink(missing_ok=True)
+    log.info("token cache written: %s", path)
+    return corpus, stats
 
 
 def estimate_bigram(manifests: Sequence[str], tokenizer: Tokenizer, discount: Optional[float] = None) -> TokenBigram:
