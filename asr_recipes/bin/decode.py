@@ -63,7 +63,7 @@ def main(cfg: DictConfig) -> None:
                                    lodr_scale=cfg.lodr_scale, lm_rescore=cfg.lm_rescore))
         choice.checkpoint = None  # frees the state dicts: the weights are in the model now
         methods = list(cfg.methods) if cfg.methods else [settings.method]
-        check_vocabulary(settings.options(methods[0]), tokenizer.tokens)
+        check_vocabulary(settings.options(methods[0]), tokenizer.tokens, device)  # the LM is read once, here
         searches = {m: make_search(model, settings.options(m)) for m in methods}
     except ValueError as e:  # options that do not fit together (e.g. hotwords with greedy search)
         raise SystemExit(f"decode: {e}") from None

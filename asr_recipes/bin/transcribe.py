@@ -1,15 +1,23 @@
 """Transcribe audio files: ``python -m asr_recipes.bin.transcribe CHECKPOINT AUDIO [AUDIO ...]
 [--method M] [--beam B] [--max-sym-per-frame K] [--blank-penalty P] [--hotwords-file F
-[--hotwords-score S]] [--timestamps] [--nbest N] [--streaming [--chunk-ms 320]
-[--left-context-ms 2560] [--realtime]] [--device auto]``.
+[--hotwords-score S]] [--lm LM --lm-scale S [--lodr-bigram B --lodr-scale S] [--lm-rescore]]
+[--timestamps] [--nbest N] [--streaming [--chunk-ms 320] [--left-context-ms 2560] [--realtime]]
+[--device auto]``.
 
 Prints ``<path>\\t<text>`` per readable file, in the order given (with --timestamps or
 --nbest: one JSON object per line instead, {"file", "text", "words": [{"word", "start",
-"end"}], "tokens": [{"token", "frame", "time"}], "nbest": [{"text", "score", "log_prob",
-"hotword_bonus"}]}, times in seconds as asr_recipes.decoding.word_times defines them); each unreadable or missing
-file gets one line on stderr naming it, the others are still transcribed, and the exit
-status is 1 if any file failed (2 for an unusable checkpoint or bad options). Search
-settings default to what the checkpoint records (the recipe's decoding settings).
+"end"}], "tokens": [{"token", "frame", "time"}], "nbest": [{"score", "log_prob", "hotword_bonus",
+"lm_score", "num_tokens", "text"}]}, times in seconds as asr_recipes.decoding.word_times defines
+them); each unreadable or missing file gets one line on stderr naming it, the others are
+still transcribed, and the exit status is 1 if any file failed (2 for an unusable checkpoint
+or bad options). Search settings default to what the checkpoint records (the recipe's
+decoding settings).
+
+--lm (modified_beam_search): an RNN-LM (asr_recipes.bin.train_lm) over the model's tokenizer,
+fused at every token with --lm-scale (or, with --lm-rescore, applied to the final beam), and a
+LODR bigram (asr_recipes.bin.token_bigram) subtracted with --lodr-scale; as bin.decode's lm=,
+lm_scale=, lodr_bigram=, lodr_scale=, lm_rescore= (asr_recipes.decoding.lm_fusion). With
+--streaming each hypothesis carries its LM state from chunk to chunk.
 
 --streaming (streaming models): each file is fed in pieces of --chunk-ms as live audio
 would arrive and decoded chunk by chunk; the growing transcript is shown on stderr (one
@@ -31,6 +39,7 @@ import sys
 from asr_recipes.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from asr_recipes.decoding import make_search, search_methods
 from asr_recipes.decoding.hotwords import DEFAULT_SCORE, HotwordsError, read_hotwords
+from asr_recipes.decoding.lm_fusion import check_vocabulary
 from asr_recipes.decoding.settings import resolve
 from asr_recipes.decoding.streaming import StreamingRecognizer
 from asr_recipes.decoding.transcribe import (
@@ -58,6 +67,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="phrases to favour (modified_beam_search), one per line with an optional ' :score'")
     parser.add_argument("--hotwords-score", type=float, default=DEFAULT_SCORE,
                         help="bonus per matched token for phrases without their own score (default %(default)s)")
+    parser.add_argument("--lm", default=None, help="an RNN-LM checkpoint (asr_recipes.bin.train_lm) for "
+                                                   "modified_beam_search; needs --lm-scale")
+    parser.add_argument("--lm-scale", type=float, default=None, help="weight of the LM's log-probability, e.g. 0.3")
+    parser.add_argument("--lodr-bigram", default=None,
+                        help="the training transcripts' token bigram (asr_recipes.bin.token_bigram); needs --lodr-scale")
+    parser.add_argument("--lodr-scale", type=float, default=None,
+                        help="weight of the bigram's log-probability, subtracted (LODR), e.g. 0.2")
+    parser.add_argument("--lm-rescore", action="store_true",
+                        help="apply the LM to the final beam only (n-best rescoring) instead of at every token")
     parser.add_argument("--timestamps", action="store_true",
                         help="print JSON lines with word and token times (seconds)")
     parser.add_argument("--nbest", type=int, default=None,
@@ -78,6 +96,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                          f"(one encoder frame), got {value}")
     if args.realtime and not args.streaming:
         parser.error("--realtime paces streaming input: add --streaming")
+    if (args.lm is None) != (args.lm_scale is None):
+        parser.error("--lm and --lm-scale go together: give both or neither")
+    if (args.lodr_bigram is None) != (args.lodr_scale is None):
+        parser.error("--lodr-bigram and --lodr-scale go together: give both or neither")
+    if args.lm_rescore and not (args.lm or args.lodr_bigram):
+        parser.error("--lm-rescore needs --lm")
     return args
 
 
@@ -96,7 +120,10 @@ def main(argv: list[str] | None = None) -> int:
         settings = resolve(ckpt, method=args.method, beam=args.beam, max_sym_per_frame=args.max_sym_per_frame,
                            blank_penalty=args.blank_penalty, chunk_size=_frames(args.chunk_ms),
                            left_context=_frames(args.left_context_ms), streaming=args.streaming,
-                           hotwords=tuple(h.option for h in hotwords), nbest=args.nbest)
+                           hotwords=tuple(h.option for h in hotwords), nbest=args.nbest,
+                           lm=dict(lm=args.lm, lm_scale=args.lm_scale, lodr_bigram=args.lodr_bigram,
+                                   lodr_scale=args.lodr_scale, lm_rescore=args.lm_rescore or None))
+        check_vocabulary(settings.options(), tokenizer.tokens, device)  # reads the LM, which the search reuses
         search = make_search(model, settings.options())
     except (CheckpointError, HotwordsError, ValueError) as e:
         print(f"transcribe: {e}", file=sys.stderr)

@@ -33,6 +33,7 @@ leaves out the end-of-sentence terms.
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Optional, Sequence
 
@@ -42,7 +43,7 @@ from torch import Tensor
 
 from asr_recipes.data.tokenizer import tokenizer_from_dict
 from asr_recipes.lm.bigram import BOUNDARY, TokenBigram, load_bigram
-from asr_recipes.checkpoint.lm import LmCheckpointError, load_lm_checkpoint, lm_from_checkpoint
+from asr_recipes.checkpoint.lm import load_lm_checkpoint, lm_from_checkpoint
 from asr_recipes.lm.model import EOS_ID, RnnLm
 
 
@@ -161,24 +162,46 @@ class LmFusion:
 
 
 def load_lm(path: str | os.PathLike, device: torch.device | str = "cpu") -> RnnLm:
-    """The RNN-LM of an LM checkpoint, in eval mode on ``device``; ValueError naming the file."""
-    try:
-        return lm_from_checkpoint(load_lm_checkpoint(path, device), str(path), device)
-    except LmCheckpointError as e:
-        raise ValueError(str(e)) from None
+    """The RNN-LM of an LM checkpoint, in eval mode on ``device``; ValueError naming the file.
+    Read once per process while the file is unchanged (check_vocabulary and every search
+    share that model; searches only read it)."""
+    return _loaded(path, device)[0]
 
 
-def check_vocabulary(options, tokens: Sequence[str]) -> None:
+def check_vocabulary(options, tokens: Sequence[str], device: torch.device | str = "cpu") -> None:
     """The LM and bigram files of ``options`` were made over the symbols ``tokens`` (the
-    transducer's tokenizer); ValueError naming the file otherwise."""
+    transducer's tokenizer); ValueError naming the file otherwise. Give the searches' device:
+    the LM it loads is then the one the searches use, not a second copy."""
     if options.lm:
-        ckpt = load_lm_checkpoint(options.lm)
-        lm_tokens = _symbols(ckpt.get("tokenizer"))
+        lm_tokens = _loaded(options.lm, device)[1]
         if lm_tokens is not None and lm_tokens != list(tokens):
             raise ValueError(f"{options.lm} was trained over another tokenizer ({len(lm_tokens)} tokens) than this "
                              f"model's ({len(tokens)}); train the LM with the transducer's tokenizer_dir")
     if options.lodr_bigram:
         load_bigram(options.lodr_bigram, tokens)
+
+
+def _loaded(path: str | os.PathLike, device: torch.device | str) -> tuple[RnnLm, Optional[list[str]]]:
+    """(model, the symbols it was trained over or None) of an LM checkpoint, cached by the
+    file's path, size and modification time and the device."""
+    path = os.path.abspath(path)
+    if not os.path.isfile(path):
+        load_lm_checkpoint(path)  # raises the error naming the file
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:  # "cuda" and "cuda:0" are one device
+        device = torch.device("cuda", torch.cuda.current_device())
+    st = os.stat(path)
+    return _load_cached(path, st.st_size, st.st_mtime_ns, str(device))
+
+
+@functools.lru_cache(maxsize=2)
+def _load_cached(path: str, size: int, mtime_ns: int, device: str) -> tuple[RnnLm, Optional[list[str]]]:
+    # Shared by every search of the process, whether built inside inference mode or not: plain
+    # tensors (not inference tensors), and no gradients (decoding never trains it).
+    with torch.inference_mode(False):
+        ckpt = load_lm_checkpoint(path, device)
+        model = lm_from_checkpoint(ckpt, path, device).requires_grad_(False)
+    return model, _symbols(ckpt.get("tokenizer"))
 
 
 def _symbols(tokenizer_dict) -> Optional[list[str]]:

@@ -44,9 +44,20 @@ from asr_recipes.scoring.ctm import write_ctm
 from asr_recipes.scoring.hotwords import Recall, hotword_recall
 
 SPEED_PREFIX = "speed-"
-#: columns of an n-best file (tab-separated; score = log_prob + hotword_bonus; rank 1 = best)
-#: ranks as the search ranks: by score per symbol, score / (num_tokens + context size)
-NBEST_HEADER = ("utterance", "rank", "score", "log_prob", "hotword_bonus", "num_tokens", "text")
+#: columns of an n-best file (tab-separated, one row per hypothesis, rank 1 = best), the one
+#: description of n-best scores (transcribe --nbest prints the same fields, NBEST_HEADER[2:]):
+#: score = log_prob + hotword_bonus + lm_score, with log_prob the transducer's log-probability,
+#: hotword_bonus that of the hotword phrases completed, lm_score the language model's share
+#: (lm_scale * log P_LM - lodr_scale * log P_bigram; 0 without an LM). Ranks as the search
+#: ranks: by score per symbol, score / (num_tokens + context size).
+NBEST_HEADER = ("utterance", "rank", "score", "log_prob", "hotword_bonus", "lm_score", "num_tokens", "text")
+_SCORES = NBEST_HEADER[2:6]
+
+
+def nbest_fields(hyp, text: str) -> dict:
+    """One hypothesis' NBEST_HEADER fields after utterance and rank (scores rounded to 4 decimals)."""
+    values = (hyp.score, hyp.log_prob, hyp.hotword_bonus, hyp.lm_score)
+    return {**{name: round(v, 4) for name, v in zip(_SCORES, values)}, "num_tokens": len(hyp.tokens), "text": text}
 
 
 def scoring_unit(tokenizer: Tokenizer) -> str:
@@ -101,8 +112,8 @@ def _sync(device: torch.device) -> None:
 @dataclass
 class MethodOutput:
     """What one method produced on one part: (cut id, ref units, hyp units) for scoring,
-    word times of the best hypothesis per cut, and its n-best list (rows of NBEST_HEADER)
-    when the method's options ask for nbest > 1."""
+    word times of the best hypothesis per cut, and its n-best list ((utterance, rank,
+    nbest_fields) per NBEST_HEADER row) when the method's options ask for nbest > 1."""
 
     results: list = field(default_factory=list)
     words: dict = field(default_factory=dict)
@@ -170,16 +181,16 @@ def collect(output: MethodOutput, tokenizer: Tokenizer, nbest: int, cut_ids: Seq
         if nbest > 1:
             hyps = result.hyps[:nbest]
             for rank, (hyp, hyp_text) in enumerate(zip(hyps, tokenizer.decode([h.tokens for h in hyps])), 1):
-                output.nbest.append((cut_id, rank, hyp.score, hyp.log_prob, hyp.hotword_bonus, len(hyp.tokens),
-                                     hyp_text))
+                output.nbest.append((cut_id, rank, nbest_fields(hyp, hyp_text)))
 
 
 def format_nbest(rows: Sequence[tuple]) -> str:
     """The n-best file: a header line, then one tab-separated row per hypothesis, by
     utterance id and rank."""
     lines = ["\t".join(NBEST_HEADER) + "\n"]
-    for utt, rank, score, log_prob, bonus, num_tokens, text in sorted(rows, key=lambda r: (r[0], r[1])):
-        lines.append(f"{utt}\t{rank}\t{score:.4f}\t{log_prob:.4f}\t{bonus:.4f}\t{num_tokens}\t{text}\n")
+    for utt, rank, fields in sorted(rows, key=lambda r: (r[0], r[1])):
+        columns = [utt, str(rank), *(f"{fields[c]:.4f}" for c in _SCORES), str(fields["num_tokens"]), fields["text"]]
+        lines.append("\t".join(columns) + "\n")
     return "".join(lines)
 
 

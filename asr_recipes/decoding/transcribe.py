@@ -30,6 +30,7 @@ from asr_recipes.constants import FRAME_SHIFT, SAMPLE_RATE
 from asr_recipes.data.features import AUDIO_ERRORS, fbank_extractor, feature_config
 from asr_recipes.data.online_fbank import OnlineFbank
 from asr_recipes.decoding.options import DecodingResult
+from asr_recipes.decoding.runner import nbest_fields
 from asr_recipes.decoding.search import SearchStrategy
 from asr_recipes.decoding.word_times import token_times, word_times
 
@@ -114,18 +115,15 @@ def result_record(path: str, result: DecodingResult, tokenizer, timestamps: bool
                   nbest: int | None = None) -> dict:
     """{"file", "text"} plus, with ``timestamps``, "words" [{"word", "start", "end"}] and
     "tokens" [{"token", "frame", "time"}] (seconds from the start of the file), and with
-    ``nbest``, "nbest" [{"text", "score", "log_prob", "hotword_bonus", "num_tokens"}]: the best
-    ``nbest`` hypotheses, best first (by score per symbol, score / (num_tokens + context size),
-    see modified_beam.ranked)."""
+    ``nbest``, "nbest": the best ``nbest`` hypotheses, best first, each with the fields of an
+    n-best file (asr_recipes.decoding.runner.NBEST_HEADER, where the scores are described)."""
     record = {"file": path, "text": tokenizer.decode([result.tokens])[0]}
     if timestamps:
         record["words"] = [w.to_dict() for w in word_times(tokenizer, result.tokens, result.timestamps)]
         record["tokens"] = [t.to_dict() for t in token_times(tokenizer, result.tokens, result.timestamps)]
     if nbest:
         hyps = result.hyps[:nbest]
-        record["nbest"] = [{"text": text, "score": round(h.score, 4), "log_prob": round(h.log_prob, 4),
-                            "hotword_bonus": round(h.hotword_bonus, 4), "num_tokens": len(h.tokens)}
-                           for h, text in zip(hyps, tokenizer.decode([h.tokens for h in hyps]))]
+        record["nbest"] = [nbest_fields(h, text) for h, text in zip(hyps, tokenizer.decode([h.tokens for h in hyps]))]
     return record
 
 

@@ -16,11 +16,11 @@ MBS = "modified_beam_search"
 
 def read_nbest(path):
     rows = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()]
-    assert rows[0] == ["utterance", "rank", "score", "log_prob", "hotword_bonus", "num_tokens", "text"]
+    assert rows[0] == ["utterance", "rank", "score", "log_prob", "hotword_bonus", "lm_score", "num_tokens", "text"]
     out = {}
-    for utt, rank, score, log_prob, bonus, num_tokens, text in rows[1:]:
+    for utt, rank, score, log_prob, bonus, lm_score, num_tokens, text in rows[1:]:
         out.setdefault(utt, []).append((int(rank), float(score), float(log_prob), float(bonus), text,
-                                        int(num_tokens)))
+                                        int(num_tokens), float(lm_score)))
     return out
 
 
@@ -49,7 +49,7 @@ def test_ctm_nbest_and_hotword_files(tiny_corpus, tmp_path_factory, tmp_path, ca
         per_symbol = [r[1] / (r[5] + 2) for r in rows]  # ranked by score per symbol (context size 2)
         assert per_symbol == sorted(per_symbol, reverse=True)
         assert rows[0][4].split() == hyps[utt] and len({r[4] for r in rows}) == len(rows)
-        assert all(r[3] == 0.0 and r[1] == r[2] for r in rows)  # no hotwords, no bonus
+        assert all(r[3] == 0.0 and r[6] == 0.0 and r[1] == r[2] for r in rows)  # no hotwords, no LM: no bonus
 
     # hotwords at score 0: the same hypotheses as without, their recall still counted
     spoken = sorted({w for _, ref, _ in recogs for w in ref})[:3]

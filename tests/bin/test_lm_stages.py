@@ -11,6 +11,7 @@ from asr_recipes.checkpoint.lm import load_lm_checkpoint
 from asr_recipes.decoding.options import file_digest
 from asr_recipes.training.lm_trainer import prepare_text
 from tests.bin.test_decode import decode_args
+from tests.bin.test_decode_extras import read_nbest
 from tests.decoding.entry import run_entry
 from tests.decoding.trained_exp import lower_blank_logit, trained_exp
 
@@ -78,12 +79,15 @@ def test_lm_stages_and_decoding_with_the_lm(tiny_corpus, tmp_path_factory, tmp_p
     capsys.readouterr()
     for extra in ((), ("lm_rescore=true",)):
         run_entry("asr_recipes.bin.decode", *decode_args(tiny_corpus, exp, "epoch=3", f"methods=[{MBS}]", "beam=4",
-                                                         *fusion, *extra))
+                                                         "nbest=2", *fusion, *extra))
     out = capsys.readouterr().out
-    key = (f"epoch-3-avg-1-use-averaged-model-beam-4-max-sym-per-frame-1"
+    key = (f"epoch-3-avg-1-use-averaged-model-beam-4-max-sym-per-frame-1-nbest-2"
            f"-lm-{file_digest(str(lm_dir / 'epoch-1.pt'))}-scale-0.3-lodr-{file_digest(str(bigram))}-scale-0.1")
     for suffix in ("", "-rescore"):
         assert (exp / MBS / f"recogs-test-clean-{key}{suffix}.txt").is_file()
+        # the n-best file's lm_score: the LM's share of each score (no hotwords: the rest is log_prob)
+        rows = read_nbest(exp / MBS / f"nbest-test-clean-{key}{suffix}.txt")
+        assert all(r[6] != 0 and r[1] == pytest.approx(r[2] + r[6], abs=2e-4) for v in rows.values() for r in v)
     assert out.count(f"%WER test-clean {MBS}") == 2
     with pytest.raises(AssertionError, match="greedy_search does not use a language model"):
         run_entry("asr_recipes.bin.decode", *decode_args(tiny_corpus, exp, "epoch=3", "methods=[greedy_search]", lm,

@@ -4,12 +4,15 @@ lm_scale * log P_LM(y, end) - lodr_scale * log P_bigram(y, end), both computed h
 independent code (the LSTM equations in float64, the bigram formula from counts)."""
 
 import math
+import os
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import torch
 
 from asr_recipes.decoding import DecodingOptions, decode, make_search
+from asr_recipes.decoding.lm_fusion import check_vocabulary
 from asr_recipes.lm.bigram import TokenBigram
 from asr_recipes.checkpoint.lm import save_lm_checkpoint
 from asr_recipes.lm.model import LmConfig, RnnLm
@@ -163,3 +166,27 @@ def test_lm_options_are_validated_and_refused_where_they_cannot_apply(lm_files, 
     key_a, key_b = a.settings_key(True), b.settings_key(True)
     assert "-lm-" in key_a and "-scale-0.3-lodr-" in key_a and key_a.endswith("-scale-0.2")
     assert key_b.endswith("-scale-0.3-rescore")
+
+
+def test_the_lm_file_is_read_once_for_the_check_and_the_searches(lm_files, monkeypatch):
+    """decode checks the LM's vocabulary, then builds its searches: one read of the file (a
+    100M-parameter LM is 400 MB); a changed file is read again."""
+    _, lm_path, _ = lm_files
+    reads = []
+    real_load = torch.load
+
+    def counting_load(f, *args, **kwargs):
+        reads.append(str(f))
+        return real_load(f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", counting_load)
+    options = DecodingOptions("modified_beam_search", beam=2, lm=lm_path, lm_scale=0.3)
+    model = make_model(vocab_size=4)
+    check_vocabulary(options, ["<blk>", "<unk>", "a", "b"])
+    searches = [make_search(model, options) for _ in range(2)]
+    assert reads == [lm_path]
+    assert searches[0].fusion.lm is searches[1].fusion.lm
+    write_lm(Path(lm_path), vocab_size=4, seed=1)  # new weights: a new file version
+    os.utime(lm_path, ns=(10**18, 10**18))
+    make_search(model, options)
+    assert reads == [lm_path, lm_path]
