@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # The options every egs/<corpus>/run.sh has, with their usual defaults; the shared stages of
-# local/stages.sh (4 train ... 8 export) read them. A recipe sets RECIPE_DIR (its directory: the
+# local/stages.sh (4 train ... 8 export, 9 lm, 10 lm_decode) read them. A recipe sets RECIPE_DIR (its directory: the
 # default paths are below it), sources this file, then defines its own options and the defaults
 # of these that differ for it (`epoch=26  # comment`), then parses the command line:
 #
@@ -15,10 +15,10 @@
 OPTION_FILES+=("${BASH_SOURCE[0]}")
 
 stage=0                          # first stage to run
-stop_stage=8                     # last stage to run
+stop_stage=10                    # last stage to run
 dl_dir=$RECIPE_DIR/download      # the corpus: stage 0 writes (downloads or synthesizes) it here; later stages only read it
 data_dir=$RECIPE_DIR/data        # manifests, features, tokenizer (stages 1-3)
-exp_dir=$RECIPE_DIR/exp          # checkpoints, logs, TensorBoard, decoding results, RESULTS.md, onnx/ (stages 4-8)
+exp_dir=$RECIPE_DIR/exp          # checkpoints, logs, TensorBoard, decoding results, RESULTS.md, onnx/, lm/ (stages 4-10)
 results_md=""                    # stage 7 writes the run's results table here; empty: <exp-dir>/RESULTS.md
 nj=4                             # parallel jobs of the data stages
 experiment=$(basename "$RECIPE_DIR")  # conf/experiment/<name>.yaml, used by train and decode
@@ -35,3 +35,9 @@ decode_chunks=""                 # with --streaming true: decode with these chun
 python=$([ -x "$ASR_RECIPES_ROOT/.venv/bin/python" ] && echo "$ASR_RECIPES_ROOT/.venv/bin/python" || echo python3)  # Python with asr_recipes installed
 train_args=""                    # extra Hydra overrides for training, e.g. "trainer.max_minutes=5"
 decode_args=""                   # extra Hydra overrides for decoding, e.g. "data.max_duration=100"
+lm_text=""                       # stage 9: the LM's training text, one normalised sentence per line (.gz too); empty: the recipe's own
+lm_dir=""                        # stage 9 writes the LM here (checkpoints, lodr-bigram.json, onnx/), stage 10 reads it; empty: <exp-dir>/lm
+lm_model=small                   # stage 9: the LM's size, conf/lm_model/<name>.yaml
+lm_args=""                       # extra Hydra overrides for train_lm, e.g. "trainer.num_epochs=5 trainer.max_tokens=10000"
+lm_scale=0.3                     # stage 10: weight of the LM's log-probability in modified beam search (shallow fusion)
+lodr_scale=0                     # stage 10: weight of the LODR bigram's log-probability, subtracted; 0: no LODR

@@ -1,5 +1,6 @@
 """Prepare lhotse manifests of a corpus: ``python -m asr_recipes.bin.prepare
-corpus=librispeech dl_dir=<dir> out_dir=<dir> parts=[...] download=false`` (conf/prepare.yaml)."""
+corpus=librispeech dl_dir=<dir> out_dir=<dir> parts=[...] download=false [lm_text=true]``
+(conf/prepare.yaml); lm_text=true also fetches the corpus' language-model text."""
 
 import logging
 
@@ -18,6 +19,10 @@ def main(cfg: DictConfig) -> None:
     corpus = get_corpus(cfg.corpus)
     parts = corpus.parts_or_default(cfg.parts)
     try:
+        if cfg.lm_text:
+            if corpus.download_lm_text is None:
+                raise CorpusLayoutError(f"{cfg.corpus} has no language-model text to download; set lm_text=false")
+            log.info("LM text: %s", corpus.download_lm_text(cfg.dl_dir))
         if cfg.download:
             corpus.download(cfg.dl_dir, parts)
         manifests = corpus.prepare(cfg.dl_dir, cfg.out_dir, parts)

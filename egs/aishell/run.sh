@@ -14,7 +14,7 @@ RECIPE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 help_message="egs/aishell: AISHELL-1 (178 h Mandarin), icefall's pruned_transducer_stateless2 setup
 (conf/experiment/aishell.yaml), character tokens, decoder context 1, CER; trained with torchrun.
 Stages (--stage N --stop-stage M; a finished stage leaves <data-dir>/.done/stage-N (0-3) or
-<exp-dir>/.done/stage-N (4-8): delete it to redo that stage):
+<exp-dir>/.done/stage-N (4-10): delete it to redo that stage):
   0 download: AISHELL-1 into the dl dir when missing (and MUSAN with --use-musan true)
   1 manifests: lhotse manifests (and MUSAN's with --use-musan true)
   2 fbank: features; train with speed perturbation 0.9/1.1 (and MUSAN's 10 s noise cuts)
@@ -30,6 +30,10 @@ resolve_recipe_options
 
 lang_dir=$data_dir/lang_char
 parts="[train,dev,test]"         # lhotse's AISHELL-1 preparer reads all three splits anyway
+manifests=$data_dir/manifests  # stage 1 writes them
+train_transcripts="[$manifests/aishell_supervisions_train.jsonl.gz]"
+lm_text_source=${lm_text:+text.files=[$lm_text]}  # the LM's text: --lm-text, or the training transcripts
+lm_text_source=${lm_text_source:-text.manifests=$train_transcripts}
 case "$use_musan" in
   true) musan_override="data.musan.parts=[music,speech,noise]" ;;
   false) musan_override="data.musan.parts=[]" ;;
@@ -76,9 +80,14 @@ if should_run 3 "$data_dir"; then
   mark_done "$data_dir" 3
 fi
 
-# Stages 4-8 (local/stages.sh) with this corpus's overrides.
+# Stages 4-10 (local/stages.sh) with this corpus's overrides; the LM's dev text (its perplexity in
+# the log) and the test transcripts it must never see.
+title="AISHELL-1, pruned transducer (icefall pruned_transducer_stateless2 setup), CER"
 stage_train "$musan_override"
 stage_average
 stage_decode "data.test_parts=[dev,test]"
-stage_results "AISHELL-1, pruned transducer (icefall pruned_transducer_stateless2 setup), CER"
+stage_results "$title"
 stage_export
+stage_lm "$lm_text_source" "dev.manifests=[$manifests/aishell_supervisions_dev.jsonl.gz]" \
+  "exclude_manifests=[$manifests/aishell_supervisions_test.jsonl.gz]"
+stage_lm_decode "$title" "data.test_parts=[dev,test]"

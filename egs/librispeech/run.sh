@@ -16,8 +16,8 @@ RECIPE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 help_message="egs/librispeech: LibriSpeech 960 h or train-clean-100, icefall's pruned_transducer_stateless2
 setup (conf/experiment/librispeech.yaml), BPE 500, trained with torchrun.
 Stages (--stage N --stop-stage M; a finished stage leaves <data-dir>/.done/stage-N (0-3) or
-<exp-dir>/.done/stage-N (4-8): delete it to redo that stage):
-  0 download: the LibriSpeech parts missing from the dl dir (and MUSAN with --use-musan true)
+<exp-dir>/.done/stage-N (4-10): delete it to redo that stage):
+  0 download: the LibriSpeech parts missing from the dl dir (and MUSAN with --use-musan true), the LM text librispeech-lm-norm.txt.gz (unless --lm-text)
   1 manifests: lhotse manifests (and MUSAN's with --use-musan true)
   2 fbank: features; the training parts with speed perturbation 0.9/1.1 (and MUSAN's 10 s noise cuts)
   3 tokenizer: BPE (--vocab-size) trained on the train-clean-100 transcripts
@@ -29,6 +29,7 @@ vocab_size=500                   # BPE vocabulary size
 ngpu=8                           # training processes per node (icefall's result: 8 GPUs x 300 s batches)
 epoch=26                         # decode this epoch's model (= trainer.num_epochs in conf/experiment/librispeech.yaml)
 avg=8                            # ... averaged over this many epochs
+lm_model=librispeech             # stage 9: icefall's LibriSpeech RNN-LM size (3 x 2048 LSTM)
 . "$ASR_RECIPES_ROOT/local/parse_options.sh"
 resolve_recipe_options
 
@@ -39,6 +40,10 @@ case "$full_libri" in
   *) die "--full-libri must be true or false, not '$full_libri'" ;;
 esac
 parts="[$train_parts,dev-clean,dev-other,test-clean,test-other]"
+manifests=$data_dir/manifests  # stage 1 writes them
+# the training parts' supervision manifests, "[<manifests>/librispeech_supervisions_<part>.jsonl.gz,...]"
+train_transcripts="[$manifests/librispeech_supervisions_${train_parts//,/.jsonl.gz,$manifests/librispeech_supervisions_}.jsonl.gz]"
+lm_text_file=${lm_text:-$dl_dir/lm/librispeech-lm-norm.txt.gz}  # stage 0 downloads it unless --lm-text is given
 case "$use_musan" in
   true) musan_override="data.musan.parts=[music,speech,noise]" ;;
   false) musan_override="data.musan.parts=[]" ;;
@@ -47,7 +52,9 @@ esac
 
 if should_run 0 "$data_dir"; then
   log "Stage 0: download LibriSpeech $parts to $dl_dir (parts on disk are skipped)"
-  "$python" -m asr_recipes.bin.prepare corpus=librispeech download=true dl_dir="$dl_dir" \
+  lm_download=true
+  [ -z "$lm_text" ] || lm_download=false  # --lm-text: an existing copy of the LM text
+  "$python" -m asr_recipes.bin.prepare corpus=librispeech download=true lm_text="$lm_download" dl_dir="$dl_dir" \
     out_dir="$data_dir/manifests" parts="$parts"
   if [ "$use_musan" = true ]; then
     "$python" -m asr_recipes.bin.prepare corpus=musan download=true dl_dir="$dl_dir" \
@@ -86,9 +93,15 @@ if should_run 3 "$data_dir"; then
   mark_done "$data_dir" 3
 fi
 
-# Stages 4-8 (local/stages.sh) with this corpus's overrides.
+# Stages 4-10 (local/stages.sh) with this corpus's overrides; the LM's dev text (its perplexity in
+# the log) and the test transcripts it must never see.
+title="LibriSpeech $hours, pruned transducer (icefall pruned_transducer_stateless2 setup)"
 stage_train "data.train_parts=[$train_parts]" "$musan_override"
 stage_average
 stage_decode "data.test_parts=[test-clean,test-other]"
-stage_results "LibriSpeech $hours, pruned transducer (icefall pruned_transducer_stateless2 setup)"
+stage_results "$title"
 stage_export
+stage_lm "text.files=[$lm_text_file]" \
+  "dev.manifests=[$manifests/librispeech_supervisions_dev-clean.jsonl.gz,$manifests/librispeech_supervisions_dev-other.jsonl.gz]" \
+  "exclude_manifests=[$manifests/librispeech_supervisions_test-clean.jsonl.gz,$manifests/librispeech_supervisions_test-other.jsonl.gz]"
+stage_lm_decode "$title" "data.test_parts=[test-clean,test-other]"

@@ -15,8 +15,8 @@ RECIPE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 help_message="egs/mini: synthesized English speech with generated noise, the small Conformer transducer
 trained on a CPU for a fixed time (conf/experiment/mini.yaml); what \`make demo\` runs.
 Stages (--stage N --stop-stage M; a finished stage leaves <data-dir>/.done/stage-N (0-3) or
-<exp-dir>/.done/stage-N (4-8): delete it to redo that stage):
-  0 synthesize: speech (espeak-ng and flite voices) and generated noise into the dl dir (LibriSpeech and MUSAN layouts)
+<exp-dir>/.done/stage-N (4-10): delete it to redo that stage):
+  0 synthesize: speech (espeak-ng and flite voices) and generated noise into the dl dir (LibriSpeech and MUSAN layouts), LM text from the sentence generator's training split
   1 manifests: lhotse manifests of the speech parts and of the noise
   2 fbank: features; the training part with speed perturbation 0.9/1.1 and reverberation
   3 tokenizer: characters (--token-kind) from the training transcripts
@@ -31,10 +31,14 @@ reverb_prob=0.2                  # with --augment true: fraction of training cut
 token_kind=char                  # tokenizer: char | bpe | unigram (conf/experiment/mini.yaml trains one letter per frame)
 vocab_size=null                  # bpe/unigram: vocabulary size, e.g. 60; char: null (all characters)
 nj=2                             # parallel jobs for synthesis and fbank
+lm_sentences=20000               # stage 0: LM text, sentences of the generator's training split (none of a dev or test part)
 . "$ASR_RECIPES_ROOT/local/parse_options.sh"
 resolve_recipe_options
 
 lang_dir=$data_dir/lang_${token_kind}$([ "$token_kind" = char ] || echo "_$vocab_size")
+manifests=$data_dir/manifests  # stage 1 writes them
+train_transcripts="[$manifests/librispeech_supervisions_train-clean-100.jsonl.gz]"
+lm_text_file=${lm_text:-$dl_dir/lm/$task-train-sentences.txt}  # stage 0 writes it unless --lm-text is given
 # The parts a synthesized corpus has: seen voices, an unseen voice, seen voices in noise.
 parts="[train-clean-100,dev-clean,dev-unseen,test-clean,test-unseen,test-other]"
 case "$augment" in
@@ -48,6 +52,9 @@ if should_run 0 "$data_dir"; then
   read -r -a extra <<< "$synth_args"
   "$python" -m asr_recipes.bin.synthesize out_dir="$dl_dir" layout=librispeech task="$task" \
     size="$size" seed="$seed" num_jobs="$nj" "${extra[@]}"
+  if [ -z "$lm_text" ]; then  # the corpus' seed: every sentence of its dev and test parts is left out
+    "$python" -m asr_recipes.bin.synthesize_text out="$lm_text_file" task="$task" count="$lm_sentences" seed="$seed"
+  fi
   mark_done "$data_dir" 0
 fi
 
@@ -78,9 +85,15 @@ if should_run 3 "$data_dir"; then
   mark_done "$data_dir" 3
 fi
 
-# Stages 4-8 (local/stages.sh) with this corpus's overrides: noise mixed into training on the fly.
+# Stages 4-10 (local/stages.sh) with this corpus's overrides: noise mixed into training on the fly;
+# the LM's dev text (its perplexity in the log) and the test transcripts it must never see.
+title="mini: synthesized $task ($size), $experiment experiment"
 stage_train "data.musan.parts=$noise_parts"
 stage_average
 stage_decode
-stage_results "mini: synthesized $task ($size), $experiment experiment"
+stage_results "$title"
 stage_export
+stage_lm "text.files=[$lm_text_file]" \
+  "dev.manifests=[$manifests/librispeech_supervisions_dev-clean.jsonl.gz,$manifests/librispeech_supervisions_dev-unseen.jsonl.gz]" \
+  "exclude_manifests=[$manifests/librispeech_supervisions_test-clean.jsonl.gz,$manifests/librispeech_supervisions_test-unseen.jsonl.gz]"
+stage_lm_decode "$title"

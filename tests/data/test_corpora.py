@@ -189,3 +189,26 @@ def test_unreadable_audio_during_preparation_names_the_fix(librispeech_dir, tmp_
         get_corpus("librispeech").prepare(dl, tmp_path / "m", ["dev-clean"])
     assert str(bad) in str(e.value)
     assert not list((tmp_path / "m").glob("*.jsonl.gz"))
+
+
+def test_librispeech_lm_text_is_fetched_whole_once(tmp_path, monkeypatch):
+    """From a file:// URL standing in for openslr.org (no network here): the .part file is
+    renamed once complete, and a second call finds the file and fetches nothing."""
+    import gzip
+
+    import asr_recipes.data.corpora.librispeech as librispeech
+
+    source = tmp_path / "served.txt.gz"
+    with gzip.open(source, "wt", encoding="utf-8") as f:
+        f.write("THE FIRST SENTENCE\nAND THE SECOND\n")
+    monkeypatch.setattr(librispeech, "LM_TEXT_URL", source.as_uri())
+    corpus = get_corpus("librispeech")
+    path = corpus.download_lm_text(tmp_path / "dl")
+    assert path == (tmp_path / "dl" / "lm" / "librispeech-lm-norm.txt.gz").absolute()
+    assert path.read_bytes() == source.read_bytes() and sorted(p.name for p in path.parent.iterdir()) == [path.name]
+    source.unlink()  # nothing to fetch from any more: the file on disk is used
+    assert corpus.download_lm_text(tmp_path / "dl") == path
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        _run_prepare_cli(monkeypatch, "corpus=musan", "dl_dir=dl", "out_dir=m", "lm_text=true")
+    assert "musan has no language-model text" in str(e.value.code)

@@ -23,7 +23,7 @@ STAGES_SH = REPO / "local" / "stages.sh"
 STAGE_GUARD = re.compile(r"^if\s+.*\b(?:should_run|stage_enabled)\s+(\d+)\b(?:\s+([^\s;]+))?")
 FUNCTION_GUARD = re.compile(r"^should_run\s+(\d+)\s+(\S+)\s+\|\|\s+return 0$")
 FUNCTION_START = re.compile(r"^(\w+)\(\)\s*\{$")
-STAGE_CALL = re.compile(r"^(stage_(?:train|average|decode|results|export))\b\s*(.*)$")
+STAGE_CALL = re.compile(r"^(stage_(?:train|average|decode|results|export|lm|lm_decode))\b\s*(.*)$")
 ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 #: Commands allowed inside $(...) of a definition outside stage blocks (they only compute paths).
 PURE_COMMANDS = {"cd", "pwd", "dirname", "basename", "realpath", "echo", "["}

@@ -1,11 +1,13 @@
 """The recipes end to end on tiny synthesized corpora in the real layouts (no downloads): every
 stage from data preparation to the run's RESULTS.md and the ONNX export, with the tiny model
-(`--model tiny`) and a few training steps.
+(`--model tiny`) and a few training steps, then the language model (a tiny LSTM, one epoch) and
+decoding with it.
 
 Outputs are checked with independent readers: lhotse for cut manifests and features, torch for
 checkpoints, TensorBoard's EventAccumulator for the logs, kaldialign for the error rates."""
 
 import ast
+import gzip
 import json
 import os
 import re
@@ -22,6 +24,7 @@ from lhotse import load_manifest
 
 from asr_recipes.models.build import build_transducer
 from asr_recipes.synth.corpus import synthesize_aishell_layout, synthesize_librispeech_layout
+from asr_recipes.synth.text import GRAMMARS, sample_sentences
 
 pytestmark = pytest.mark.slow
 
@@ -31,6 +34,9 @@ METHODS = ("greedy_search", "modified_beam_search")
 TRAIN_ARGS = ("trainer.num_epochs=2 trainer.save_every_n=3 data.num_workers=0 data.max_duration=10 "
               "trainer.progress_bar=false trainer.log_every_n=1 device=cpu")
 DECODE_ARGS = "data.num_workers=0 device=cpu"
+#: A tiny LM, one epoch, on the CPU; LODR on, so stage 10 uses the bigram too.
+LM_ARGS = ["--lm-args", "lm_model.embedding_dim=16 lm_model.hidden_dim=16 lm_model.num_layers=1 lm_model.dropout=0.0 "
+           "trainer.num_epochs=1 device=cpu", "--lm-scale", "0.3", "--lodr-scale", "0.1"]
 
 
 def run_recipe(recipe, cwd, *args, timeout=600):
@@ -84,14 +90,19 @@ def check_training(exp, epochs, experiment, causal=False):
     assert tags and max(len(events.Scalars(t)) for t in tags) >= ckpt["progress"]["step"] // 2
 
 
-def check_decoding(exp, fbank, corpus, parts, avg_name, unit):
+def results_files(exp, method, pattern, lm=False):
+    """exp/method's files matching pattern, those decoded with the LM (stage 10) or without (stage 6)."""
+    return sorted(p for p in (exp / method).glob(pattern) if ("-lm-" in p.name) == lm)
+
+
+def check_decoding(exp, fbank, corpus, parts, avg_name, unit, methods=METHODS, lm=False):
     """Scoring files per method and part, covering every test cut, with the error rate that
     kaldialign gives on their own ref/hyp tokens; refs are the cut transcripts."""
     assert (exp / avg_name).is_file()
     torch.load(exp / avg_name, map_location="cpu", weights_only=True)["model"]
-    for method in METHODS:
+    for method in methods:
         for part in parts:
-            [recogs] = (exp / method).glob(f"recogs-{part}-*.txt")
+            [recogs] = results_files(exp, method, f"recogs-{part}-*.txt", lm)
             key = recogs.name[len(f"recogs-{part}-"):-len(".txt")]
             assert (exp / method / f"errs-{part}-{key}.txt").is_file()
             cuts = load_manifest(fbank / f"{corpus}_cuts_{part}.jsonl.gz")
@@ -110,17 +121,20 @@ def check_decoding(exp, fbank, corpus, parts, avg_name, unit):
 
 def check_streaming(recipe, tmp_path, common_args, parts, epochs=2):
     """Stages 4.. again with --streaming true into a fresh exp dir, on the prepared data: a
-    causal model, decoded chunk by chunk with two chunk sizes, every cut of every part."""
+    causal model, decoded chunk by chunk with two chunk sizes, every cut of every part, also
+    with the first run's LM (--lm-dir: its stage 9 finds the LM trained)."""
     exp = tmp_path / "exp-streaming"
     run_recipe(recipe, tmp_path, *common_args, "--stage", "4", "--exp-dir", str(exp), "--streaming", "true",
-               "--decode-chunks", "2 4", "--results-md", str(tmp_path / "RESULTS-streaming.md"))
+               "--decode-chunks", "2 4", "--results-md", str(tmp_path / "RESULTS-streaming.md"),
+               "--lm-dir", str(tmp_path / "exp" / "lm"))
     ckpt = torch.load(exp / f"epoch-{epochs}.pt", map_location="cpu", weights_only=True)
     assert ckpt["model_config"]["causal"] is True and ckpt["decoding"]["left_context"] == 64
-    for method in METHODS:
+    for method, lm in [(m, False) for m in METHODS] + [("modified_beam_search", True)]:
         for part in parts:
             for chunk in (2, 4):
-                [recogs] = (exp / method).glob(f"recogs-{part}-*-chunk-{chunk}-left-64-streaming.txt")
+                [recogs] = results_files(exp, method, f"recogs-{part}-*-chunk-{chunk}-left-64-streaming.txt", lm)
                 assert len(read_recogs(recogs)) == 3
+    assert not (exp / "lm").exists()
     assert "chunk-4-left-64-streaming" in (tmp_path / "RESULTS-streaming.md").read_text()
     check_export(exp, streaming=True)  # sherpa-onnx's streaming layout, with the recorded chunk settings
 
@@ -134,15 +148,32 @@ def check_export(exp, streaming=False):
     assert info["streaming"] is streaming and info["int8"] is True
 
 
-def check_results_md(path, title_words, parts, metric):
+def check_results_md(path, title_words, parts, metric, lm=True):
+    """One section, titled; a row per part and method (and, after stage 10, per part with the LM)."""
     text = path.read_text()
     assert len(re.findall(r"^## ", text, re.MULTILINE)) == 1
     heading = text.splitlines()[0]
     assert all(w in heading for w in title_words), heading
-    for method in METHODS:
+    for method, key in [(m, "") for m in METHODS] + ([("modified_beam_search", "-lm-")] if lm else []):
         for part in parts:
-            assert re.search(rf"^\| {re.escape(part)} \| {method} \|.*\| {metric} \|", text, re.MULTILINE), (
-                part, method, text)
+            assert re.search(rf"^\| {re.escape(part)} \| {method} \| [^|]*{key}[^|]*\| {metric} \|", text,
+                             re.MULTILINE), (part, method, text)
+
+
+def check_lm(lm_dir, exp, fbank, corpus, parts, avg_name, unit):
+    """Stage 9's LM, bigram and sherpa-onnx files; stage 10's scored decoding with them (LODR on)."""
+    assert (lm_dir / "latest.txt").read_text().strip() == "epoch-1.pt"
+    ckpt = torch.load(lm_dir / "epoch-1.pt", map_location="cpu", weights_only=True)
+    assert ckpt["format"] == "asr-recipes-lm/1" and ckpt["lm_config"]["hidden_dim"] == 16
+    assert ckpt["valid"]["perplexity"] > 1.0  # dev text given
+    bigram = json.loads((lm_dir / "lodr-bigram.json").read_text())
+    assert bigram["vocab_size"] == ckpt["vocab_size"] and bigram["pairs"]
+    assert sorted(p.name for p in (lm_dir / "onnx").iterdir()) == [
+        "lm-export.json", "lm-no-state.onnx", "lm-with-state.onnx", "lodr-2gram.fst"]
+    check_decoding(exp, fbank, corpus, parts, avg_name, unit, methods=["modified_beam_search"], lm=True)
+    for part in parts:
+        [summary] = results_files(exp, "modified_beam_search", f"wer-summary-{part}-*.txt", lm=True)
+        assert "-scale-0.3-lodr-" in summary.name and summary.name.endswith("-scale-0.1.txt")
 
 
 MINI_TEST_PARTS = ["dev-clean", "dev-unseen", "test-clean", "test-unseen", "test-other"]
@@ -154,7 +185,7 @@ def test_mini_recipe_all_stages_from_another_directory(tmp_path):
     # epoch=last (the default): the newest epoch, 2 here, averaged with avg capped at 1.
     # No --results-md: the run's table goes to exp/RESULTS.md, never to egs/mini/RESULTS.md.
     args = ["--size", "tiny", "--dl-dir", "dl", "--data-dir", "data", "--exp-dir", "exp",
-            "--train-args", TRAIN_ARGS, "--decode-args", DECODE_ARGS]
+            "--train-args", TRAIN_ARGS, "--decode-args", DECODE_ARGS, "--lm-sentences", "400", *LM_ARGS]
     run_recipe("mini", tmp_path, *args)  # relative paths: resolved against the caller's directory
 
     corpus = tmp_path / "dl" / "LibriSpeech"
@@ -180,12 +211,18 @@ def test_mini_recipe_all_stages_from_another_directory(tmp_path):
     check_results_md(exp / "RESULTS.md", ["mini", "commands", "tiny"], MINI_TEST_PARTS, "WER")
     assert str(tmp_path) not in (exp / "RESULTS.md").read_text()  # no path of this machine
     check_export(exp)
+    # The LM text: the generator's training sentences, none spoken in a dev or test part.
+    lm_text = (tmp_path / "dl" / "lm" / "commands-train-sentences.txt").read_text().splitlines()
+    spoken = {s.text for part in MINI_TEST_PARTS
+              for s in load_manifest(tmp_path / "data" / "manifests" / f"librispeech_supervisions_{part}.jsonl.gz")}
+    assert len(lm_text) == 400 and not set(lm_text) & spoken
+    check_lm(exp / "lm", exp, fbank, "librispeech", MINI_TEST_PARTS, "averaged-epoch-2-avg-1.pt", "word")
     assert (real_results.read_bytes() if real_results.exists() else None) == before
 
     # A second run finds every stage done and changes nothing.
     results = (exp / "RESULTS.md").read_text()
     again = run_recipe("mini", tmp_path, *args)
-    assert [int(n) for n in re.findall(r"Stage (\d+) already done", again.stderr)] == list(range(9))
+    assert [int(n) for n in re.findall(r"Stage (\d+) already done", again.stderr)] == list(range(11))
     assert (exp / "RESULTS.md").read_text() == results
 
 
@@ -208,12 +245,16 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_librispeech_recipe_stages_1_to_8_with_torchrun(synthesized, tmp_path):
+def test_librispeech_recipe_stages_1_to_10_with_torchrun(synthesized, tmp_path):
     # The multi-node launch options (c10d rendezvous), here for one node with one CPU process.
     rendezvous = f"--nnodes 1 --rdzv-backend c10d --rdzv-endpoint 127.0.0.1:{free_port()} --rdzv-id e2e"
+    # --lm-text: a copy of the LM text on disk (stage 0, which would download it, does not run here)
+    lm_text = tmp_path / "lm-norm.txt.gz"
+    with gzip.open(lm_text, "wt") as f:
+        f.write("".join(s + "\n" for s in sample_sentences(GRAMMARS["commands"], "train", 300, 1)))
     common = ["--torchrun-args", rendezvous, "--dl-dir", str(synthesized), "--data-dir", str(tmp_path / "data"),
               "--full-libri", "false", "--vocab-size", "30", "--ngpu", "1", "--epoch", "2", "--avg", "1",
-              "--train-args", TRAIN_ARGS, "--decode-args", DECODE_ARGS]
+              "--train-args", TRAIN_ARGS, "--decode-args", DECODE_ARGS, "--lm-text", str(lm_text), *LM_ARGS]
     run_recipe("librispeech", tmp_path, "--stage", "1", "--exp-dir", str(tmp_path / "exp"),
                "--results-md", str(tmp_path / "RESULTS.md"), *common)
     fbank = tmp_path / "data" / "fbank"
@@ -233,12 +274,15 @@ def test_librispeech_recipe_stages_1_to_8_with_torchrun(synthesized, tmp_path):
     check_decoding(exp, fbank, "librispeech", ["test-clean", "test-other"], "averaged-epoch-2-avg-1.pt", "word")
     check_results_md(tmp_path / "RESULTS.md", ["LibriSpeech", "100 h"], ["test-clean", "test-other"], "WER")
     check_export(exp)
+    check_lm(exp / "lm", exp, fbank, "librispeech", ["test-clean", "test-other"], "averaged-epoch-2-avg-1.pt", "word")
+    record = torch.load(exp / "lm" / "epoch-1.pt", map_location="cpu", weights_only=True)["train_config"]
+    assert record["text"]["files"] == [str(lm_text)] and record["lm_model"]["hidden_dim"] == 16  # --lm-text, --lm-args
     check_streaming("librispeech", tmp_path, common, ["test-clean", "test-other"])
 
 
-def test_aishell_recipe_stages_1_to_8_reports_cer(synthesized, tmp_path):
+def test_aishell_recipe_stages_1_to_10_reports_cer(synthesized, tmp_path):
     common = ["--dl-dir", str(synthesized), "--data-dir", str(tmp_path / "data"), "--ngpu", "1", "--epoch", "2",
-              "--avg", "1", "--train-args", TRAIN_ARGS, "--decode-args", DECODE_ARGS]
+              "--avg", "1", "--train-args", TRAIN_ARGS, "--decode-args", DECODE_ARGS, *LM_ARGS]
     run_recipe("aishell", tmp_path, "--stage", "1", "--exp-dir", str(tmp_path / "exp"), *common)
     fbank = tmp_path / "data" / "fbank"
     assert len(load_manifest(fbank / "aishell_cuts_train.jsonl.gz")) == 3 * 8  # speed perturbation
@@ -250,8 +294,9 @@ def test_aishell_recipe_stages_1_to_8_reports_cer(synthesized, tmp_path):
     assert ckpt["model_config"]["context_size"] == 1
     check_decoding(exp, fbank, "aishell", ["dev", "test"], "averaged-epoch-2-avg-1.pt", "char")
     for method in METHODS:
-        [errs] = (exp / method).glob("errs-test-*.txt")
+        [errs] = results_files(exp, method, "errs-test-*.txt")
         assert "%CER = " in errs.read_text()
     check_results_md(exp / "RESULTS.md", ["AISHELL-1", "CER"], ["dev", "test"], "CER")
     check_export(exp)
+    check_lm(exp / "lm", exp, fbank, "aishell", ["dev", "test"], "averaged-epoch-2-avg-1.pt", "char")
     check_streaming("aishell", tmp_path, common, ["dev", "test"])

@@ -1,5 +1,5 @@
 """Contract tests for every egs/*/run.sh: syntax, shared helpers, options, the same stage numbers
-everywhere (data stages 0-3 in the recipe, shared stages 4-8 from local/stages.sh), --help against
+everywhere (data stages 0-3 in the recipe, shared stages 4-10 from local/stages.sh), --help against
 the README's stage tables, no work outside stage guards, and entry-point overrides that exist in
 the entry points' configs."""
 
@@ -19,18 +19,22 @@ RECIPES = sorted(p.parent.name for p in (REPO / "egs").glob("*/run.sh"))
 
 COMMON_OPTIONS = ["--stage", "--stop-stage", "--dl-dir", "--data-dir", "--exp-dir", "--results-md", "--nj", "--streaming",
                   "--decode-chunks", "--python", "--train-args", "--decode-args", "--epoch", "--avg", "--checkpoints",
-                  "--experiment", "--model", "--ngpu", "--torchrun-args", "--beam", "--max-sym-per-frame"]
-#: Stages 4-8, the same in every recipe (local/stages.sh).
-SHARED_STAGES = {4: ["train"], 5: ["average"], 6: ["decode"], 7: ["results"], 8: ["export"]}
-SHARED_FUNCTIONS = ["stage_train", "stage_average", "stage_decode", "stage_results", "stage_export"]
+                  "--experiment", "--model", "--ngpu", "--torchrun-args", "--beam", "--max-sym-per-frame",
+                  "--lm-text", "--lm-dir", "--lm-model", "--lm-args", "--lm-scale", "--lodr-scale"]
+#: Stages 4-10, the same in every recipe (local/stages.sh).
+SHARED_STAGES = {4: ["train"], 5: ["average"], 6: ["decode"], 7: ["results"], 8: ["export"],
+                 9: ["train_lm", "token_bigram", "export_lm"], 10: ["decode", "results"]}
+SHARED_FUNCTIONS = ["stage_train", "stage_average", "stage_decode", "stage_results", "stage_export", "stage_lm",
+                    "stage_lm_decode"]
 CORPUS_STAGES = {0: ["prepare", "prepare"], 1: ["prepare", "prepare"], 2: ["fbank", "fbank"], 3: ["tokenizer"],
                  **SHARED_STAGES}
 EXPECTED = {
     "mini": {
-        "options": COMMON_OPTIONS + ["--task", "--size", "--synth-args", "--augment", "--token-kind", "--vocab-size"],
-        # stages 1-2: the speech corpus and the generated noise
-        "stages": {0: ["synthesize"], 1: ["prepare", "prepare"], 2: ["fbank", "fbank"], 3: ["tokenizer"],
-                   **SHARED_STAGES},
+        "options": COMMON_OPTIONS + ["--task", "--size", "--synth-args", "--augment", "--token-kind", "--vocab-size",
+                                     "--lm-sentences"],
+        # stage 0: speech and the LM text; stages 1-2: the speech corpus and the generated noise
+        "stages": {0: ["synthesize", "synthesize_text"], 1: ["prepare", "prepare"], 2: ["fbank", "fbank"],
+                   3: ["tokenizer"], **SHARED_STAGES},
     },
     "librispeech": {
         "options": COMMON_OPTIONS + ["--full-libri", "--use-musan", "--vocab-size"],

@@ -18,6 +18,8 @@ Module contract (names looked up on the module):
   manifests (default: the parts whose name starts with ``train``).
 - optional ``CUT_WINDOW``: seconds; when set, the fbank stage cuts long recordings
   into windows of this length (noise corpora such as MUSAN). Default ``None``.
+- optional ``download_lm_text(dl_dir) -> Path``: fetch the corpus' own language-model text
+  (LibriSpeech's librispeech-lm-norm.txt.gz) under ``dl_dir`` unless it is there; returns it.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ class CorpusSpec:
     train_parts: tuple[str, ...] | None
     #: Window length (s) for cutting long recordings in the fbank stage; None = whole.
     cut_window: float | None = None
+    #: Fetches the corpus' language-model text (None: the corpus has none).
+    download_lm_text: Callable[[Path], Path] | None = None
 
     def parts_or_default(self, parts: Sequence[str] | None) -> list[str]:
         """The parts a stage was given, or the corpus's default parts when given None."""
@@ -101,4 +105,5 @@ def get_corpus(name: str) -> CorpusSpec:
         default_parts=tuple(module.DEFAULT_PARTS),
         train_parts=tuple(module.TRAIN_PARTS) if hasattr(module, "TRAIN_PARTS") else None,
         cut_window=getattr(module, "CUT_WINDOW", None),
+        download_lm_text=getattr(module, "download_lm_text", None),
     )

@@ -4,16 +4,22 @@ Expected layout (what the openslr tarballs unpack to)::
 
     <dl_dir>/LibriSpeech/<part>/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac
     <dl_dir>/LibriSpeech/<part>/<speaker>/<chapter>/<speaker>-<chapter>.trans.txt
+
+and the language-model text (openslr.org/11), which a recipe's LM stage trains on::
+
+    <dl_dir>/lm/librispeech-lm-norm.txt.gz
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Sequence
 
 from lhotse.audio.utils import AudioLoadingError
 from lhotse.recipes.librispeech import download_librispeech, prepare_librispeech
+from lhotse.utils import resumable_download
 
 from asr_recipes.data.corpora import CorpusLayoutError, check_parts
 from asr_recipes.data.manifests import manifest_path, prepare_once
@@ -35,6 +41,11 @@ KNOWN_PARTS = (
     "train-clean-5", "dev-clean-2",
 ) + SYNTHESIZED_PARTS
 
+#: The LibriSpeech LM corpus: ~40M normalised sentences (upper case, no punctuation) of the Project
+#: Gutenberg books LibriSpeech was read from, minus those of its dev and test chapters; 1.4 GB.
+LM_TEXT_URL = "http://www.openslr.org/resources/11/librispeech-lm-norm.txt.gz"
+LM_TEXT = Path("lm") / "librispeech-lm-norm.txt.gz"
+
 
 def _check_parts(parts: Sequence[str]) -> list[str]:
     return check_parts("LibriSpeech", parts, KNOWN_PARTS)
@@ -50,6 +61,20 @@ def download(dl_dir: str | Path, parts: Sequence[str] = DEFAULT_PARTS) -> Path:
     else:
         log.info("LibriSpeech parts %s already in %s, not downloading", list(parts), corpus_dir)
     return corpus_dir
+
+
+def download_lm_text(dl_dir: str | Path) -> Path:
+    """``<dl_dir>/lm/librispeech-lm-norm.txt.gz`` (LM_TEXT_URL), downloaded unless it is there.
+    An interrupted download resumes (``.part`` file); the name appears only once it is complete."""
+    path = Path(dl_dir).absolute() / LM_TEXT
+    if path.is_file():
+        log.info("LibriSpeech LM text already in %s, not downloading", path)
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(path.name + ".part")
+    resumable_download(LM_TEXT_URL, part)
+    os.replace(part, path)
+    return path
 
 
 def check_layout(dl_dir: str | Path, parts: Sequence[str]) -> Path:
