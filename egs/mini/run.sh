@@ -31,7 +31,8 @@ reverb_prob=0.2                  # with --augment true: fraction of training cut
 token_kind=char                  # tokenizer: char | bpe | unigram (conf/experiment/mini.yaml trains one letter per frame)
 vocab_size=null                  # bpe/unigram: vocabulary size, e.g. 60; char: null (all characters)
 nj=2                             # parallel jobs for synthesis and fbank
-lm_sentences=20000               # stage 0: LM text, sentences of the generator's training split (none of a dev or test part)
+lm_sentences=5000                # stage 0: LM text, sentences of the generator's training split (none of a dev or test part)
+lm_args="trainer.num_epochs=4 trainer.max_tokens=5000"  # stage 9: ~700k character predictions, a few CPU minutes
 . "$ASR_RECIPES_ROOT/local/parse_options.sh"
 resolve_recipe_options
 
