@@ -22,7 +22,8 @@ training config:
 Modules: io (format, save, safe load), files (names in an experiment directory, resume),
 averaging (running average, epoch averages), choice (what decode reads), model
 (model_from_checkpoint), rng (generator states as plain data), upgrade (converting an
-earlier version's file: the only unsafe load).
+earlier version's file: the only unsafe load), lm (language-model checkpoints: their own
+format name, the same writer and safe reader).
 """
 
 from asr_recipes.checkpoint.averaging import (
