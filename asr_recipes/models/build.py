@@ -18,6 +18,7 @@ from torch import nn
 
 from asr_recipes.constants import BLANK_ID, NUM_MEL_BINS
 from asr_recipes.models.conformer import Conformer
+from asr_recipes.models.ctc import CtcHead
 from asr_recipes.models.decoder import StatelessDecoder
 from asr_recipes.models.joiner import Joiner
 from asr_recipes.models.transducer import Transducer
@@ -43,6 +44,11 @@ class ModelConfig:
     # streaming: causal convolutions and chunked attention (models/conformer.py). Optional
     # so that checkpoints written before it existed still load (as offline models).
     causal: bool = False
+    # auxiliary CTC head on the encoder frames (asr_recipes.models.ctc): trained with
+    # loss.ctc_scale > 0 (and CR-CTC with loss.cr_scale), used by the CTC searches and CTC
+    # word times. An architecture key, not a loss setting, so that a checkpoint's
+    # model_config rebuilds the head for decoding; optional like causal.
+    ctc_head: bool = False
 
     @classmethod
     def from_mapping(cls, cfg: Mapping) -> "ModelConfig":
@@ -94,7 +100,8 @@ def build_transducer(model_cfg: Mapping, vocab_size: int, feature_dim: int = NUM
     )
     decoder = StatelessDecoder(vocab_size, cfg.decoder_dim, cfg.context_size, blank_id=BLANK_ID)
     joiner = Joiner(cfg.d_model, cfg.decoder_dim, cfg.joiner_dim, vocab_size)
-    return Transducer(encoder, decoder, joiner, vocab_size)
+    ctc_head = CtcHead(encoder.output_dim, vocab_size, cfg.dropout) if cfg.ctc_head else None
+    return Transducer(encoder, decoder, joiner, vocab_size, ctc_head)
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
