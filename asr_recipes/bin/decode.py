@@ -1,6 +1,7 @@
 """Decode test sets: ``python -m asr_recipes.bin.decode exp_dir=E [checkpoint=PATH | epoch=N avg=K]
 [methods=[greedy_search,modified_beam_search] beam=4 max_sym_per_frame=1] [chunk_size=8 left_context=64
-streaming=true] [hotwords_file=F hotwords_score=S] [nbest=N] [blank_penalty=P] data.test_parts=[...]``.
+streaming=true] [hotwords_file=F hotwords_score=S] [nbest=N] [blank_penalty=P] [timestamps=ctc|search]
+data.test_parts=[...]``.
 
 Model, tokenizer and the default search settings come from the checkpoint (no training
 flags); anything given explicitly overrides them. Streaming models decode with their chunk
@@ -54,7 +55,8 @@ def main(cfg: DictConfig) -> None:
         settings = resolve(choice.checkpoint, beam=cfg.beam, max_sym_per_frame=cfg.max_sym_per_frame,
                            max_sym_per_utt=cfg.max_sym_per_utt, blank_penalty=cfg.blank_penalty,
                            chunk_size=cfg.chunk_size, left_context=cfg.left_context, streaming=cfg.streaming,
-                           hotwords=tuple(h.option for h in hotwords), nbest=cfg.nbest)
+                           hotwords=tuple(h.option for h in hotwords), nbest=cfg.nbest,
+                           timestamps=cfg.timestamps)
         choice.checkpoint = None  # frees the state dicts: the weights are in the model now
         methods = list(cfg.methods) if cfg.methods else [settings.method]
         searches = {m: make_search(model, settings.options(m)) for m in methods}

@@ -10,7 +10,9 @@ probabilities of the path(s) a hypothesis stands for under the joiner's log-soft
 (after ``blank_penalty``), plus the hotword bonus of the phrases a hypothesis completed
 (``Hypothesis.hotword_bonus``; asr_recipes.decoding.context_graph). Timestamps are the
 encoder frames (0-based, from the start of the stream) on which each token was emitted;
-asr_recipes.decoding.word_times turns them into seconds.
+asr_recipes.decoding.word_times turns them into seconds. Token spans (``timestamps`` option)
+are the first and last encoder frame of each token in the CTC head's forced alignment
+(asr_recipes.decoding.ctc_align); word times prefer them when present.
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from asr_recipes.data.tokenizer import UNK_ID
+
+
+#: values of DecodingOptions.timestamps
+TIMESTAMP_SOURCES = ("auto", "ctc", "search")
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,10 @@ class DecodingOptions:
             (asr_recipes.decoding.hotwords.read_hotwords makes them from a file); searches
             that cannot use them refuse them (modified_beam_search can).
         nbest: hypotheses reported per utterance (n-best lists); beam methods only, <= beam.
+        timestamps: where word times come from: "auto" (the CTC head's forced alignment
+            when the model has a CTC head, else the search's frames), "ctc" (the alignment;
+            the model must have a head) or "search" (the frames on which the search emitted
+            each token).
     """
 
     method: str = "greedy_search"
@@ -51,6 +61,7 @@ class DecodingOptions:
     blank_penalty: float = 0.0
     hotwords: tuple[tuple[tuple[int, ...], float], ...] = ()
     nbest: int = 1
+    timestamps: str = "auto"
 
     def __post_init__(self):
         if not isinstance(self.beam, int) or self.beam < 1:
@@ -67,6 +78,8 @@ class DecodingOptions:
             raise ValueError(f"nbest must be an integer >= 1, got {self.nbest!r}")
         if self.nbest > self.beam:
             raise ValueError(f"nbest={self.nbest} is more than the beam ({self.beam}) keeps; raise beam to >= nbest")
+        if self.timestamps not in TIMESTAMP_SOURCES:
+            raise ValueError(f"timestamps must be one of {', '.join(TIMESTAMP_SOURCES)}, got {self.timestamps!r}")
         # canonical, hashable form (lists from YAML or callers become tuples)
         phrases = tuple((tuple(int(k) for k in tokens), float(score)) for tokens, score in self.hotwords)
         object.__setattr__(self, "hotwords", phrases)
@@ -96,6 +109,8 @@ class DecodingOptions:
             parts.append(f"hotwords-{self.hotwords_digest()}")
         if self.nbest > 1:
             parts.append(f"nbest-{self.nbest}")
+        if self.timestamps != "auto":
+            parts.append(f"timestamps-{self.timestamps}")
         return "-".join(parts)
 
     def hotwords_digest(self) -> str:
@@ -110,12 +125,14 @@ class Hypothesis:
     each token was emitted (same length as tokens, non-decreasing).
 
     score = log-probability + hotword_bonus, the bonus of the hotword phrases the sequence
-    completed (0 without hotwords)."""
+    completed (0 without hotwords). token_spans: (first, last) encoder frame of each token
+    in the CTC head's forced alignment, or () when not aligned."""
 
     tokens: tuple[int, ...]
     score: float
     timestamps: tuple[int, ...] = ()
     hotword_bonus: float = 0.0
+    token_spans: tuple[tuple[int, int], ...] = ()
 
     @property
     def log_prob(self) -> float:
@@ -141,6 +158,11 @@ class DecodingResult:
     def timestamps(self) -> list[int]:
         """Encoder frame of each token of the best hypothesis."""
         return list(self.hyps[0].timestamps) if self.hyps else []
+
+    @property
+    def token_spans(self) -> list[tuple[int, int]]:
+        """(first, last) aligned encoder frame of each token of the best hypothesis ([]: none)."""
+        return list(self.hyps[0].token_spans) if self.hyps else []
 
 
 #: Keys of a checkpoint's "decoding" entry that are not DecodingOptions fields: the
