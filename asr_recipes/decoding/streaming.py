@@ -138,10 +138,11 @@ class StreamingRecognizer:
             s.compute_seconds.append(per_stream)
 
     def result(self, stream: Stream) -> DecodingResult:
-        """The stream's result so far; with token_spans aligned over the frames decoded so
-        far when the search aligns with the CTC head."""
+        """The stream's result so far. Once the stream is done, with token_spans when the
+        search aligns with the CTC head (partial results skip the alignment: it would cost
+        O(frames so far) again on every call)."""
         result = self.search.results([stream.search_state])[0]
-        if not self.search.aligns_with_ctc or not stream.ctc_log_probs:
+        if not (self.search.aligns_with_ctc and stream.ctc_log_probs and self.is_done(stream)):
             return result
         log_probs = torch.cat(stream.ctc_log_probs)  # (T', V)
         return with_token_spans([result], log_probs[None], torch.tensor([log_probs.size(0)]),
