@@ -8,10 +8,12 @@ which word_times takes each word's start (first frame of its first token) and en
 frame of its last token, plus the frame's 40 ms and the front end's 30 ms look-ahead).
 
 torchaudio.functional.forced_align computes the alignment (C++, one utterance per call: it
-takes batch size 1). A call costs O(T' x tokens) on the CPU, far below the search itself,
-so no batched alignment of our own is needed.
+takes batch size 1). A call costs O(T' x tokens) on the CPU: for 8 utterances of 10 s (249
+encoder frames, 60 tokens each) 3.5 ms, against 190 ms of greedy and 330 ms of modified beam
+search with the small model (one run on a busy 2-core CPU), so no batched alignment of our
+own is needed. Only the best hypothesis of each result is aligned (word times read it alone).
 
-Which hypotheses get spans is DecodingOptions.timestamps ("auto": every search's, when the
+Whether results get spans is DecodingOptions.timestamps ("auto": every search's, when the
 model has a CTC head; "ctc": required; "search": none); SearchStrategy.search and
 StreamingRecognizer.result apply it. A hypothesis that cannot be aligned (CTC needs T' >=
 tokens + adjacent repeats; a transducer may emit more) keeps no spans, and its word times
@@ -70,14 +72,16 @@ def token_spans(log_probs: Tensor, tokens: Sequence[int], blank: int = 0) -> lis
 
 def with_token_spans(results: Sequence[DecodingResult], log_probs: Tensor, lens: Tensor,
                      blank: int = 0) -> list[DecodingResult]:
-    """``results`` with every hypothesis' token_spans from the alignment of its tokens to
-    its utterance's CTC log-probs (N, T', V) over lens (N,) valid frames (None stays ())."""
+    """``results`` with their best hypothesis' token_spans from the alignment of its tokens
+    to its utterance's CTC log-probs (N, T', V) over lens (N,) valid frames (left without
+    spans when they do not fit)."""
     log_probs = log_probs.detach().float().cpu()
     out = []
     for n, (result, T) in enumerate(zip(results, lens.tolist())):
-        hyps = []
-        for h in result.hyps:
-            spans = token_spans(log_probs[n, :T], h.tokens, blank)
-            hyps.append(h if spans is None else replace(h, token_spans=tuple(spans)))
-        out.append(DecodingResult(tuple(hyps)))
+        spans = token_spans(log_probs[n, :T], result.hyps[0].tokens, blank) if result.hyps else None
+        if spans is None:
+            out.append(result)
+        else:
+            best = replace(result.hyps[0], token_spans=tuple(spans))
+            out.append(DecodingResult((best, *result.hyps[1:])))
     return out

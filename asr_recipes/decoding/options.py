@@ -126,7 +126,8 @@ class Hypothesis:
 
     score = log-probability + hotword_bonus, the bonus of the hotword phrases the sequence
     completed (0 without hotwords). token_spans: (first, last) encoder frame of each token
-    in the CTC head's forced alignment, or () when not aligned."""
+    in the CTC head's forced alignment, or () when not aligned (only a result's best
+    hypothesis is aligned)."""
 
     tokens: tuple[int, ...]
     score: float

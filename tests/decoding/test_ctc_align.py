@@ -83,14 +83,14 @@ def test_searches_attach_ctc_spans_unless_told_not_to(method):
     aligned = decode(model, enc, enc_lens, DecodingOptions(method, beam=3, unk_id=None, max_sym_per_utt=12))
     plain = decode(model, enc, enc_lens, DecodingOptions(method, beam=3, unk_id=None, max_sym_per_utt=12,
                                                           timestamps="search"))
-    assert any(h.token_spans for r in aligned for h in r.hyps)
+    assert any(r.token_spans for r in aligned)
     for n, (a, p) in enumerate(zip(aligned, plain)):
         assert [h.tokens for h in a.hyps] == [h.tokens for h in p.hyps]
         assert [h.timestamps for h in a.hyps] == [h.timestamps for h in p.hyps]  # emission frames stay
         assert all(h.token_spans == () for h in p.hyps)
-        for h in a.hyps:
-            want = token_spans(log_probs[n, : enc_lens[n]], h.tokens)
-            assert list(h.token_spans) == (want if want is not None else [])
+        want = token_spans(log_probs[n, : enc_lens[n]], a.tokens)  # the best hypothesis is aligned
+        assert a.token_spans == (want if want is not None else [])
+        assert all(h.token_spans == () for h in a.hyps[1:])
 
 
 def test_timestamps_ctc_needs_a_head_and_the_key_names_the_choice():
