@@ -1,7 +1,7 @@
 """Transcribe audio files: ``python -m asr_recipes.bin.transcribe CHECKPOINT AUDIO [AUDIO ...]
 [--method M] [--beam B] [--max-sym-per-frame K] [--blank-penalty P] [--hotwords-file F
-[--hotwords-score S]] [--timestamps] [--nbest N] [--streaming [--chunk-ms 320]
-[--left-context-ms 2560] [--realtime]] [--device auto]``.
+[--hotwords-score S]] [--timestamps [--time-source auto|ctc|search]] [--nbest N]
+[--streaming [--chunk-ms 320] [--left-context-ms 2560] [--realtime]] [--device auto]``.
 
 Prints ``<path>\\t<text>`` per readable file, in the order given (with --timestamps or
 --nbest: one JSON object per line instead, {"file", "text", "words": [{"word", "start",
@@ -31,6 +31,7 @@ import sys
 from asr_recipes.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from asr_recipes.decoding import make_search, search_methods
 from asr_recipes.decoding.hotwords import DEFAULT_SCORE, HotwordsError, read_hotwords
+from asr_recipes.decoding.options import TIMESTAMP_SOURCES
 from asr_recipes.decoding.settings import resolve
 from asr_recipes.decoding.streaming import StreamingRecognizer
 from asr_recipes.decoding.transcribe import (
@@ -59,7 +60,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--hotwords-score", type=float, default=DEFAULT_SCORE,
                         help="bonus per matched token for phrases without their own score (default %(default)s)")
     parser.add_argument("--timestamps", action="store_true",
-                        help="print JSON lines with word and token times (seconds)")
+                        help="print JSON lines with word and token times (seconds); from the CTC head's forced "
+                             "alignment when the model has one")
+    parser.add_argument("--time-source", default=None, choices=TIMESTAMP_SOURCES,
+                        help="where word times come from: auto (CTC alignment if the model has a CTC head, else "
+                             "the search's frames), ctc or search" + recorded)
     parser.add_argument("--nbest", type=int, default=None,
                         help="print JSON lines with the N best hypotheses and their scores (beam methods)")
     parser.add_argument("--streaming", action="store_true", help="decode chunk by chunk (streaming models)")
@@ -96,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = resolve(ckpt, method=args.method, beam=args.beam, max_sym_per_frame=args.max_sym_per_frame,
                            blank_penalty=args.blank_penalty, chunk_size=_frames(args.chunk_ms),
                            left_context=_frames(args.left_context_ms), streaming=args.streaming,
-                           hotwords=tuple(h.option for h in hotwords), nbest=args.nbest)
+                           hotwords=tuple(h.option for h in hotwords), nbest=args.nbest,
+                           timestamps=args.time_source)
         search = make_search(model, settings.options())
     except (CheckpointError, HotwordsError, ValueError) as e:
         print(f"transcribe: {e}", file=sys.stderr)
