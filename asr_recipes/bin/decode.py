@@ -1,6 +1,6 @@
 """Decode test sets: ``python -m asr_recipes.bin.decode exp_dir=E [checkpoint=PATH | epoch=N avg=K]
 [methods=[greedy_search,modified_beam_search] beam=4 max_sym_per_frame=1] [chunk_size=8 left_context=64
-streaming=true] [hotwords_file=F hotwords_score=S] [nbest=N] [blank_penalty=P]
+streaming=true] [hotwords_file=F hotwords_score=S] [nbest=N] [blank_penalty=P] [timestamps=ctc|search]
 [lm=LM lm_scale=S lodr_bigram=B lodr_scale=S lm_rescore=false] data.test_parts=[...]``.
 
 Model, tokenizer and the default search settings come from the checkpoint (no training
@@ -60,7 +60,8 @@ def main(cfg: DictConfig) -> None:
                            chunk_size=cfg.chunk_size, left_context=cfg.left_context, streaming=cfg.streaming,
                            hotwords=tuple(h.option for h in hotwords), nbest=cfg.nbest,
                            lm=dict(lm=cfg.lm, lm_scale=cfg.lm_scale, lodr_bigram=cfg.lodr_bigram,
-                                   lodr_scale=cfg.lodr_scale, lm_rescore=cfg.lm_rescore))
+                                   lodr_scale=cfg.lodr_scale, lm_rescore=cfg.lm_rescore),
+                           timestamps=cfg.timestamps)
         choice.checkpoint = None  # frees the state dicts: the weights are in the model now
         methods = list(cfg.methods) if cfg.methods else [settings.method]
         check_vocabulary(settings.options(methods[0]), tokenizer.tokens, device)  # the LM is read once, here

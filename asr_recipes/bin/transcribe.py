@@ -1,8 +1,8 @@
 """Transcribe audio files: ``python -m asr_recipes.bin.transcribe CHECKPOINT AUDIO [AUDIO ...]
 [--method M] [--beam B] [--max-sym-per-frame K] [--blank-penalty P] [--hotwords-file F
 [--hotwords-score S]] [--lm LM --lm-scale S [--lodr-bigram B --lodr-scale S] [--lm-rescore]]
-[--timestamps] [--nbest N] [--streaming [--chunk-ms 320] [--left-context-ms 2560] [--realtime]]
-[--device auto]``.
+[--timestamps [--time-source auto|ctc|search]] [--nbest N] [--streaming [--chunk-ms 320]
+[--left-context-ms 2560] [--realtime]] [--device auto]``.
 
 Prints ``<path>\\t<text>`` per readable file, in the order given (with --timestamps or
 --nbest: one JSON object per line instead, {"file", "text", "words": [{"word", "start",
@@ -40,6 +40,7 @@ from asr_recipes.checkpoint import CheckpointError, load_checkpoint, model_from_
 from asr_recipes.decoding import make_search, search_methods
 from asr_recipes.decoding.hotwords import DEFAULT_SCORE, HotwordsError, read_hotwords
 from asr_recipes.decoding.lm_fusion import check_vocabulary
+from asr_recipes.decoding.options import TIMESTAMP_SOURCES
 from asr_recipes.decoding.settings import resolve
 from asr_recipes.decoding.streaming import StreamingRecognizer
 from asr_recipes.decoding.transcribe import (
@@ -77,7 +78,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--lm-rescore", action="store_true",
                         help="apply the LM to the final beam only (n-best rescoring) instead of at every token")
     parser.add_argument("--timestamps", action="store_true",
-                        help="print JSON lines with word and token times (seconds)")
+                        help="print JSON lines with word and token times (seconds); from the CTC head's forced "
+                             "alignment when the model has one")
+    parser.add_argument("--time-source", default=None, choices=TIMESTAMP_SOURCES,
+                        help="where word times come from: auto (CTC alignment if the model has a CTC head, else "
+                             "the search's frames), ctc or search" + recorded)
     parser.add_argument("--nbest", type=int, default=None,
                         help="print JSON lines with the N best hypotheses and their scores (beam methods)")
     parser.add_argument("--streaming", action="store_true", help="decode chunk by chunk (streaming models)")
@@ -121,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                            blank_penalty=args.blank_penalty, chunk_size=_frames(args.chunk_ms),
                            left_context=_frames(args.left_context_ms), streaming=args.streaming,
                            hotwords=tuple(h.option for h in hotwords), nbest=args.nbest,
+                           timestamps=args.time_source,
                            lm=dict(lm=args.lm, lm_scale=args.lm_scale, lodr_bigram=args.lodr_bigram,
                                    lodr_scale=args.lodr_scale, lm_rescore=args.lm_rescore or None))
         check_vocabulary(settings.options(), tokenizer.tokens, device)  # reads the LM, which the search reuses

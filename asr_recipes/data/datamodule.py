@@ -41,6 +41,7 @@ from asr_recipes.data.augment import NoiseMix
 from asr_recipes.data.dataset import AsrDataset
 from asr_recipes.data.filters import DropIds, FilterConfig, scan_cuts
 from asr_recipes.data.manifests import manifest_path
+from asr_recipes.data.two_views import TwoViewSpecAugment
 
 log = logging.getLogger(__name__)
 
@@ -224,12 +225,16 @@ class DataModule:
 
     # ------------------------------------------------------------- public
     def train_dataloader(
-        self, epoch: int, rank: int = 0, world_size: int = 1, sampler_state: Mapping | None = None
+        self, epoch: int, rank: int = 0, world_size: int = 1, sampler_state: Mapping | None = None,
+        time_mask_ratio: float | None = None,
     ) -> DataLoader:
         """Training batches of ``epoch`` for ``rank`` of ``world_size`` (shuffled per epoch).
 
         ``sampler_state`` (from :meth:`sampler_state`, saved mid-``epoch``) makes the
-        loader resume with the batch after the last one consumed.
+        loader resume with the batch after the last one consumed. ``time_mask_ratio``
+        (CR-CTC; the training objective asks for it): two SpecAugment views per batch
+        (:class:`~asr_recipes.data.two_views.TwoViewSpecAugment` with data.specaug's
+        settings, time masking that many times stronger) instead of one.
         """
         cfg = self.config
         sampler = self._sampler(self._cuts("train", cfg.train_parts, "train"), True, rank, world_size)
@@ -246,12 +251,18 @@ class DataModule:
         if cfg.musan.parts:
             # Same duration and id as the clean cut: feature_lens, filters and ids stay valid.
             cut_transforms.append(NoiseMix(self._noise_cuts(), snr=cfg.musan.snr, prob=cfg.musan.prob))
-        input_transforms = []
-        if cfg.specaug.enabled:
-            params = dataclasses.asdict(cfg.specaug)
-            del params["enabled"]
+        input_transforms, two_views = [], None
+        params = dataclasses.asdict(cfg.specaug)
+        del params["enabled"]
+        if time_mask_ratio is not None:
+            if not cfg.specaug.enabled:
+                raise ValueError("CR-CTC (loss.cr_scale > 0) compares two SpecAugment views of each batch: enable "
+                                 "data.specaug (data.specaug.enabled=true) or set loss.cr_scale=0")
+            two_views = TwoViewSpecAugment(**params, time_mask_ratio=time_mask_ratio)
+        elif cfg.specaug.enabled:
             input_transforms.append(SpecAugment(**params))
-        dataset = AsrDataset(self.tokenizer, cut_transforms, input_transforms, seed=(cfg.seed, epoch))
+        dataset = AsrDataset(self.tokenizer, cut_transforms, input_transforms, seed=(cfg.seed, epoch),
+                             two_views=two_views)
         return self._loader(dataset, sampler, rank, world_size, seed=cfg.seed + epoch)
 
     def _noise_cuts(self) -> CutSet:

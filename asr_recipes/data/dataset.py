@@ -32,6 +32,8 @@ class AsrDataset(torch.utils.data.Dataset):
           "token_lens":   int64 (N,)         tokens per cut, U
           "cut_ids":      list[str] (N)
           "texts":        list[str] (N)      reference transcripts
+          "second_view":  float32 (N, T, F)  only with ``two_views``: the same cuts under
+                                             other masks ("features" is the first view)
         }
 
     Args:
@@ -42,7 +44,10 @@ class AsrDataset(torch.utils.data.Dataset):
         input_transforms: called as ``t(features, supervision_segments=segments)`` with
             segments int32 (N, 3) = (cut index, start frame 0, feature_lens[n]) after
             collation (e.g. lhotse ``SpecAugment``).
-        seed: (seed, epoch). When given, both kinds of transforms run under
+        two_views: e.g. :class:`~asr_recipes.data.two_views.TwoViewSpecAugment`, called as
+            ``two_views(features, segments) -> (view 1, view 2)`` after the input transforms
+            (CR-CTC's two masked views; None: one view).
+        seed: (seed, epoch). When given, all these transforms run under
             :func:`~asr_recipes.data.augment.seeded` with a seed computed from (seed, epoch,
             the batch's cut ids), so a batch is augmented the same in any process, after
             any resume; None leaves the process's random streams as they are.
@@ -54,16 +59,18 @@ class AsrDataset(torch.utils.data.Dataset):
         cut_transforms: Sequence[Callable[[CutSet], CutSet]] = (),
         input_transforms: Sequence[Callable[..., torch.Tensor]] = (),
         seed: tuple[int, int] | None = None,
+        two_views: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None,
     ):
         super().__init__()
         self.tokenizer = tokenizer
         self.cut_transforms = list(cut_transforms)
         self.input_transforms = list(input_transforms)
         self.seed = seed
+        self.two_views = two_views
 
     def __getitem__(self, cuts: CutSet) -> dict:
         cuts = cuts.sort_by_duration(ascending=False)
-        if self.seed is not None and (self.cut_transforms or self.input_transforms):
+        if self.seed is not None and (self.cut_transforms or self.input_transforms or self.two_views is not None):
             with seeded(batch_seed(*self.seed, (c.id for c in cuts))):
                 return self._batch(cuts)
         return self._batch(cuts)
@@ -73,13 +80,15 @@ class AsrDataset(torch.utils.data.Dataset):
             cuts = transform(cuts)
         features, feature_lens = collate_features(cuts)  # (N, T, F), (N,)
         feature_lens = feature_lens.to(torch.int64)
-        if self.input_transforms:
-            n = len(feature_lens)
-            segments = torch.stack(
-                [torch.arange(n), torch.zeros(n, dtype=torch.int64), feature_lens], dim=1
-            ).to(torch.int32)  # (N, 3): whole cut = one supervision segment
-            for transform in self.input_transforms:
-                features = transform(features, supervision_segments=segments)
+        n = len(feature_lens)
+        segments = torch.stack(
+            [torch.arange(n), torch.zeros(n, dtype=torch.int64), feature_lens], dim=1
+        ).to(torch.int32)  # (N, 3): whole cut = one supervision segment
+        for transform in self.input_transforms:
+            features = transform(features, supervision_segments=segments)
+        views = {}
+        if self.two_views is not None:
+            features, views["second_view"] = self.two_views(features, segments)  # (N, T, F) each
         texts = [cut_text(c) for c in cuts]
         token_lists = self.tokenizer.encode(texts)
         token_lens = torch.tensor([len(t) for t in token_lists], dtype=torch.int64)  # (N,)
@@ -94,4 +103,5 @@ class AsrDataset(torch.utils.data.Dataset):
             "token_lens": token_lens,
             "cut_ids": [c.id for c in cuts],
             "texts": texts,
+            **views,
         }

@@ -11,7 +11,9 @@ probabilities of the path(s) a hypothesis stands for under the joiner's log-soft
 (``Hypothesis.hotword_bonus``; asr_recipes.decoding.context_graph) and, with a language
 model, its scaled log-probability (``Hypothesis.lm_score``). Timestamps are the
 encoder frames (0-based, from the start of the stream) on which each token was emitted;
-asr_recipes.decoding.word_times turns them into seconds.
+asr_recipes.decoding.word_times turns them into seconds. Token spans (``timestamps`` option)
+are the first and last encoder frame of each token in the CTC head's forced alignment
+(asr_recipes.decoding.ctc_align); word times prefer them when present.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from asr_recipes.constants import UNK_ID
+
+
+#: values of DecodingOptions.timestamps
+TIMESTAMP_SOURCES = ("auto", "ctc", "search")
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,10 @@ class DecodingOptions:
             transducer's internal LM). lodr_scale > 0 needs lodr_bigram.
         lm_rescore: apply the LM (and LODR) to the final beam only (n-best rescoring) instead
             of at every token (shallow fusion).
+        timestamps: where word times come from: "auto" (the CTC head's forced alignment
+            when the model has a CTC head, else the search's frames), "ctc" (the alignment;
+            the model must have a head) or "search" (the frames on which the search emitted
+            each token).
     """
 
     method: str = "greedy_search"
@@ -67,6 +77,7 @@ class DecodingOptions:
     lodr_bigram: Optional[str] = None
     lodr_scale: float = 0.0
     lm_rescore: bool = False
+    timestamps: str = "auto"
 
     def __post_init__(self):
         if not isinstance(self.beam, int) or self.beam < 1:
@@ -95,6 +106,8 @@ class DecodingOptions:
                              "(asr_recipes.bin.token_bigram)")
         if self.lm_rescore and not (self.lm or self.lodr_bigram):
             raise ValueError("lm_rescore=true needs an LM to rescore with: give lm=<LM checkpoint>")
+        if self.timestamps not in TIMESTAMP_SOURCES:
+            raise ValueError(f"timestamps must be one of {', '.join(TIMESTAMP_SOURCES)}, got {self.timestamps!r}")
         # canonical, hashable form (lists from YAML or callers become tuples)
         phrases = tuple((tuple(int(k) for k in tokens), float(score)) for tokens, score in self.hotwords)
         object.__setattr__(self, "hotwords", phrases)
@@ -130,6 +143,8 @@ class DecodingOptions:
             parts.append(f"lodr-{file_digest(self.lodr_bigram)}-scale-{self.lodr_scale:g}")
         if self.uses_lm and self.lm_rescore:
             parts.append("rescore")
+        if self.timestamps != "auto":
+            parts.append(f"timestamps-{self.timestamps}")
         return "-".join(parts)
 
     @property
@@ -166,13 +181,16 @@ class Hypothesis:
 
     score = log-probability + hotword_bonus + lm_score: the bonus of the hotword phrases the
     sequence completed (0 without hotwords) and the LM's share, lm_scale * log P_LM(y) -
-    lodr_scale * log P_bigram(y) (0 without an LM; asr_recipes.decoding.lm_fusion)."""
+    lodr_scale * log P_bigram(y) (0 without an LM; asr_recipes.decoding.lm_fusion). token_spans:
+    (first, last) encoder frame of each token in the CTC head's forced alignment, or () when
+    not aligned (only a result's best hypothesis is aligned)."""
 
     tokens: tuple[int, ...]
     score: float
     timestamps: tuple[int, ...] = ()
     hotword_bonus: float = 0.0
     lm_score: float = 0.0
+    token_spans: tuple[tuple[int, int], ...] = ()
 
     @property
     def log_prob(self) -> float:
@@ -199,6 +217,11 @@ class DecodingResult:
     def timestamps(self) -> list[int]:
         """Encoder frame of each token of the best hypothesis."""
         return list(self.hyps[0].timestamps) if self.hyps else []
+
+    @property
+    def token_spans(self) -> list[tuple[int, int]]:
+        """(first, last) aligned encoder frame of each token of the best hypothesis ([]: none)."""
+        return list(self.hyps[0].token_spans) if self.hyps else []
 
 
 #: Keys of a checkpoint's "decoding" entry that are not DecodingOptions fields: the

@@ -177,7 +177,7 @@ def collect(output: MethodOutput, tokenizer: Tokenizer, nbest: int, cut_ids: Seq
     for cut_id, ref, text, result in zip(cut_ids, refs, texts, decoded):
         output.results.append((cut_id, ref, to_units(text, unit)))
         output.words[cut_id] = [(w.word, w.start, w.end) for w in word_times(tokenizer, result.tokens,
-                                                                             result.timestamps)]
+                                                                             result.timestamps, result.token_spans)]
         if nbest > 1:
             hyps = result.hyps[:nbest]
             for rank, (hyp, hyp_text) in enumerate(zip(hyps, tokenizer.decode([h.tokens for h in hyps])), 1):

@@ -26,6 +26,7 @@ from typing import Any, ClassVar, Sequence
 import torch
 from torch import Tensor
 
+from asr_recipes.decoding.ctc_align import with_token_spans
 from asr_recipes.decoding.options import DecodingOptions, DecodingResult
 from asr_recipes.models.decoder import BEFORE_START
 
@@ -75,6 +76,12 @@ class SearchStrategy(ABC):
         # tokens that end a frame without output: blank, and <unk> like icefall / sherpa-onnx
         unk = options.unk_id
         self.silent = {self.blank_id} | ({unk} if unk is not None and unk < model.vocab_size else set())
+        has_ctc_head = getattr(model, "ctc_head", None) is not None
+        if options.timestamps == "ctc" and not has_ctc_head:
+            raise ValueError("timestamps=ctc aligns hypotheses with the model's CTC head, and this model has none "
+                             "(trained without model.ctc_head=true); use timestamps=auto or search")
+        #: whether results get token_spans from the CTC head's forced alignment (ctc_align)
+        self.aligns_with_ctc = has_ctc_head and options.timestamps != "search"
 
     @torch.inference_mode()
     def search(self, encoder_out: Tensor, encoder_lens: Tensor) -> list[DecodingResult]:
@@ -83,11 +90,14 @@ class SearchStrategy(ABC):
             encoder_out: (N, T', D) encoder frames; frames t >= encoder_lens[n] are padding.
             encoder_lens: (N,) int64 valid encoder frames per utterance.
         Returns:
-            N results, in batch order.
+            N results, in batch order (with token_spans when aligns_with_ctc).
         """
         streams = self.start(encoder_out.size(0))
         self.advance(streams, encoder_out, encoder_lens)
-        return self.results(streams)
+        results = self.results(streams)
+        if self.aligns_with_ctc:
+            results = with_token_spans(results, self.model.ctc_log_probs(encoder_out), encoder_lens, self.blank_id)
+        return results
 
     @abstractmethod
     def start(self, num_streams: int) -> list[Any]:

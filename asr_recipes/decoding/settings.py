@@ -66,7 +66,8 @@ def resolve(ckpt: dict[str, Any], method: Optional[str] = None, beam: Optional[i
             max_sym_per_frame: Optional[int] = None, max_sym_per_utt: Optional[int] = None,
             blank_penalty: Optional[float] = None, chunk_size: Optional[int] = None,
             left_context: Optional[int] = None, streaming: bool = False, hotwords: tuple = (),
-            nbest: Optional[int] = None, lm: Optional[dict] = None) -> DecodingSettings:
+            nbest: Optional[int] = None, lm: Optional[dict] = None,
+            timestamps: Optional[str] = None) -> DecodingSettings:
     """Settings for decoding ``ckpt``: explicit (non-None) arguments, else the checkpoint's
     recorded values, else DecodingOptions' defaults. ``hotwords`` (DecodingOptions.hotwords,
     from asr_recipes.decoding.hotwords) and ``lm`` (DecodingOptions' lm, lm_scale, lodr_bigram,
@@ -79,7 +80,8 @@ def resolve(ckpt: dict[str, Any], method: Optional[str] = None, beam: Optional[i
     """
     rec = recorded(ckpt)
     given = dict(method=method, beam=beam, max_sym_per_frame=max_sym_per_frame, max_sym_per_utt=max_sym_per_utt,
-                 blank_penalty=blank_penalty, hotwords=tuple(hotwords) or None, nbest=nbest, **(lm or {}))
+                 blank_penalty=blank_penalty, hotwords=tuple(hotwords) or None, nbest=nbest, timestamps=timestamps,
+                 **(lm or {}))
     search = {k: v for k, v in rec.items() if k not in STREAMING_KEYS and k != "method"}
     search.update({k: v for k, v in given.items() if v is not None and k != "method"})
     chosen_method = method or rec.get("method") or DecodingOptions.method

@@ -34,6 +34,7 @@ from torch import Tensor
 from asr_recipes.chunk_windows import PAD
 from asr_recipes.constants import SAMPLE_RATE
 from asr_recipes.data.online_fbank import HOP, LEAD, WINDOW
+from asr_recipes.decoding.ctc_align import with_token_spans
 from asr_recipes.decoding.options import DecodingResult
 from asr_recipes.decoding.search import SearchStrategy
 
@@ -53,6 +54,9 @@ class Stream:
     chunks: int = 0
     #: seconds of compute spent on this stream's chunks (its share of each batched call)
     compute_seconds: list[float] = field(default_factory=list)
+    #: CTC log-probs (T'_chunk, V) of each decoded chunk, kept when the search aligns its
+    #: results with the CTC head (SearchStrategy.aligns_with_ctc)
+    ctc_log_probs: list[Tensor] = field(default_factory=list)
 
 
 class StreamingRecognizer:
@@ -123,6 +127,10 @@ class StreamingRecognizer:
         out, out_lens, new_states = encoder.streaming_forward(
             x.to(self.device), lens.to(self.device), states)  # (N, chunk, D), (N,)
         self.search.advance([s.search_state for s in streams], out, out_lens)
+        if self.search.aligns_with_ctc:
+            ctc = self.model.ctc_log_probs(out).cpu()  # (N, chunk, V)
+            for n, (s, n_out) in enumerate(zip(streams, out_lens.tolist())):
+                s.ctc_log_probs.append(ctc[n, :n_out])
         per_stream = (time.perf_counter() - started) / len(streams)
         for s, st, n_out in zip(streams, encoder.unstack_states(new_states), out_lens.tolist()):
             s.encoder_states = st
@@ -132,7 +140,15 @@ class StreamingRecognizer:
             s.compute_seconds.append(per_stream)
 
     def result(self, stream: Stream) -> DecodingResult:
-        return self.search.results([stream.search_state])[0]
+        """The stream's result so far. Once the stream is done, with token_spans when the
+        search aligns with the CTC head (partial results skip the alignment: it would cost
+        O(frames so far) again on every call)."""
+        result = self.search.results([stream.search_state])[0]
+        if not (self.search.aligns_with_ctc and stream.ctc_log_probs and self.is_done(stream)):
+            return result
+        log_probs = torch.cat(stream.ctc_log_probs)  # (T', V)
+        return with_token_spans([result], log_probs[None], torch.tensor([log_probs.size(0)]),
+                                self.search.blank_id)[0]
 
     def emission_time(self, encoder_frame: int, num_frames: int | None = None) -> float:
         """Seconds of audio that had to arrive before the chunk emitting a token at

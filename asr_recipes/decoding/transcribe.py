@@ -114,13 +114,16 @@ def _decode(model, search: SearchStrategy, features: list[torch.Tensor], device,
 def result_record(path: str, result: DecodingResult, tokenizer, timestamps: bool = True,
                   nbest: int | None = None) -> dict:
     """{"file", "text"} plus, with ``timestamps``, "words" [{"word", "start", "end"}] and
-    "tokens" [{"token", "frame", "time"}] (seconds from the start of the file), and with
+    "tokens" [{"token", "frame", "time"}] (seconds from the start of the file; from the CTC
+    alignment's token spans when the result has them, else the search's frames), and with
     ``nbest``, "nbest": the best ``nbest`` hypotheses, best first, each with the fields of an
     n-best file (asr_recipes.decoding.runner.NBEST_HEADER, where the scores are described)."""
     record = {"file": path, "text": tokenizer.decode([result.tokens])[0]}
     if timestamps:
-        record["words"] = [w.to_dict() for w in word_times(tokenizer, result.tokens, result.timestamps)]
-        record["tokens"] = [t.to_dict() for t in token_times(tokenizer, result.tokens, result.timestamps)]
+        spans = result.token_spans  # CTC-aligned (first, last) frames, when the model has a CTC head
+        record["words"] = [w.to_dict() for w in word_times(tokenizer, result.tokens, result.timestamps, spans)]
+        frames = [first for first, _ in spans] if spans else result.timestamps
+        record["tokens"] = [t.to_dict() for t in token_times(tokenizer, result.tokens, frames)]
     if nbest:
         hyps = result.hyps[:nbest]
         record["nbest"] = [nbest_fields(h, text) for h, text in zip(hyps, tokenizer.decode([h.tokens for h in hyps]))]

@@ -12,7 +12,10 @@ of look-ahead, [40 t, 40 t + 70) ms in all.
     word end    = 40 t_last + 40 + 30 ms       (t_last: frame of its last token; the end of
                                                 the audio the front end gave that frame)
 
-so a word spans the audio the front end fed to the frames its tokens were emitted on. The
+so a word spans the audio the front end fed to the frames its tokens were emitted on. With a
+CTC head, t_first / t_last are instead the first frame of the word's first token's run and
+the last frame of its last token's run in the CTC forced alignment (token spans,
+asr_recipes.decoding.ctc_align; DecodingOptions.timestamps). The
 end is where the search's next decision after the word's last token falls (the blank that
 closes frame t_last) plus the look-ahead that frame read. What these times cannot know:
 a transducer emits a word's last letters as soon as it has recognised the word, often
@@ -98,10 +101,25 @@ def group_words(pieces: Sequence[str], frames: Sequence[int], per_token: bool) -
     return [tuple(w) for w in words]
 
 
-def word_times(tokenizer: Tokenizer, tokens: Sequence[int], frames: Sequence[int]) -> list[TimedWord]:
-    """Words of a hypothesis (token ids and their encoder frames) with start/end seconds."""
+def word_times(tokenizer: Tokenizer, tokens: Sequence[int], frames: Sequence[int],
+               spans: Sequence[tuple[int, int]] = ()) -> list[TimedWord]:
+    """Words of a hypothesis (token ids and their encoder frames) with start/end seconds.
+
+    ``spans``: (first, last) frame of each token in a CTC forced alignment
+    (asr_recipes.decoding.ctc_align; Hypothesis.token_spans). When given, a word starts at
+    the first frame of its first token's run and ends after the last frame of its last
+    token's run (same 40 ms + 30 ms rule), instead of at the emission frames."""
     if len(tokens) != len(frames):
         raise ValueError(f"{len(tokens)} tokens but {len(frames)} timestamps")
+    if spans and len(spans) != len(tokens):
+        raise ValueError(f"{len(tokens)} tokens but {len(spans)} token spans")
     pieces = [tokenizer.id_to_token(k) for k in tokens]
+    per_token = each_token_is_a_word(tokenizer)
+    if spans:
+        starts = group_words(pieces, [a for a, _ in spans], per_token)
+        ends = group_words(pieces, [b for _, b in spans], per_token)
+        words = [(word, first, last) for (word, first, _), (_, _, last) in zip(starts, ends)]
+    else:
+        words = group_words(pieces, frames, per_token)
     return [TimedWord(word, frame_time(first), frame_time(last) + FRAME_SECONDS + LOOKAHEAD_SECONDS)
-            for word, first, last in group_words(pieces, frames, each_token_is_a_word(tokenizer))]
+            for word, first, last in words]

@@ -8,10 +8,13 @@ Public API:
     LatticeConfig                                   prune_range, lm/am scales, delay penalty, topology
     count_parameters(model) -> int
     Transducer.forward(..., lattice) -> (simple_loss, pruned_loss); .full_loss(...); .encode(...)
+        .ctc_log_probs(encoder_out) with the model config's ctc_head: true
+    ctc.ctc_loss(...), ctc.consistency_loss(...)    CTC and CR-CTC losses on CtcHead outputs
 """
 
 from asr_recipes.models.build import ModelConfig, build_transducer, count_parameters
 from asr_recipes.models.conformer import Conformer
+from asr_recipes.models.ctc import CtcHead
 from asr_recipes.models.decoder import StatelessDecoder
 from asr_recipes.models.encoder import Encoder
 from asr_recipes.models.joiner import Joiner
@@ -20,6 +23,7 @@ from asr_recipes.models.transducer import Transducer
 
 __all__ = [
     "Conformer",
+    "CtcHead",
     "Encoder",
     "Joiner",
     "LatticeConfig",

@@ -4,7 +4,7 @@ The mapping holds architecture choices only; vocab_size comes from the tokenizer
 feature_dim from the features. Its ``encoder`` key names the encoder (ENCODERS; absent =
 "conformer", so checkpoints written before it existed load as before), its other keys are
 that encoder's (its config dataclass) plus the decoder's and joiner's (decoder_dim,
-context_size, joiner_dim). A checkpoint that stores ModelConfig.to_dict() plus vocab_size and
+context_size, joiner_dim, and optionally ctc_head). A checkpoint that stores ModelConfig.to_dict() plus vocab_size and
 feature_dim can rebuild the exact model with nothing else:
 
     cfg = ModelConfig.from_mapping(hydra_cfg.model)          # validated, plain types
@@ -29,6 +29,7 @@ from torch import nn
 
 from asr_recipes.constants import BLANK_ID, NUM_MEL_BINS
 from asr_recipes.models.conformer import Conformer
+from asr_recipes.models.ctc import CtcHead
 from asr_recipes.models.decoder import StatelessDecoder
 from asr_recipes.models.encoder import Encoder
 from asr_recipes.models.joiner import Joiner
@@ -68,9 +69,16 @@ DEFAULT_ENCODER = "conformer"
 
 @dataclass(frozen=True)
 class _DecoderJoinerConfig:
+    """The keys every transducer has besides its encoder's."""
+
     decoder_dim: int
     context_size: int
     joiner_dim: int
+    # auxiliary CTC head on the encoder frames (asr_recipes.models.ctc): trained with
+    # loss.ctc_scale > 0 (and CR-CTC with loss.cr_scale), used by the CTC searches and CTC
+    # word times. An architecture key, not a loss setting, so that a checkpoint's
+    # model_config rebuilds the head for decoding; optional so older checkpoints load.
+    ctc_head: bool = False
 
 
 def _typed(cls, cfg: Mapping, problems: list[str]) -> dict:
@@ -101,6 +109,7 @@ class ModelConfig:
     decoder_dim: int
     context_size: int
     joiner_dim: int
+    ctc_head: bool = False
 
     @property
     def causal(self) -> bool:
@@ -130,7 +139,7 @@ class ModelConfig:
     def to_dict(self) -> dict:
         """The flat mapping from_mapping reads (what checkpoints store as model_config)."""
         return {"encoder": self.encoder, **dataclasses.asdict(self.encoder_config), "decoder_dim": self.decoder_dim,
-                "context_size": self.context_size, "joiner_dim": self.joiner_dim}
+                "context_size": self.context_size, "joiner_dim": self.joiner_dim, "ctc_head": self.ctc_head}
 
 
 def build_transducer(model_cfg: Mapping, vocab_size: int, feature_dim: int = NUM_MEL_BINS) -> Transducer:
@@ -143,7 +152,9 @@ def build_transducer(model_cfg: Mapping, vocab_size: int, feature_dim: int = NUM
     encoder = ENCODERS[cfg.encoder].build(cfg.encoder_config, feature_dim)
     decoder = StatelessDecoder(vocab_size, cfg.decoder_dim, cfg.context_size, blank_id=BLANK_ID)
     joiner = Joiner(encoder.output_dim, cfg.decoder_dim, cfg.joiner_dim, vocab_size)
-    return Transducer(encoder, decoder, joiner, vocab_size)
+    # the head's dropout: the encoder's rate where it has one (the Conformer's), else icefall's 0.1
+    ctc_head = CtcHead(encoder.output_dim, vocab_size, getattr(cfg.encoder_config, "dropout", 0.1)) if cfg.ctc_head else None
+    return Transducer(encoder, decoder, joiner, vocab_size, ctc_head)
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

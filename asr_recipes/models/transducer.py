@@ -16,6 +16,11 @@ log-adds that fp16/bf16 cannot carry. The lattice's settings (prune_range, lm/am
 penalty, topology) are one LatticeConfig (models/lattice.py). Length conventions:
 T' = encoder.output_lengths(T), U = max(token_lens); blank (0) is the start symbol of the
 decoder input.
+
+Optional CTC head (asr_recipes.models.ctc.CtcHead, ``ctc_head`` in the model config):
+ctc_log_probs(encoder_out) (N, T', V) for the auxiliary CTC / CR-CTC losses
+(asr_recipes.training.objective), CTC searches and forced alignment (asr_recipes.decoding).
+Its weights are ``ctc_head.*`` in the state dict; a model without a head has no such keys.
 """
 
 import torch
@@ -24,6 +29,7 @@ from torch import Tensor, nn
 
 import asr_recipes.rnnt as k2
 from asr_recipes.models.conformer import make_pad_mask
+from asr_recipes.models.ctc import CtcHead
 from asr_recipes.models.decoder import StatelessDecoder
 from asr_recipes.models.joiner import Joiner
 from asr_recipes.models.lattice import LatticeConfig
@@ -45,9 +51,11 @@ class Transducer(nn.Module):
         decoder: StatelessDecoder (output_dim = Dd, context_size, blank_id).
         joiner: Joiner(De, Dd, J, vocab_size).
         vocab_size: V, including blank.
+        ctc_head: optional CtcHead(De, V) on the encoder frames (None: no CTC head).
     """
 
-    def __init__(self, encoder: nn.Module, decoder: StatelessDecoder, joiner: Joiner, vocab_size: int):
+    def __init__(self, encoder: nn.Module, decoder: StatelessDecoder, joiner: Joiner, vocab_size: int,
+                 ctc_head: CtcHead | None = None):
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
@@ -57,6 +65,15 @@ class Transducer(nn.Module):
         # cheap additive joiner of the simple loss; its lattice decides where to prune
         self.simple_am_proj = nn.Linear(encoder.output_dim, vocab_size)
         self.simple_lm_proj = nn.Linear(decoder.output_dim, vocab_size)
+        self.ctc_head = ctc_head
+
+    def ctc_log_probs(self, encoder_out: Tensor) -> Tensor:
+        """encoder_out (N, T', De) -> CTC log-probabilities (N, T', V) float32; ValueError
+        for a model without a CTC head."""
+        if self.ctc_head is None:
+            raise ValueError("this model has no CTC head (it was built without model.ctc_head=true); use the "
+                             "transducer searches and timestamps, or train with model.ctc_head=true")
+        return self.ctc_head(encoder_out)
 
     def encode(self, features: Tensor, feature_lens: Tensor, chunk_size: int = 0,
                left_context: int = -1) -> tuple[Tensor, Tensor]:

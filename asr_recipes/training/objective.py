@@ -6,6 +6,21 @@
   (:class:`~asr_recipes.training.schedules.LossScales`);
 * ``full``:   the full joiner with torchaudio's rnnt_loss (for side-by-side comparisons).
 
+With ``ctc_scale`` > 0 (pruned only; the model needs a CTC head, model.ctc_head=true) the
+auxiliary CTC loss of the head is added: total = transducer + ctc_scale * ctc. With
+``cr_scale`` > 0 as well, consistency-regularised CTC (CR-CTC, icefall's ``--use-cr-ctc``):
+each training batch comes with a second SpecAugment view (asr_recipes.data.two_views, time
+masking ``time_mask_ratio`` times stronger), both views go through the encoder as one
+batch of 2N, every loss is the mean of its two views' values, and the consistency term
+(asr_recipes.models.ctc.consistency_loss) is added with cr_scale ramped up linearly over
+warm_step steps:
+
+    total = mean_views(transducer + ctc_scale * ctc) + min(step / warm_step, 1) * cr_scale * cr
+
+which is icefall's sum over the doubled batch with every term halved. icefall's large
+transducer + CR-CTC run uses ctc_scale 0.1, cr_scale 0.02, time_mask_ratio 2.5.
+Validation (eval mode) sees one unaugmented view, so it reports no "cr" part.
+
 Streaming (causal) models train with dynamic chunks (WeNet's U2, icefall's
 ``--dynamic-chunk-training``): each training batch draws an attention chunk size
 (:class:`ChunkTrainingConfig`), so one model decodes with any chunk size; validation uses
@@ -18,6 +33,7 @@ from typing import Dict, Tuple
 import torch
 from torch import Tensor, nn
 
+from asr_recipes.models.ctc import consistency_loss, ctc_loss
 from asr_recipes.models.lattice import LatticeConfig
 from asr_recipes.training.schedules import LossScales
 
@@ -36,11 +52,22 @@ class LossConfig:
     warm_step: int = 2000
     delay_penalty: float = 0.0
     rnnt_type: str = "regular"  # pruned only: regular | modified (<= 1 symbol per frame) | constrained
+    ctc_scale: float = 0.0  # auxiliary CTC loss of the model's CTC head (0: off)
+    cr_scale: float = 0.0  # CR-CTC consistency loss between two SpecAugment views (0: one view)
+    time_mask_ratio: float = 2.5  # with cr_scale > 0: time masking of the two views vs data.specaug's
 
     def __post_init__(self):
         if self.type not in ("pruned", "full"):
             raise ValueError(f"loss.type must be 'pruned' or 'full', got {self.type!r}")
         _ = self.lattice  # building it validates the lattice keys
+        if self.ctc_scale < 0 or self.cr_scale < 0 or self.time_mask_ratio <= 0:
+            raise ValueError(f"need loss.ctc_scale >= 0, loss.cr_scale >= 0 and loss.time_mask_ratio > 0, got "
+                             f"{self.ctc_scale}, {self.cr_scale}, {self.time_mask_ratio}")
+        if self.cr_scale > 0 and self.ctc_scale == 0:
+            raise ValueError("loss.cr_scale > 0 regularises the CTC head, which needs loss.ctc_scale > 0 too "
+                             "(icefall's transducer + CR-CTC: ctc_scale 0.1, cr_scale 0.02)")
+        if self.ctc_scale > 0 and self.type != "pruned":
+            raise ValueError("loss.ctc_scale / loss.cr_scale need loss.type=pruned")
 
     @property
     def lattice(self) -> LatticeConfig:
@@ -49,6 +76,15 @@ class LossConfig:
     @property
     def scales(self) -> LossScales:
         return LossScales(self.simple_loss_scale, self.warm_step)
+
+    @property
+    def two_views(self) -> bool:
+        """Whether training batches need a second SpecAugment view (CR-CTC)."""
+        return self.cr_scale > 0
+
+    def cr_scale_at(self, step: int) -> float:
+        """cr_scale ramped up linearly from 0 over the first warm_step steps (as icefall)."""
+        return self.cr_scale * min(step / self.warm_step, 1.0) if self.warm_step > 0 else self.cr_scale
 
 
 @dataclass(frozen=True)
@@ -86,25 +122,58 @@ class TransducerObjective(nn.Module):
         self.cfg = cfg
         # dynamic chunks only for streaming models (an offline encoder cannot mask chunks)
         self.chunks = chunks if getattr(model.encoder, "causal", False) else None
+        has_head = getattr(model, "ctc_head", None) is not None
+        if cfg.ctc_scale > 0 and not has_head:
+            raise ValueError("loss.ctc_scale > 0 trains the model's CTC head, but the model has none: set "
+                             "model.ctc_head=true")
+        if has_head and cfg.ctc_scale == 0:
+            raise ValueError("the model has a CTC head (model.ctc_head=true) that loss.ctc_scale=0 would leave "
+                             "untrained: set loss.ctc_scale > 0 (e.g. 0.1) or model.ctc_head=false")
 
     def forward(self, features: Tensor, feature_lens: Tensor, tokens: Tensor, token_lens: Tensor,
-                step: int) -> Tuple[Tensor, Dict[str, Tensor]]:
+                step: int, second_view: Tensor | None = None) -> Tuple[Tensor, Dict[str, Tensor]]:
         """Per-utterance weighted losses.
 
         Args: a batch as produced by the data pipeline (features (N, T, 80), feature_lens (N,),
-          tokens (N, U_max) padded, token_lens (N,)) and the training step (for the warm-up).
+          tokens (N, U_max) padded, token_lens (N,)), the training step (for the warm-up), and
+          with CR-CTC the batch's "second_view" (N, T, 80) (None while training with CR-CTC,
+          e.g. the OOM pre-scan's batches: the features twice, at the same memory cost).
         Returns: total (N,) nats per utterance (may hold inf/nan for bad utterances: the caller
-          drops them), and the unweighted parts {"simple": (N,), "pruned": (N,)} or {"full": (N,)}.
+          drops them), and the unweighted parts {"simple": (N,), "pruned": (N,)} or {"full": (N,)},
+          plus "ctc" (N,) with ctc_scale > 0 and "cr" (N,) when training with cr_scale > 0
+          (with two views each part is the mean over the views).
         """
         chunk_size, left_context = self.chunks.draw() if self.chunks is not None and self.training else (0, -1)
         if self.cfg.type == "full":
             full = self.model.full_loss(features, feature_lens, tokens, token_lens, reduction="none",
                                         chunk_size=chunk_size, left_context=left_context)
             return full, {"full": full}
-        simple, pruned = self.model(features, feature_lens, tokens, token_lens, self.cfg.lattice, reduction="none",
-                                    chunk_size=chunk_size, left_context=left_context)
+        N = features.size(0)
+        views = 2 if self.cfg.two_views and self.training else 1
+        if views == 2:  # both views as one batch of 2N: [view 1; view 2]
+            features = torch.cat([features, features if second_view is None else second_view])  # (2N, T, F)
+            feature_lens, tokens, token_lens = feature_lens.repeat(2), tokens.repeat(2, 1), token_lens.repeat(2)
+        encoder_out, encoder_lens = self.model.encode(features, feature_lens, chunk_size, left_context)
+        simple, pruned = self.model.losses(encoder_out, encoder_lens, tokens, token_lens, self.cfg.lattice,
+                                           reduction="none")  # (views * N,) each
         simple_scale, pruned_scale = self.cfg.scales.at(step)
-        return simple_scale * simple + pruned_scale * pruned, {"simple": simple, "pruned": pruned}
+        total = simple_scale * simple + pruned_scale * pruned
+        parts = {"simple": simple, "pruned": pruned}
+        if self.cfg.ctc_scale > 0:
+            log_probs = self.model.ctc_log_probs(encoder_out)  # (views * N, T', V)
+            parts["ctc"] = ctc_loss(log_probs, encoder_lens, tokens, token_lens, blank=self.model.blank_id,
+                                    reduction="none")
+            total = total + self.cfg.ctc_scale * parts["ctc"]
+        if views == 2:
+            total, parts = _mean_of_views(total), {k: _mean_of_views(v) for k, v in parts.items()}
+            parts["cr"] = consistency_loss(log_probs[:N], log_probs[N:], encoder_lens[:N], reduction="none")
+            total = total + self.cfg.cr_scale_at(step) * parts["cr"]
+        return total, parts
+
+
+def _mean_of_views(values: Tensor) -> Tensor:
+    """(2N,) values of [view 1; view 2] -> (N,) per-utterance means."""
+    return values.view(2, -1).mean(dim=0)
 
 
 def finite_mask(total: Tensor) -> Tensor:

@@ -196,7 +196,8 @@ class Trainer:
             )
         o = cfg.optim
         self.optimizer = make_optimizer(self.model, o)
-        self.batch_seconds = data.config.max_duration * dist_info.world_size  # most audio in one step
+        # most audio in one step; a Trainer built only to write or read checkpoints has no data
+        self.batch_seconds = data.config.max_duration * dist_info.world_size if data is not None else None
         self.scheduler = EdenScheduler(self.optimizer, EdenConfig(**{**asdict(o.schedule), "base_lr": o.lr}),
                                        batch_seconds=self.batch_seconds)
         amp = cfg.amp if cfg.amp != "auto" else ("fp16" if self.device.type == "cuda" else "off")
@@ -332,7 +333,9 @@ class Trainer:
         epoch = self.progress["epoch"]
         state = self.sampler_state if self.progress["batches_in_epoch"] > 0 else None
         self.sampler_state = None
-        loader = self.data.train_dataloader(epoch, self.dist.rank, self.dist.world_size, sampler_state=state)
+        # CR-CTC: the objective compares two SpecAugment views of every batch
+        views = {"time_mask_ratio": self.cfg.loss.time_mask_ratio} if self.cfg.loss.two_views else {}
+        loader = self.data.train_dataloader(epoch, self.dist.rank, self.dist.world_size, sampler_state=state, **views)
         self.objective.train()
         self.monitor.start_epoch(epoch)
         batches = iter(loader)
@@ -379,8 +382,10 @@ class Trainer:
         features = batch["features"].to(dev)
         feature_lens = batch["feature_lens"].to(dev)
         tokens, token_lens = batch["tokens"].to(dev), batch["token_lens"].to(dev)
+        second_view = batch["second_view"].to(dev) if "second_view" in batch else None  # CR-CTC
         with torch.autocast(dev.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
-            total, parts = self.objective(features, feature_lens, tokens, token_lens, self.progress["step"])
+            total, parts = self.objective(features, feature_lens, tokens, token_lens, self.progress["step"],
+                                          second_view=second_view)
         keep = finite_mask(total)  # (N,)
         frames = self.model.encoder.output_lengths(feature_lens).to(total.dtype)  # (N,) encoder frames
         loss_sum = masked_sum(total, keep)

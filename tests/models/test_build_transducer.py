@@ -35,7 +35,8 @@ def expected_parameters(c: dict, vocab: int, mel_bins_after_subsampling: int = 1
 @pytest.mark.parametrize("name", ["tiny", "small", "conformer_large"])
 def test_configs_hold_exactly_the_architecture_keys_and_build(name):
     cfg = load(name)
-    assert set(cfg) == {"encoder", *ConformerConfig.__dataclass_fields__, "decoder_dim", "context_size", "joiner_dim"}
+    assert set(cfg) == {"encoder", *ConformerConfig.__dataclass_fields__, "decoder_dim", "context_size", "joiner_dim",
+                        "ctc_head"}
     model = build_transducer(cfg, vocab_size=500)
     assert count_parameters(model) == expected_parameters(cfg, 500)
 

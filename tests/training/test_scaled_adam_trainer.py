@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from asr_recipes.models.build import build_transducer
-from asr_recipes.training import checkpoint as ckpt_io
+from asr_recipes import checkpoint as ckpt_io
 from asr_recipes.training.scaled_adam import ScaledAdam, ScaledAdamConfig
 from asr_recipes.training.trainer import OptimConfig, TrainerConfig, make_optimizer
 from tests.training.test_scaled_adam import plain_types
