@@ -33,6 +33,7 @@ from asr_recipes.models.ctc import CtcHead
 from asr_recipes.models.decoder import StatelessDecoder
 from asr_recipes.models.joiner import Joiner
 from asr_recipes.models.lattice import LatticeConfig
+from asr_recipes.models.zipformer.constraints import load_whiten_probs, whiten_probs
 from asr_recipes.models.zipformer.schedule import set_batch_count
 
 
@@ -73,6 +74,16 @@ class Transducer(nn.Module):
         whitening limits; models/zipformer/schedule.py) where training stands, in batches: the
         trainer calls this once per step, before the forward. Models without schedules ignore it."""
         set_batch_count(self, batch_count)
+
+    def training_state(self) -> dict:
+        """What the model adapted while training besides its weights and buffers (the Zipformer's
+        Whiten check probabilities), in plain types: checkpoints store it so that a resumed run
+        continues exactly (load_training_state). Empty for models without such state."""
+        probs = whiten_probs(self)
+        return {"whiten_probs": probs} if probs else {}
+
+    def load_training_state(self, state: dict) -> None:
+        load_whiten_probs(self, state.get("whiten_probs", {}))
 
     def ctc_log_probs(self, encoder_out: Tensor) -> Tensor:
         """encoder_out (N, T', De) -> CTC log-probabilities (N, T', V) float32; ValueError

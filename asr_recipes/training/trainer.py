@@ -227,6 +227,7 @@ class Trainer:
             "feature_config": feature_config(),
             "decoding": dict(self.cfg.decoding),
             "model": self.model.state_dict(),
+            "model_training_state": self.model.training_state(),  # e.g. the Zipformer's adapted Whiten checks
             "model_avg": self.model_avg,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -251,6 +252,7 @@ class Trainer:
         if ckpt is None:
             return False
         self.model.load_state_dict(ckpt["model"])
+        self.model.load_training_state(ckpt.get("model_training_state", {}))
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["grad_scaler"])
