@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                            blank_penalty=args.blank_penalty, chunk_size=_frames(args.chunk_ms),
                            left_context=_frames(args.left_context_ms), streaming=args.streaming,
                            hotwords=tuple(h.option for h in hotwords), nbest=args.nbest,
-                           timestamps=args.time_source)
+                           timestamps=args.time_source, encoder=model.encoder)
         search = make_search(model, settings.options())
     except (CheckpointError, HotwordsError, ValueError) as e:
         print(f"transcribe: {e}", file=sys.stderr)
