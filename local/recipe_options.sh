@@ -22,7 +22,7 @@ exp_dir=$RECIPE_DIR/exp          # checkpoints, logs, TensorBoard, decoding resu
 results_md=""                    # stage 7 writes the run's results table here; empty: <exp-dir>/RESULTS.md
 nj=4                             # parallel jobs of the data stages
 experiment=$(basename "$RECIPE_DIR")  # conf/experiment/<name>.yaml, used by train and decode
-model=""                         # train conf/model/<name>.yaml (Hydra model=<name>) under the experiment's settings; empty: the experiment's model
+model=""                         # train conf/model/<name>.yaml (Hydra model=<name>) under the experiment's settings, or conf/experiment/<experiment>_<name>.yaml where it exists (that model's own, e.g. its optimizer); empty: the experiment's model
 ngpu=""                          # train with torchrun, this many processes per node; empty: one process without torchrun
 torchrun_args="--standalone"     # with --ngpu: torchrun rendezvous; multi-node: "--nnodes N --rdzv-backend c10d --rdzv-endpoint HOST:PORT --rdzv-id ID"
 streaming=false                  # true: train a streaming model (model.causal=true, dynamic chunks) and decode it chunk by chunk

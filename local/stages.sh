@@ -30,14 +30,19 @@ SHARED_STAGES_HELP="  4 train: train the transducer (with --ngpu N: torchrun); r
   9 lm: a token LSTM LM (--lm-model) on the LM text (--lm-text), the LODR bigram of the training transcripts, both exported for sherpa-onnx, in --lm-dir
   10 lm_decode: modified beam search of the test parts with the stage 9 LM (--lm-scale, --lodr-scale), scored; the results table rewritten with it"
 
-# Checks the shared options and makes the paths absolute: Python gets absolute paths, so the
-# stages do not depend on the caller's directory. Call it right after parse_options.sh.
+# Checks the shared options, makes the paths absolute (Python gets absolute paths, so the stages
+# do not depend on the caller's directory) and, with --model NAME, switches to the experiment's
+# variant for that model where one exists. Call it right after parse_options.sh.
 resolve_recipe_options() {
   case "$streaming" in
     true | false) ;;
     *) die "--streaming must be true or false, not '$streaming'" ;;
   esac
   [[ -z $ngpu || $ngpu =~ ^[1-9][0-9]*$ ]] || die "--ngpu must be a number of processes (or empty: no torchrun), not '$ngpu'"
+  # a recipe's settings for another model (e.g. its optimizer): conf/experiment/<experiment>_<model>.yaml
+  if [ -n "$model" ] && [ -f "$ASR_RECIPES_ROOT/conf/experiment/${experiment}_${model}.yaml" ]; then
+    experiment=${experiment}_$model
+  fi
   dl_dir=$(realpath -m "$dl_dir")
   data_dir=$(realpath -m "$data_dir")
   exp_dir=$(realpath -m "$exp_dir")

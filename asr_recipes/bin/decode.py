@@ -61,7 +61,7 @@ def main(cfg: DictConfig) -> None:
                            hotwords=tuple(h.option for h in hotwords), nbest=cfg.nbest,
                            lm=dict(lm=cfg.lm, lm_scale=cfg.lm_scale, lodr_bigram=cfg.lodr_bigram,
                                    lodr_scale=cfg.lodr_scale, lm_rescore=cfg.lm_rescore),
-                           timestamps=cfg.timestamps)
+                           timestamps=cfg.timestamps, encoder=model.encoder)
         choice.checkpoint = None  # frees the state dicts: the weights are in the model now
         methods = list(cfg.methods) if cfg.methods else [settings.method]
         check_vocabulary(settings.options(methods[0]), tokenizer.tokens, device)  # the LM is read once, here

@@ -52,7 +52,11 @@ def main(cfg: DictConfig) -> None:
                          "trained on the same tokens")
     searches = {}
     for size in cfg.chunk_sizes:
-        settings = resolve(ckpt, beam=cfg.beam, chunk_size=int(size), left_context=cfg.left_context, streaming=True)
+        try:
+            settings = resolve(ckpt, beam=cfg.beam, chunk_size=int(size), left_context=cfg.left_context,
+                               streaming=True, encoder=model.encoder)
+        except ValueError as e:
+            raise SystemExit(f"streaming_report: {e}") from None
         for method in cfg.methods:
             search = make_search(model, settings.options(method))
             searches[int(size), method] = StreamingRecognizer(model, search, settings.chunk.chunk_size,
@@ -81,7 +85,8 @@ def main(cfg: DictConfig) -> None:
                     run = stream_utterance(recognizer, feats)
                     hyp_units = to_units(tokenizer.decode([run.result.tokens])[0], unit)
                     errors = kaldialign.edit_distance(ref_units, hyp_units)["total"]
-                    delays = emission_delays(tokenizer, ref_tokens, ref_frames, run.result, recognizer, T)
+                    delays = emission_delays(tokenizer, ref_tokens, ref_frames, run.result, recognizer, T,
+                                             reference.encoder.lookahead_frames)
                     summaries[key].add(run, errors, len(ref_units), T * FRAME_SHIFT, delays)
         lines += [f"{part}: {done} utterances", "", HEADER]
         for (size, method), summary in summaries.items():

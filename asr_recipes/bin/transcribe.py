@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                            blank_penalty=args.blank_penalty, chunk_size=_frames(args.chunk_ms),
                            left_context=_frames(args.left_context_ms), streaming=args.streaming,
                            hotwords=tuple(h.option for h in hotwords), nbest=args.nbest,
-                           timestamps=args.time_source,
+                           timestamps=args.time_source, encoder=model.encoder,
                            lm=dict(lm=args.lm, lm_scale=args.lm_scale, lodr_bigram=args.lodr_bigram,
                                    lodr_scale=args.lodr_scale, lm_rescore=args.lm_rescore or None))
         check_vocabulary(settings.options(), tokenizer.tokens, device)  # reads the LM, which the search reuses
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"transcribe: {e}", file=sys.stderr)
         return 2
     del ckpt
-    output = Output(tokenizer, args.timestamps, args.nbest)
+    output = Output(tokenizer, args.timestamps, args.nbest, model.encoder.lookahead_frames)
     if args.streaming:
         recognizer = StreamingRecognizer(model, search, settings.chunk.chunk_size, settings.chunk.left_context, device)
         return _stream_files(recognizer, tokenizer, args.audio, settings.chunk.chunk_size * ENCODER_FRAME_MS,
@@ -155,13 +155,15 @@ def main(argv: list[str] | None = None) -> int:
 class Output:
     """One stdout line per file: ``path<TAB>text``, or a JSON object (--timestamps, --nbest)."""
 
-    def __init__(self, tokenizer, timestamps: bool, nbest: int | None):
+    def __init__(self, tokenizer, timestamps: bool, nbest: int | None, lookahead_frames: int):
         self.tokenizer, self.timestamps, self.nbest = tokenizer, timestamps, nbest
+        self.lookahead_frames = lookahead_frames  # the encoder's, for word ends
 
     def line(self, path: str, result) -> str:
         if not self.timestamps and self.nbest is None:
             return f"{path}\t{self.tokenizer.decode([result.tokens])[0]}"
-        record = result_record(path, result, self.tokenizer, self.timestamps, self.nbest)
+        record = result_record(path, result, self.tokenizer, self.timestamps, self.nbest,
+                               lookahead_frames=self.lookahead_frames)
         return json.dumps(record, ensure_ascii=False)
 
 

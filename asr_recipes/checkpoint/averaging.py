@@ -39,7 +39,7 @@ from asr_recipes.checkpoint.io import CheckpointError, load_checkpoint, save_che
 log = logging.getLogger(__name__)
 
 #: Checkpoint entries that only resuming training needs.
-TRAINING_ONLY = ("optimizer", "scheduler", "grad_scaler", "sampler", "rng")
+TRAINING_ONLY = ("optimizer", "scheduler", "grad_scaler", "sampler", "rng", "model_training_state")
 
 StateDict = Dict[str, Tensor]
 

@@ -5,7 +5,7 @@ A transducer emits a word's tokens when it is sure of them, often before the wor
 frames in the most probable CTC alignment of the hypothesis (Viterbi, blanks between and
 around the runs): ``Hypothesis.token_spans`` = (first frame, last frame) per token, from
 which word_times takes each word's start (first frame of its first token) and end (last
-frame of its last token, plus the frame's 40 ms and the front end's 30 ms look-ahead).
+frame of its last token, plus the frame's 40 ms and the front end's look-ahead).
 
 torchaudio.functional.forced_align computes the alignment (C++, one utterance per call: it
 takes batch size 1). A call costs O(T' x tokens) on the CPU: for 8 utterances of 10 s (249

@@ -4,19 +4,21 @@ Emission delay of a word = the time its last token could be emitted in streaming
 the time the word ends in a reference alignment:
 
 * emission: the chunk that emitted the token could run once the audio up to the end of its
-  window had arrived (StreamingRecognizer.emission_time: chunk wait, the front end's 30 ms
+  window had arrived (StreamingRecognizer.emission_time: chunk wait, the front end's
   look-ahead and the 25 ms fbank window included; compute time is reported separately);
 * reference end: the forced alignment (Viterbi path, asr_recipes.rnnt.best_path) of the
   reference transcript through the full lattice of an offline, full-context model, with
   the project's word-time convention (decoding.word_times): the audio the front end gave
-  the frame of the word's last token ends at 40 t_last + 70 ms.
+  the frame of the word's last token ends at 40 t_last + 40 ms + the offline encoder's
+  look-ahead (Conformer: + 70 ms in all, Zipformer: + 170 ms).
 
 Words are paired by a minimum-edit-distance alignment of reference and hypothesis words;
 only correctly recognized words are timed (as in scoring.word_timing).
 
     aligned = forced_alignment(offline_model, features (T, F), tokens)       # frame per token
     run = stream_utterance(recognizer, features)                             # one stream alone
-    delays = emission_delays(tokenizer, ref_tokens, aligned, run, recognizer, num_frames)
+    delays = emission_delays(tokenizer, ref_tokens, aligned, run, recognizer, num_frames,
+                             offline_model.encoder.lookahead_frames)
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from torch import Tensor
 import asr_recipes.rnnt as k2
 from asr_recipes.decoding.options import DecodingResult
 from asr_recipes.decoding.streaming import StreamingRecognizer
-from asr_recipes.decoding.word_times import FRAME_SECONDS, LOOKAHEAD_SECONDS, each_token_is_a_word, group_words
+from asr_recipes.decoding.word_times import each_token_is_a_word, frame_end_time, group_words
 from asr_recipes.rnnt.viterbi import best_path
 
 EPS = "\u2205"
@@ -96,18 +98,19 @@ def word_ends(tokenizer, tokens: Sequence[int], frames: Sequence[int]) -> list[t
 
 
 def emission_delays(tokenizer, ref_tokens: Sequence[int], ref_frames: Sequence[int], result: DecodingResult,
-                    recognizer: StreamingRecognizer, num_frames: int) -> list[float]:
+                    recognizer: StreamingRecognizer, num_frames: int, ref_lookahead_frames: int) -> list[float]:
     """Seconds from each correctly recognized word's reference end to its streaming emission.
 
     ref_frames: forced_alignment() of ref_tokens; result: the streaming decoding (token
     timestamps = encoder frames); num_frames: the utterance's fbank frames (its last chunk
-    cannot wait for audio past the end)."""
+    cannot wait for audio past the end); ref_lookahead_frames: the reference model's
+    encoder.lookahead_frames (where its frames' audio ends)."""
     ref = word_ends(tokenizer, ref_tokens, ref_frames)
     hyp = word_ends(tokenizer, result.tokens, result.timestamps)
     delays, i, j = [], 0, 0
     for r, h in kaldialign.align([w for w, _ in ref], [w for w, _ in hyp], EPS):
         if r != EPS and h != EPS and r == h:
-            ref_end = ref[i][1] * FRAME_SECONDS + FRAME_SECONDS + LOOKAHEAD_SECONDS
+            ref_end = frame_end_time(ref[i][1], ref_lookahead_frames)
             delays.append(recognizer.emission_time(hyp[j][1], num_frames) - ref_end)
         i += r != EPS
         j += h != EPS

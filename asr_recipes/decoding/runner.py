@@ -164,7 +164,8 @@ def decode_part(model, tokenizer: Tokenizer, batches: Iterable[Mapping[str, Any]
             speed[method].search_seconds += time.perf_counter() - t0
             speed[method].num_utterances += len(out)
             speed[method].audio_seconds += audio
-            collect(outputs[method], tokenizer, strategy.options.nbest, batch["cut_ids"], refs, texts, out, unit)
+            collect(outputs[method], tokenizer, strategy.options.nbest, batch["cut_ids"], refs, texts, out, unit,
+                    model.encoder.lookahead_frames)
         started = time.perf_counter()  # the next batch's loading counts as shared time
     for report in speed.values():
         report.shared_seconds = shared
@@ -172,12 +173,14 @@ def decode_part(model, tokenizer: Tokenizer, batches: Iterable[Mapping[str, Any]
 
 
 def collect(output: MethodOutput, tokenizer: Tokenizer, nbest: int, cut_ids: Sequence[str], refs: Sequence,
-            texts: Sequence[str], decoded: Sequence, unit: str) -> None:
-    """Add one batch's DecodingResults to ``output``."""
+            texts: Sequence[str], decoded: Sequence, unit: str, lookahead_frames: int) -> None:
+    """Add one batch's DecodingResults to ``output`` (word times with the model's
+    encoder.lookahead_frames)."""
     for cut_id, ref, text, result in zip(cut_ids, refs, texts, decoded):
         output.results.append((cut_id, ref, to_units(text, unit)))
-        output.words[cut_id] = [(w.word, w.start, w.end) for w in word_times(tokenizer, result.tokens,
-                                                                             result.timestamps, result.token_spans)]
+        words = word_times(tokenizer, result.tokens, result.timestamps, result.token_spans,
+                           lookahead_frames=lookahead_frames)
+        output.words[cut_id] = [(w.word, w.start, w.end) for w in words]
         if nbest > 1:
             hyps = result.hyps[:nbest]
             for rank, (hyp, hyp_text) in enumerate(zip(hyps, tokenizer.decode([h.tokens for h in hyps])), 1):

@@ -67,7 +67,7 @@ def resolve(ckpt: dict[str, Any], method: Optional[str] = None, beam: Optional[i
             blank_penalty: Optional[float] = None, chunk_size: Optional[int] = None,
             left_context: Optional[int] = None, streaming: bool = False, hotwords: tuple = (),
             nbest: Optional[int] = None, lm: Optional[dict] = None,
-            timestamps: Optional[str] = None) -> DecodingSettings:
+            timestamps: Optional[str] = None, encoder=None) -> DecodingSettings:
     """Settings for decoding ``ckpt``: explicit (non-None) arguments, else the checkpoint's
     recorded values, else DecodingOptions' defaults. ``hotwords`` (DecodingOptions.hotwords,
     from asr_recipes.decoding.hotwords) and ``lm`` (DecodingOptions' lm, lm_scale, lodr_bigram,
@@ -76,7 +76,8 @@ def resolve(ckpt: dict[str, Any], method: Optional[str] = None, beam: Optional[i
 
     Streaming: for a causal model, chunk_size None means the recorded chunk (0: full
     context, the whole utterance at once); ``streaming`` runs it chunk by chunk. An offline
-    model accepts only chunk_size None/0 and streaming False.
+    model accepts only chunk_size None/0 and streaming False. With the model's ``encoder``,
+    the chunk must be one it takes (Encoder.check_chunk_size: the Zipformer's are multiples of 4).
     """
     rec = recorded(ckpt)
     given = dict(method=method, beam=beam, max_sym_per_frame=max_sym_per_frame, max_sym_per_utt=max_sym_per_utt,
@@ -98,4 +99,6 @@ def resolve(ckpt: dict[str, Any], method: Optional[str] = None, beam: Optional[i
         if streaming:
             raise ValueError("streaming decoding needs chunk_size >= 1 (encoder frames of 40 ms)")
         return DecodingSettings(chosen_method, search, None)  # full context
+    if encoder is not None:
+        encoder.check_chunk_size(int(size))
     return DecodingSettings(chosen_method, search, ChunkSettings(int(size), int(left), bool(streaming)))

@@ -112,16 +112,18 @@ def _decode(model, search: SearchStrategy, features: list[torch.Tensor], device,
 
 
 def result_record(path: str, result: DecodingResult, tokenizer, timestamps: bool = True,
-                  nbest: int | None = None) -> dict:
+                  nbest: int | None = None, *, lookahead_frames: int) -> dict:
     """{"file", "text"} plus, with ``timestamps``, "words" [{"word", "start", "end"}] and
     "tokens" [{"token", "frame", "time"}] (seconds from the start of the file; from the CTC
-    alignment's token spans when the result has them, else the search's frames), and with
+    alignment's token spans when the result has them, else the search's frames; word ends
+    with the model's encoder.lookahead_frames, asr_recipes.decoding.word_times), and with
     ``nbest``, "nbest": the best ``nbest`` hypotheses, best first, each with the fields of an
     n-best file (asr_recipes.decoding.runner.NBEST_HEADER, where the scores are described)."""
     record = {"file": path, "text": tokenizer.decode([result.tokens])[0]}
     if timestamps:
         spans = result.token_spans  # CTC-aligned (first, last) frames, when the model has a CTC head
-        record["words"] = [w.to_dict() for w in word_times(tokenizer, result.tokens, result.timestamps, spans)]
+        words = word_times(tokenizer, result.tokens, result.timestamps, spans, lookahead_frames=lookahead_frames)
+        record["words"] = [w.to_dict() for w in words]
         frames = [first for first, _ in spans] if spans else result.timestamps
         record["tokens"] = [t.to_dict() for t in token_times(tokenizer, result.tokens, frames)]
     if nbest:

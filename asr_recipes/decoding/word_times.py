@@ -2,14 +2,15 @@
 
 Frames and seconds. Fbank frame i is the 25 ms window of samples [160 i - 120, 160 i + 280)
 at 16 kHz, centred on 10 i + 5 ms (asr_recipes.data.online_fbank), so it stands for the
-10 ms [10 i, 10 i + 10) ms. The x4 front end computes encoder frame t from fbank frames
-4t .. 4t+6 (constants.SUBSAMPLING_LOOKAHEAD): its own 40 ms [40 t, 40 t + 40) ms and 30 ms
-of look-ahead, [40 t, 40 t + 70) ms in all.
+10 ms [10 i, 10 i + 10) ms. The encoder's x4 front end computes encoder frame t from fbank
+frames 4t .. 4t + 3 + L, where L is the encoder's look-ahead (Encoder.lookahead_frames:
+the Conformer's 3, the Zipformer's 13): its own 40 ms [40 t, 40 t + 40) ms and 10 L ms more,
+[40 t, 40 t + 40 + 10 L) ms in all (Conformer: + 70 ms, Zipformer: + 170 ms).
 
     token time  = 40 t ms                      (the start of its frame; the same numbers as
                                                 sherpa-onnx's and icefall's token timestamps)
     word start  = 40 t_first ms                (t_first: frame of the word's first token)
-    word end    = 40 t_last + 40 + 30 ms       (t_last: frame of its last token; the end of
+    word end    = 40 t_last + 40 + 10 L ms     (t_last: frame of its last token; the end of
                                                 the audio the front end gave that frame)
 
 so a word spans the audio the front end fed to the frames its tokens were emitted on. With a
@@ -34,18 +35,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from asr_recipes.constants import FRAME_SHIFT, SUBSAMPLING_FACTOR, SUBSAMPLING_LOOKAHEAD
+from asr_recipes.constants import FRAME_SHIFT, SUBSAMPLING_FACTOR
 from asr_recipes.data.tokenizer import WORD_BOUNDARY, CharTokenizer, Tokenizer
 
 #: seconds per encoder frame (40 ms)
 FRAME_SECONDS = SUBSAMPLING_FACTOR * FRAME_SHIFT
-#: seconds of audio the front end reads past a frame's own 40 ms (30 ms)
-LOOKAHEAD_SECONDS = SUBSAMPLING_LOOKAHEAD * FRAME_SHIFT
 
 
 def frame_time(frame: int) -> float:
     """Seconds from the start of the audio to the start of encoder frame ``frame``."""
     return frame * FRAME_SECONDS
+
+
+def frame_end_time(frame: int, lookahead_frames: int) -> float:
+    """Seconds from the start of the audio to the end of the audio the front end gave encoder
+    frame ``frame``: its own 40 ms plus ``lookahead_frames`` (Encoder.lookahead_frames) of 10 ms."""
+    return frame_time(frame) + FRAME_SECONDS + lookahead_frames * FRAME_SHIFT
 
 
 @dataclass(frozen=True)
@@ -102,13 +107,14 @@ def group_words(pieces: Sequence[str], frames: Sequence[int], per_token: bool) -
 
 
 def word_times(tokenizer: Tokenizer, tokens: Sequence[int], frames: Sequence[int],
-               spans: Sequence[tuple[int, int]] = ()) -> list[TimedWord]:
+               spans: Sequence[tuple[int, int]] = (), *, lookahead_frames: int) -> list[TimedWord]:
     """Words of a hypothesis (token ids and their encoder frames) with start/end seconds.
 
-    ``spans``: (first, last) frame of each token in a CTC forced alignment
-    (asr_recipes.decoding.ctc_align; Hypothesis.token_spans). When given, a word starts at
-    the first frame of its first token's run and ends after the last frame of its last
-    token's run (same 40 ms + 30 ms rule), instead of at the emission frames."""
+    ``lookahead_frames``: the model's encoder.lookahead_frames (a word ends 40 ms + 10 ms per
+    look-ahead frame after the start of its last frame). ``spans``: (first, last) frame of each
+    token in a CTC forced alignment (asr_recipes.decoding.ctc_align; Hypothesis.token_spans).
+    When given, a word starts at the first frame of its first token's run and ends after the
+    last frame of its last token's run (the same rule), instead of at the emission frames."""
     if len(tokens) != len(frames):
         raise ValueError(f"{len(tokens)} tokens but {len(frames)} timestamps")
     if spans and len(spans) != len(tokens):
@@ -121,5 +127,4 @@ def word_times(tokenizer: Tokenizer, tokens: Sequence[int], frames: Sequence[int
         words = [(word, first, last) for (word, first, _), (_, _, last) in zip(starts, ends)]
     else:
         words = group_words(pieces, frames, per_token)
-    return [TimedWord(word, frame_time(first), frame_time(last) + FRAME_SECONDS + LOOKAHEAD_SECONDS)
-            for word, first, last in words]
+    return [TimedWord(word, frame_time(first), frame_end_time(last, lookahead_frames)) for word, first, last in words]

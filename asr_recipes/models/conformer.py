@@ -237,8 +237,10 @@ class Conformer(Encoder):
             (see the module docstring).
 
     Attributes feature_dim = F, output_dim = d_model (what the decoder/joiner projections
-    read), causal.
+    read), causal, lookahead_frames = 3 (the front end's, SUBSAMPLING_LOOKAHEAD).
     """
+
+    lookahead_frames = SUBSAMPLING_LOOKAHEAD
 
     def __init__(
         self,

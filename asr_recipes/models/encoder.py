@@ -12,8 +12,22 @@ Offline, every encoder:
         i.e. simulated streaming with the same numbers as streaming_forward.
     output_lengths(num_frames) -> T'          the front end's length formula, on an int or an
         int tensor (Conformer: ((T - 1) // 2 - 1) // 2; Zipformer: ((T - 7) // 2 + 1) // 2)
+    lookahead_frames                          feature frames the front end reads past an encoder
+        frame's own 4: frame t' covers feature frames 4t' .. 4t' + 3 + lookahead_frames
+        (Conformer 3: 4t' .. 4t' + 6; Zipformer 13: 4t' .. 4t' + 16). Word times end a word
+        that much audio after its last frame (asr_recipes.decoding.word_times).
+    skips_modules_in_training                 True when some training steps leave parameters
+        without a gradient (the Zipformer skips layers and modules at random): distributed
+        training then needs DistributedDataParallel(find_unused_parameters=True)
+
+Training steps call the Transducer's set_batch_count(count), which reaches every schedule
+inside the model (the Zipformer's; models/zipformer/schedule.py); other encoders have none.
 
 Streaming (causal encoders), one chunk of chunk_size encoder frames per call:
+
+    chunk_multiple                            the chunk sizes the encoder takes (in forward's
+        chunk mask and in streaming) are the multiples of this (Conformer 1, Zipformer 4);
+        check_chunk_size(chunk_size) raises ValueError for any other
 
     chunk_window(chunk_size) -> (window, shift)   feature frames a chunk reads and frames
         between chunk starts (window - shift: the front end's look-ahead; Conformer
@@ -45,6 +59,9 @@ class Encoder(nn.Module, ABC):
     feature_dim: int
     output_dim: int
     causal: bool
+    lookahead_frames: int
+    chunk_multiple: int = 1
+    skips_modules_in_training: bool = False
 
     @abstractmethod
     def forward(self, x: Tensor, x_lens: Tensor, chunk_size: int = 0,
@@ -66,6 +83,14 @@ class Encoder(nn.Module, ABC):
     def _not_streaming(self) -> ValueError:
         return ValueError("streaming needs a causal encoder (model.causal=true); this one looks ahead over the "
                           "whole utterance")
+
+    def check_chunk_size(self, chunk_size: int) -> None:
+        """ValueError unless chunk_size (encoder frames) is one this causal encoder can take."""
+        if not self.causal:
+            raise self._not_streaming()
+        if chunk_size < 1 or chunk_size % self.chunk_multiple:
+            raise ValueError(f"chunk_size={chunk_size}: this encoder takes chunks of a multiple of "
+                             f"{self.chunk_multiple} encoder frames ({40 * self.chunk_multiple} ms)")
 
     def chunk_window(self, chunk_size: int) -> tuple[int, int]:
         raise self._not_streaming()

@@ -33,6 +33,8 @@ from asr_recipes.models.ctc import CtcHead
 from asr_recipes.models.decoder import StatelessDecoder
 from asr_recipes.models.joiner import Joiner
 from asr_recipes.models.lattice import LatticeConfig
+from asr_recipes.models.zipformer.constraints import load_whiten_probs, whiten_probs
+from asr_recipes.models.zipformer.schedule import set_batch_count
 
 
 def lattice_boundary(token_lens: Tensor, encoder_lens: Tensor) -> Tensor:
@@ -66,6 +68,22 @@ class Transducer(nn.Module):
         self.simple_am_proj = nn.Linear(encoder.output_dim, vocab_size)
         self.simple_lm_proj = nn.Linear(decoder.output_dim, vocab_size)
         self.ctc_head = ctc_head
+
+    def set_batch_count(self, batch_count: float) -> None:
+        """Tell every schedule inside the model (the Zipformer's dropout, skip rates, balancer and
+        whitening limits; models/zipformer/schedule.py) where training stands, in batches: the
+        trainer calls this once per step, before the forward. Models without schedules ignore it."""
+        set_batch_count(self, batch_count)
+
+    def training_state(self) -> dict:
+        """What the model adapted while training besides its weights and buffers (the Zipformer's
+        Whiten check probabilities), in plain types: checkpoints store it so that a resumed run
+        continues exactly (load_training_state). Empty for models without such state."""
+        probs = whiten_probs(self)
+        return {"whiten_probs": probs} if probs else {}
+
+    def load_training_state(self, state: dict) -> None:
+        load_whiten_probs(self, state.get("whiten_probs", {}))
 
     def ctc_log_probs(self, encoder_out: Tensor) -> Tensor:
         """encoder_out (N, T', De) -> CTC log-probabilities (N, T', V) float32; ValueError

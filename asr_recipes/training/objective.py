@@ -28,7 +28,7 @@ full context. Offline models never draw, so their training is unchanged.
 """
 
 from dataclasses import dataclass
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -93,26 +93,71 @@ class ChunkTrainingConfig:
 
     With probability ``full_context_prob`` a batch trains with full context; otherwise
     with a chunk size drawn uniformly from 1 .. ``max_chunk`` encoder frames (40 ms each)
-    and ``num_left_chunks`` chunks of left context (-1: all).
+    and ``num_left_chunks`` chunks of left context (-1: all). An encoder that takes only
+    multiples of m frames as chunks (Encoder.chunk_multiple: the Zipformer's 4) gets a size
+    drawn uniformly from the multiples of m up to ``max_chunk``.
+
+    Or icefall's draw (its --chunk-size / --left-context-frames, here in 40 ms encoder frames),
+    when ``chunk_sizes`` is set: a chunk size drawn from that list (-1: full context), then a
+    left context drawn from ``left_contexts`` (-1: all) and rounded down to whole chunks, at
+    least one; full_context_prob, max_chunk and num_left_chunks are then not used.
     """
 
     full_context_prob: float = 0.25
     max_chunk: int = 16
     num_left_chunks: int = -1
+    chunk_sizes: Optional[Tuple[int, ...]] = None  # e.g. (8, 16, 32, -1): icefall's Zipformer recipes
+    left_contexts: Optional[Tuple[int, ...]] = None  # e.g. (32, 64, 128, -1); None: (-1,) = all
 
     def __post_init__(self):
         if not 0.0 <= self.full_context_prob <= 1.0:
             raise ValueError(f"chunk_training.full_context_prob must be in [0, 1], got {self.full_context_prob}")
         if self.max_chunk < 1:
             raise ValueError(f"chunk_training.max_chunk must be >= 1 encoder frames, got {self.max_chunk}")
+        for name in ("chunk_sizes", "left_contexts"):  # plain lists from the config -> tuples
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, tuple(value))
+        if self.chunk_sizes is not None and (not self.chunk_sizes or any(c == 0 or c < -1 for c in self.chunk_sizes)):
+            raise ValueError(f"chunk_training.chunk_sizes needs chunk sizes >= 1 encoder frames or -1 (full "
+                             f"context), got {list(self.chunk_sizes)}")
+        if self.left_contexts is not None and (not self.left_contexts or min(self.left_contexts) < -1):
+            raise ValueError(f"chunk_training.left_contexts needs left contexts >= 0 encoder frames or -1 (all), "
+                             f"got {list(self.left_contexts)}")
 
-    def draw(self, generator: torch.Generator | None = None) -> tuple[int, int]:
+    def check_encoder(self, encoder) -> None:
+        """ValueError unless every chunk size the draw can give suits ``encoder`` (a causal
+        Encoder: Encoder.check_chunk_size and chunk_multiple)."""
+        if self.chunk_sizes is None:
+            if self.max_chunk < encoder.chunk_multiple:
+                raise ValueError(f"trainer.chunk_training.max_chunk={self.max_chunk} is below the smallest chunk "
+                                 f"this encoder takes ({encoder.chunk_multiple} encoder frames)")
+            return
+        for chunk in self.chunk_sizes:
+            if chunk > 0:
+                try:
+                    encoder.check_chunk_size(chunk)
+                except ValueError as e:
+                    raise ValueError(f"trainer.chunk_training.chunk_sizes {list(self.chunk_sizes)}: {e}") from None
+
+    def draw(self, generator: torch.Generator | None = None, multiple: int = 1) -> tuple[int, int]:
         """(chunk_size, left_context) in encoder frames for one batch; (0, -1) = full context.
+        Chunk sizes are multiples of ``multiple`` (the encoder's chunk_multiple).
         Draws from torch's RNG, which checkpoints save, so a resumed run draws the same."""
+        if self.chunk_sizes is not None:
+            return self._draw_from_lists(generator)
         if float(torch.rand((), generator=generator)) < self.full_context_prob:
             return 0, -1
-        chunk = int(torch.randint(1, self.max_chunk + 1, (), generator=generator))
+        chunk = multiple * int(torch.randint(1, self.max_chunk // multiple + 1, (), generator=generator))
         return chunk, -1 if self.num_left_chunks < 0 else chunk * self.num_left_chunks
+
+    def _draw_from_lists(self, generator: torch.Generator | None) -> tuple[int, int]:
+        chunk = self.chunk_sizes[int(torch.randint(len(self.chunk_sizes), (), generator=generator))]
+        if chunk < 0:
+            return 0, -1
+        lefts = self.left_contexts or (-1,)
+        left = lefts[int(torch.randint(len(lefts), (), generator=generator))]
+        return chunk, -1 if left < 0 else max(left // chunk, 1) * chunk
 
 
 class TransducerObjective(nn.Module):
@@ -122,6 +167,8 @@ class TransducerObjective(nn.Module):
         self.cfg = cfg
         # dynamic chunks only for streaming models (an offline encoder cannot mask chunks)
         self.chunks = chunks if getattr(model.encoder, "causal", False) else None
+        if self.chunks is not None:
+            self.chunks.check_encoder(model.encoder)
         has_head = getattr(model, "ctc_head", None) is not None
         if cfg.ctc_scale > 0 and not has_head:
             raise ValueError("loss.ctc_scale > 0 trains the model's CTC head, but the model has none: set "
@@ -143,7 +190,8 @@ class TransducerObjective(nn.Module):
           plus "ctc" (N,) with ctc_scale > 0 and "cr" (N,) when training with cr_scale > 0
           (with two views each part is the mean over the views).
         """
-        chunk_size, left_context = self.chunks.draw() if self.chunks is not None and self.training else (0, -1)
+        chunk_size, left_context = (self.chunks.draw(multiple=self.model.encoder.chunk_multiple)
+                                    if self.chunks is not None and self.training else (0, -1))
         if self.cfg.type == "full":
             full = self.model.full_loss(features, feature_lens, tokens, token_lens, reduction="none",
                                         chunk_size=chunk_size, left_context=left_context)

@@ -188,11 +188,18 @@ class Trainer:
         self.data = data
         self.record = record or {}
         self.objective = TransducerObjective(self.model, cfg.loss, cfg.chunk_training)
+        if getattr(self.model.encoder, "causal", False) and "chunk_size" in cfg.decoding:
+            try:  # the chunk checkpoints record for decoding must be one the encoder takes
+                self.model.encoder.check_chunk_size(int(cfg.decoding["chunk_size"]))
+            except ValueError as e:
+                raise ValueError(f"decoding.chunk_size: {e}") from None
         if dist_info.distributed:
-            # The full loss leaves the simple projections unused.
+            # The full loss leaves the simple projections unused; an encoder that skips modules
+            # at random (the Zipformer) leaves their parameters unused on some steps.
+            unused = cfg.loss.type == "full" or getattr(self.model.encoder, "skips_modules_in_training", False)
             self.objective = DistributedDataParallel(
                 self.objective, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=cfg.loss.type == "full",
+                find_unused_parameters=unused,
             )
         o = cfg.optim
         self.optimizer = make_optimizer(self.model, o)
@@ -220,6 +227,7 @@ class Trainer:
             "feature_config": feature_config(),
             "decoding": dict(self.cfg.decoding),
             "model": self.model.state_dict(),
+            "model_training_state": self.model.training_state(),  # e.g. the Zipformer's adapted Whiten checks
             "model_avg": self.model_avg,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -244,6 +252,7 @@ class Trainer:
         if ckpt is None:
             return False
         self.model.load_state_dict(ckpt["model"])
+        self.model.load_training_state(ckpt.get("model_training_state", {}))
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["grad_scaler"])

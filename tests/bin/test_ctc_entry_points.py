@@ -74,7 +74,8 @@ def test_transcribe_timestamps_come_from_the_ctc_alignment(tiny_corpus, tmp_path
         if not result.tokens or len(result.tokens) * 2 > int(lens[0]):
             continue  # too many tokens for a CTC alignment: the search's frames are used
         path_, _ = torchaudio.functional.forced_align(log_probs, torch.tensor([result.tokens], dtype=torch.int32))
-        want = word_times(tokenizer, result.tokens, result.timestamps, runs(path_[0].tolist()))
+        want = word_times(tokenizer, result.tokens, result.timestamps, runs(path_[0].tolist()),
+                          lookahead_frames=model.encoder.lookahead_frames)
         assert record["words"] == [w.to_dict() for w in want]
         aligned += 1
     assert aligned >= 1

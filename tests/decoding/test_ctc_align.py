@@ -62,14 +62,14 @@ def test_word_times_from_spans_by_hand():
     assert [tok.id_to_token(k) for k in ids] == ["g", "o", "▁", "n", "o"]
     frames = [0, 2, 3, 9, 10]  # emission frames (not used for times once spans are given)
     spans = [(3, 4), (6, 8), (12, 12), (14, 15), (17, 17)]
-    words = word_times(tok, ids, frames, spans)
+    words = word_times(tok, ids, frames, spans, lookahead_frames=3)
     # "go": first frame of g's run (3) to the end of o's last frame (8): 0.12 s .. 0.32 + 0.07 s
     assert [(w.word, w.start, w.end) for w in words] == [("go", pytest.approx(0.12), pytest.approx(0.39)),
                                                          ("no", pytest.approx(0.56), pytest.approx(0.75))]
-    plain = word_times(tok, ids, frames)
+    plain = word_times(tok, ids, frames, lookahead_frames=3)
     assert [(w.start, w.end) for w in plain] == [pytest.approx((0.0, 0.15)), pytest.approx((0.36, 0.47))]
     with pytest.raises(ValueError, match="token spans"):
-        word_times(tok, ids, frames, spans[:3])
+        word_times(tok, ids, frames, spans[:3], lookahead_frames=3)
 
 
 @pytest.mark.parametrize("method", ["greedy_search", "modified_beam_search", "ctc_prefix_beam_search"])

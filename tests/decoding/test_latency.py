@@ -73,14 +73,17 @@ def test_emission_delays_by_hand():
     hyp = DecodingResult((Hypothesis((A, B, space, C), 0.0, (1, 3, 4, 6)),))
     # "AB": frame 3 = chunk 1, window = feature frames 8..18, frame 18's window ends at 18 * 10 ms + 17.5 ms
     # "C": frame 6 = chunk 3, feature frames 24..34 -> 0.3575 s
-    assert emission_delays(tok, ref_tokens, ref_frames, hyp, rec, num_frames=100) == pytest.approx(
+    assert emission_delays(tok, ref_tokens, ref_frames, hyp, rec, num_frames=100, ref_lookahead_frames=3) == pytest.approx(
         [0.1975 - 0.15, 0.3575 - 0.27])
     # a stream of 30 fbank frames: its last chunk ran when the audio ended (frame 29: 0.3075 s)
-    assert emission_delays(tok, ref_tokens, ref_frames, hyp, rec, num_frames=30) == pytest.approx(
+    assert emission_delays(tok, ref_tokens, ref_frames, hyp, rec, num_frames=30, ref_lookahead_frames=3) == pytest.approx(
         [0.1975 - 0.15, 0.3075 - 0.27])
     # a misrecognized word is not timed
     wrong = DecodingResult((Hypothesis((A, X, space, C), 0.0, (1, 3, 4, 6)),))
-    assert emission_delays(tok, ref_tokens, ref_frames, wrong, rec, num_frames=100) == pytest.approx([0.0875])
+    assert emission_delays(tok, ref_tokens, ref_frames, wrong, rec, num_frames=100, ref_lookahead_frames=3) == pytest.approx([0.0875])
+    # a Zipformer reference: its frames' audio ends 100 ms later (look-ahead 13 frames, not 3)
+    assert emission_delays(tok, ref_tokens, ref_frames, hyp, rec, num_frames=100, ref_lookahead_frames=13) == \
+        pytest.approx([0.1975 - 0.25, 0.3575 - 0.37])
 
 
 def test_percentile_is_the_nearest_rank():

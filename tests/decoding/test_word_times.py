@@ -36,19 +36,22 @@ def test_words_are_the_decoded_text(kind):
         tok, text = CharTokenizer.train(["今天天气很好"], word_boundary=False), "今天 很好"
     ids = tok.encode([text])[0]
     frames = list(range(0, 2 * len(ids), 2))
-    words = word_times(tok, ids, frames)
+    words = word_times(tok, ids, frames, lookahead_frames=3)
     expected = list("今天很好") if kind == "chinese" else tok.decode([ids])[0].split()
     assert [w.word for w in words] == expected
     assert all(a.end <= b.start for a, b in zip(words, words[1:]))
     assert [t.token for t in token_times(tok, ids, frames)] == [tok.id_to_token(i) for i in ids]
     with pytest.raises(ValueError, match="timestamps"):
-        word_times(tok, ids, frames[:-1])
+        word_times(tok, ids, frames[:-1], lookahead_frames=3)
 
 
 def test_seconds_follow_the_front_end_geometry():
-    """Frame t: fbank frames 4t..4t+6, i.e. [40 t, 40 t + 70) ms; words span their tokens' frames."""
+    """Conformer frame t: fbank frames 4t..4t+6, i.e. [40 t, 40 t + 70) ms; Zipformer frame t:
+    fbank frames 4t..4t+16, [40 t, 40 t + 170) ms; words span their tokens' frames."""
     tok = CharTokenizer.train(["AB C"], word_boundary=True)
     ids = tok.encode(["AB C"])[0]  # A B ▁ C
-    words = word_times(tok, ids, [3, 5, 9, 9])
+    words = word_times(tok, ids, [3, 5, 9, 9], lookahead_frames=3)
     assert [(w.word, round(w.start, 6), round(w.end, 6)) for w in words] == [("AB", 0.12, 0.27), ("C", 0.36, 0.43)]
+    words = word_times(tok, ids, [3, 5, 9, 9], lookahead_frames=13)
+    assert [(w.word, round(w.start, 6), round(w.end, 6)) for w in words] == [("AB", 0.12, 0.37), ("C", 0.36, 0.53)]
     assert [round(t.time, 6) for t in token_times(tok, ids, [3, 5, 9, 9])] == [0.12, 0.2, 0.36, 0.36]

@@ -115,7 +115,8 @@ def timing_errors(model, tokenizer, batches, truth, options):
         with torch.no_grad():
             enc, lens = model.encode(batch["features"], batch["feature_lens"])  # (N, T', D), (N,)
         for cut_id, result in zip(batch["cut_ids"], decode(model, enc, lens, options)):
-            timed = word_times(tokenizer, result.tokens, result.timestamps, result.token_spans)
+            timed = word_times(tokenizer, result.tokens, result.timestamps, result.token_spans,
+                               lookahead_frames=model.encoder.lookahead_frames)
             errors += boundary_errors(truth[cut_id], [(w.word, w.start, w.end) for w in timed])
             words += len(truth[cut_id])
     return errors, words

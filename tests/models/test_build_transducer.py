@@ -11,6 +11,9 @@ from asr_recipes.models import ModelConfig, build_transducer, count_parameters
 from asr_recipes.models.build import ConformerConfig
 
 CONF = Path(__file__).parents[2] / "conf" / "model"
+#: the decoder variant keys' defaults: our stateless decoder (models/decoder.py)
+OUR_DECODER = {"decoder_conv_group_size": 1, "decoder_learned_blank": False, "decoder_relu_without_conv": True,
+               "decoder_balancers": False}
 
 
 def load(name: str) -> dict:
@@ -101,6 +104,54 @@ def test_the_encoder_key_selects_the_encoder_and_defaults_to_the_conformer():
     assert type(old_model.encoder).__name__ == "Conformer"
     for (name, a), b in zip(new_model.state_dict().items(), old_model.state_dict().values()):
         assert torch.equal(a, b), name
-    assert ModelConfig.from_mapping(old).to_dict() == cfg
+    assert ModelConfig.from_mapping(old).to_dict() == {**cfg, **OUR_DECODER}
     with pytest.raises(ValueError, match="unknown encoder 'transformer'; known encoders: conformer"):
         build_transducer({**cfg, "encoder": "transformer"}, 10)
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in CONF.glob("*.yaml")))
+def test_every_model_config_round_trips_exactly_in_plain_types(name):
+    """What a checkpoint stores (to_dict) reads back to the same config; it holds every key, in
+    plain types (lists, not tuples), with the YAML's values; keys the YAML omits get defaults."""
+    cfg = load(name)
+    saved = ModelConfig.from_mapping(cfg).to_dict()
+    assert ModelConfig.from_mapping(saved) == ModelConfig.from_mapping(cfg)
+    assert all(saved[k] in (v, [v]) for k, v in cfg.items())  # one value for every stack: a list of one
+    assert all(type(v) in (str, int, float, bool, list) for v in saved.values())
+    assert all(type(i) is int for v in saved.values() if isinstance(v, list) for i in v)
+    assert ModelConfig.from_mapping(saved).to_dict() == saved
+
+
+def test_a_conformer_can_state_icefalls_decoder():
+    """The decoder variant is a transducer key, not a property of the encoder: a Conformer with
+    icefall's Zipformer decoder (conv groups of 4 channels, learned blank, balancers)."""
+    cfg = {**load("tiny"), "decoder_conv_group_size": 4, "decoder_learned_blank": True,
+           "decoder_relu_without_conv": False, "decoder_balancers": True}
+    model = build_transducer(cfg, 10)
+    decoder = model.decoder
+    assert decoder.conv.groups == cfg["decoder_dim"] // 4 and decoder.conv.weight.shape == (32, 4, 2)
+    assert decoder.embedding.padding_idx is None and decoder.balancer is not None
+    assert build_transducer(load("tiny"), 10).decoder.conv.weight.shape == (32, 1, 2)  # depthwise
+    with pytest.raises(ValueError, match="decoder_conv_group_size must divide decoder_dim=32, got 5"):
+        build_transducer({**cfg, "decoder_conv_group_size": 5}, 10)
+
+
+def test_zipformer_is_built_through_the_same_registry_with_icefalls_initial_scale():
+    """encoder: zipformer builds the Zipformer transducer; the family's init hook starts the
+    joiner's input projections and the simple projections at 0.25 of PyTorch's U(-1/sqrt(in),
+    1/sqrt(in)) weights (icefall's ScaledLinear initial_scale=0.25); the Conformer's keep PyTorch's."""
+    from asr_recipes.models.zipformer import Zipformer
+
+    torch.manual_seed(0)
+    zipformer = build_transducer(load("zipformer_mini"), 100)
+    conformer = build_transducer(load("small"), 100)
+    assert isinstance(zipformer.encoder, Zipformer) and zipformer.encoder.output_dim == 128
+
+    def bound_ratio(linear):  # max |w| relative to PyTorch's bound 1/sqrt(in)
+        return float(linear.weight.detach().abs().max()) * linear.in_features ** 0.5
+
+    for model, lo, hi in ((zipformer, 0.23, 0.25), (conformer, 0.95, 1.0)):
+        for linear in (model.joiner.encoder_proj, model.joiner.decoder_proj, model.simple_am_proj,
+                       model.simple_lm_proj):
+            assert lo < bound_ratio(linear) <= hi
+        assert 0.95 < bound_ratio(model.joiner.output_linear) <= 1.0  # not scaled

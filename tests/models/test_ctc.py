@@ -145,7 +145,7 @@ def test_ctc_head_gives_normalised_log_probs_and_lives_in_the_state_dict():
 
 def test_a_model_config_without_ctc_head_builds_no_head_and_loads_old_weights():
     """Checkpoints written before ctc_head existed: their model_config lacks the key."""
-    assert ModelConfig.from_mapping(TINY).ctc_head is False
+    assert ModelConfig.from_mapping(TINY).transducer.ctc_head is False
     torch.manual_seed(5)
     old = build_transducer(TINY, vocab_size=9)
     new = build_transducer(ModelConfig.from_mapping(TINY).to_dict(), vocab_size=9)

@@ -97,11 +97,13 @@ def test_experiment_builds_what_train_builds_at_the_documented_size(experiment):
     for millions, vocab, decimals in sizes:
         model, optimizer = build(vocab)
         n = count_parameters(model)
-        assert n == expected_parameters(model_config, vocab)
+        if model_config["encoder"] == "conformer":  # the Zipformer's: tests/models/zipformer/test_config.py
+            assert n == expected_parameters(model_config, vocab)
         assert round(n / 1e6, decimals) == millions, (experiment, vocab, n)
         params = [p for group in optimizer.param_groups for p in group["params"]]
-        assert len(params) == len({id(p) for p in params}) == len(list(model.parameters()))
-        assert sum(p.numel() for p in params) == n
+        # every trainable weight (the Zipformer layers' unused bypass_scale is frozen: icefall's has it too)
+        assert len(params) == len({id(p) for p in params}) == len([p for p in model.parameters() if p.requires_grad])
+        assert sum(p.numel() for p in params) == count_parameters(model, trainable_only=True)
         assert all(group["lr"] == trainer.optim.lr for group in optimizer.param_groups)
         EdenScheduler(optimizer, EdenConfig(**{**asdict(trainer.optim.schedule), "base_lr": trainer.optim.lr})).step(0, 0)
         del model, optimizer
@@ -150,8 +152,9 @@ def test_aishell_is_icefall_pruned_transducer_stateless2_with_context_1():
 def test_mini_uses_the_small_model_on_the_synthesized_parts():
     cfg = with_required("train", ["experiment=mini"])
     # The small model, made cheaper per CPU step: no dropout, a lighter front end, fewer layers.
-    assert cfg["model"] == {**_group("model", "small"), "dropout": 0.0, "subsampling_channels": 32,
-                            "num_layers": 4}
+    small = {k: v for k, v in _group("model", "small").items()}
+    assert cfg["model"] == {**small, "dropout": 0.0, "subsampling_channels": 32, "num_layers": 4}
+    assert cfg["model"] == with_required("train", ["model=mini"])["model"]  # conf/model/mini.yaml
     data = cfg["data"]
     assert data["corpus"] == "librispeech"
     assert set(data["train_parts"] + data["valid_parts"] + data["test_parts"]) <= SYNTHESIZED_PARTS
@@ -168,3 +171,26 @@ def test_decode_sees_the_experiment_test_parts(experiment):
     decode = with_required("decode", [f"experiment={experiment}"])
     assert decode["data"]["test_parts"] == train["data"]["test_parts"]
     assert decode["data"]["corpus"] == train["data"]["corpus"]
+
+
+def test_mini_with_the_zipformer_replaces_the_model_and_the_optimizer_only():
+    """conf/experiment/mini_zipformer_mini.yaml (run.sh --model zipformer_mini): exactly the
+    zipformer_mini model (no Conformer key left), ScaledAdam, icefall-style chunk lists the
+    Zipformer takes; data, loss, decoding and the time budget are mini's."""
+    mini = with_required("train", ["experiment=mini"])
+    cfg = with_required("train", ["experiment=mini_zipformer_mini"])
+    assert cfg["model"] == _group("model", "zipformer_mini")
+    assert cfg == with_required("train", ["experiment=mini", "model=zipformer_mini", "optim=scaled_adam",
+                                          "optim.lr=0.045", *[f"trainer.chunk_training.{k}={v}".replace(" ", "")
+                                          for k, v in cfg["trainer"]["chunk_training"].items()]])
+    for key in ("data", "loss", "decoding"):
+        assert cfg[key] == mini[key], key
+    assert {k: v for k, v in cfg["trainer"].items() if k != "chunk_training"} == {
+        k: v for k, v in mini["trainer"].items() if k != "chunk_training"}
+    optim = cfg["optim"]
+    assert (optim["name"], optim["lr"], optim["grad_clip"]) == ("scaled_adam", 0.045, None)
+    assert optim["scaled_adam"] == _group("optim", "scaled_adam")["scaled_adam"]
+    model_config, trainer, build = built_as_train_builds(["experiment=mini_zipformer_mini", "model.causal=true"])
+    model, _ = build(27)
+    trainer.chunk_training.check_encoder(model.encoder)
+    assert set(trainer.chunk_training.chunk_sizes) == {4, 8, 16, -1}

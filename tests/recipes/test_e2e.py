@@ -225,6 +225,29 @@ def test_mini_recipe_all_stages_from_another_directory(tmp_path):
     assert [int(n) for n in re.findall(r"Stage (\d+) already done", again.stderr)] == list(range(11))
     assert (exp / "RESULTS.md").read_text() == results
 
+    check_zipformer_streaming(tmp_path, args)
+
+
+def check_zipformer_streaming(tmp_path, args):
+    """Stages 4-7 again with --model zipformer_mini --streaming true on the prepared data: the
+    recipe switches to conf/experiment/mini_zipformer_mini.yaml (ScaledAdam), trains a causal
+    Zipformer with its chunk lists and decodes it chunk by chunk."""
+    exp = tmp_path / "exp-zipformer"
+    run_recipe("mini", tmp_path, *args, "--model", "zipformer_mini", "--streaming", "true", "--stage", "4",
+               "--stop-stage", "7", "--exp-dir", str(exp), "--decode-chunks", "4 8",
+               "--results-md", str(tmp_path / "RESULTS-zipformer.md"))
+    ckpt = torch.load(exp / "epoch-2.pt", map_location="cpu", weights_only=True)
+    assert ckpt["model_config"]["encoder"] == "zipformer" and ckpt["model_config"]["causal"] is True
+    trained = ckpt["train_config"]  # what mini_zipformer_mini.yaml selects, not mini.yaml's AdamW
+    assert trained["optim"]["name"] == "scaled_adam" and trained["trainer"]["chunk_training"]["chunk_sizes"] == [
+        4, 8, 16, -1]
+    for method in METHODS:
+        for chunk in (4, 8):
+            for part in MINI_TEST_PARTS:
+                [recogs] = (exp / method).glob(f"recogs-{part}-*-chunk-{chunk}-left-64-streaming.txt")
+                assert len(read_recogs(recogs)) == 3
+    assert "chunk-8-left-64-streaming" in (tmp_path / "RESULTS-zipformer.md").read_text()
+
 
 @pytest.fixture(scope="module")
 def synthesized(tmp_path_factory):

@@ -76,6 +76,22 @@ def test_two_ranks_shard_data_stay_in_sync_and_only_rank_0_writes(tiny_corpus, t
     assert (exp / "epoch-2.pt").is_file()
 
 
+def test_a_causal_zipformer_trains_on_two_ranks_with_scaled_adam(tiny_corpus, tmp_path):
+    """The Zipformer skips modules at random, so some parameters get no gradient on some steps:
+    DistributedDataParallel must be told (find_unused_parameters), or the second step fails."""
+    exp, trace = tmp_path / "exp", tmp_path / "trace"
+    cmd = train_cmd(tiny_corpus, exp, trace, "trainer.num_epochs=1", "optim=scaled_adam", "model.causal=true",
+                    "trainer.chunk_training.chunk_sizes=[4,8,-1]", "trainer.chunk_training.left_contexts=[8,-1]")
+    run([arg.replace("model=tiny", "model=zipformer_tiny") for arg in cmd])
+    r0, r1 = read_trace(trace, 0), read_trace(trace, 1)
+    assert len(r0) == len(r1) >= 3
+    for a, b in zip(r0, r1):
+        assert a["param_checksum"] == b["param_checksum"], a["step"]
+    assert r0[0]["param_checksum"] != r0[-1]["param_checksum"]
+    ckpt = ckpt_io.load_checkpoint(exp / "epoch-1.pt")
+    assert ckpt["model_config"]["encoder"] == "zipformer" and ckpt["model_config"]["causal"] is True
+
+
 def test_elastic_restart_after_a_worker_is_killed(tiny_corpus, tmp_path):
     exp, trace = tmp_path / "exp", tmp_path / "trace"
     cmd = train_cmd(tiny_corpus, exp, trace, "trainer.num_epochs=3", "trainer.save_every_n=2",

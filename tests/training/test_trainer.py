@@ -105,14 +105,15 @@ def test_checkpoints_are_self_describing_and_pruned(tiny_corpus, tmp_path):
     assert ckpt["progress"]["epoch"] == 2 and ckpt["sampler"] is None
 
 
-def audio_free_loss_per_frame(batch) -> float:
+def audio_free_loss_per_frame(batch, frames=None) -> float:
     """The smallest full RNN-T loss per encoder frame (nats) that any model ignoring the audio and
     the label history can reach on ``batch``: one that emits blank with a fixed probability b and
     token k with (1 - b) q_k everywhere. Every path of a regular lattice through T frames and U
     labels has T blanks and U labels, and there are C(T + U - 1, U) of them (the last blank ends
     the utterance), so P(y) = C(T + U - 1, U) b^T (1 - b)^U prod_u q_{y_u}; its maximum over b and
-    q is at the batch's own blank share b = sum T / (sum T + sum U) and token frequencies q."""
-    frames = frames_after_subsampling(batch["feature_lens"]).tolist()
+    q is at the batch's own blank share b = sum T / (sum T + sum U) and token frequencies q.
+    ``frames``: the model's encoder frames per utterance (N,), the tiny Conformer's if None."""
+    frames = (frames_after_subsampling(batch["feature_lens"]) if frames is None else frames).tolist()
     lengths = batch["token_lens"].tolist()
     tokens = [t for row, n in zip(batch["tokens"].tolist(), lengths) for t in row[:n]]
     total_t, total_u = sum(frames), sum(lengths)

@@ -4,7 +4,9 @@ With icefall's weights it computes what icefall's code computes (tests/models/zi
 reference outputs written by icefall's own code: tests/fixtures/icefall).
 
 Modules, outermost first:
-    config.py            ZipformerConfig (conf/model/zipformer_*.yaml), build_zipformer_transducer / _encoder
+    config.py            ZipformerConfig (the encoder's keys of conf/model/zipformer_*.yaml), its
+                         builder, icefall's decoder keys and initialisation (the model registry,
+                         asr_recipes.models.build, builds the transducer: encoder: zipformer)
     encoder.py           Zipformer: front end, six stacks, output downsampling; forward / streaming_forward
     streaming_states.py  the streaming states (icefall's layout), init / stack / unstack
     stack.py             stacks of layers, learned down/upsampling between frame rates
@@ -18,11 +20,12 @@ Modules, outermost first:
     schedule.py          ScheduledFloat and set_batch_count
     icefall_names.py     icefall state-dict names -> ours (a prefix change)
 
-Training needs, besides the usual loop:
-    set_batch_count(model, batch_idx)            once per step, before the forward (the schedules)
-    chunk_size, left_context = cfg.draw_chunk()  per batch for causal models (dynamic chunks)
-and DistributedDataParallel(find_unused_parameters=True): on some steps a module's output is
-skipped entirely (e.g. the positional scores), so its parameters get no gradient.
+Training needs, besides the usual loop (asr_recipes.training does all three):
+    model.set_batch_count(batch_idx)     once per step, before the forward (the schedules)
+    a chunk size per batch for causal models, a multiple of encoder.chunk_multiple (4)
+    DistributedDataParallel(find_unused_parameters=True): on some steps a module's output is
+        skipped entirely (e.g. the positional scores), so its parameters get no gradient
+        (encoder.skips_modules_in_training)
 """
 
 from asr_recipes.models.zipformer.encoder import Zipformer

@@ -201,6 +201,19 @@ class Whiten(nn.Module):
         return _WhitenFunction.apply(x, self)
 
 
+def whiten_probs(model: nn.Module) -> dict[str, float]:
+    """Each Whiten's current check probability (what its checks adapted), by module name: not a
+    weight, but a run resumed from a checkpoint continues exactly only with it restored."""
+    return {name: float(m.prob) for name, m in model.named_modules() if isinstance(m, Whiten)}
+
+
+def load_whiten_probs(model: nn.Module, probs: dict[str, float]) -> None:
+    """Restore what whiten_probs() returned (names it does not hold are left as they are)."""
+    for name, m in model.named_modules():
+        if isinstance(m, Whiten) and name in probs:
+            m.prob = float(probs[name])
+
+
 class _AbsPenaltyFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, limit: float, penalty: float):

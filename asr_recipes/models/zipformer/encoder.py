@@ -34,10 +34,13 @@ icefall_names.py).
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
 from asr_recipes.models.conformer import chunk_attention_mask, make_pad_mask
+from asr_recipes.models.encoder import Encoder
 from asr_recipes.models.zipformer.frontend import CONVNEXT_CONTEXT, Conv2dSubsampling
 from asr_recipes.models.zipformer.layer import ZipformerLayer
 from asr_recipes.models.zipformer.scaling import convert_num_channels
@@ -54,7 +57,7 @@ WINDOW_EXTRA_FRAMES = 7 + 2 * CONVNEXT_CONTEXT
 FEATURE_MASK_PROB = 0.125
 
 
-class Zipformer(StreamingStates, nn.Module):
+class Zipformer(StreamingStates, Encoder):
     """Args (one value per stack, or one value for all; icefall's train.py flags):
         feature_dim: F, mel bins.  downsampling_factor: per stack (the first is usually 1).
         encoder_dim, num_encoder_layers, encoder_unmasked_dim, num_heads, query_head_dim,
@@ -66,8 +69,13 @@ class Zipformer(StreamingStates, nn.Module):
         causal: streaming model (see the module docstring).
         embed_channels: channels of the front end's three convolutions (icefall: 8, 32, 128).
 
-    Attributes: feature_dim, output_dim = max(encoder_dim), causal.
+    Attributes (models/encoder.py's contract): feature_dim, output_dim = max(encoder_dim), causal,
+    lookahead_frames = 13 (frame t' reads feature frames up to 4t' + 16), chunk_multiple (4 for
+    downsampling factors up to 8), skips_modules_in_training (layer and module skipping).
     """
+
+    lookahead_frames = WINDOW_EXTRA_FRAMES
+    skips_modules_in_training = True
 
     def __init__(self, feature_dim: int = 80, downsampling_factor: tuple[int, ...] = (1, 2, 4, 8, 4, 2),
                  encoder_dim: int | tuple[int, ...] = (192, 256, 384, 512, 384, 256),
@@ -106,6 +114,9 @@ class Zipformer(StreamingStates, nn.Module):
         self.output_dim = max(dims)
         self.causal = causal
         self.downsampling_factor = ds
+        # a chunk of c encoder frames is 2c frames at 50 Hz, which every stack's factor must split
+        lcm = math.lcm(*ds)
+        self.chunk_multiple = lcm // math.gcd(lcm, 2)
         self.encoder_dim, self.encoder_unmasked_dim = dims, unmasked
         self.num_encoder_layers, self.num_heads = layers, heads
         self.query_head_dim, self.value_head_dim, self.cnn_module_kernel = dq, dv, kernels
@@ -129,7 +140,8 @@ class Zipformer(StreamingStates, nn.Module):
     @staticmethod
     def output_lengths(num_frames):
         """Encoder frames from feature frames (int or integer tensor): ((T - 7) // 2 + 1) // 2,
-        at least 0. T >= 9 gives one frame; frame t' is computed from features up to 4t' + 12."""
+        at least 0. T >= 9 gives one frame; the front end computes frame t' from feature frames
+        4t' .. 4t' + 16 (lookahead_frames: 13 past its own 4)."""
         out = ((num_frames - 7) // 2 + 1) // 2
         return out.clamp(min=0) if isinstance(out, Tensor) else max(out, 0)
 
@@ -140,8 +152,7 @@ class Zipformer(StreamingStates, nn.Module):
         bad = [d for d in self.downsampling_factor if (2 * chunk_size) % d]
         if chunk_size > 0 and bad:
             raise ValueError(f"chunk_size={chunk_size} encoder frames ({2 * chunk_size} at 50 Hz) does not split "
-                             f"evenly at downsampling factors {bad}; use a multiple of "
-                             f"{max(self.downsampling_factor) // 2 or 1}")
+                             f"evenly at downsampling factors {bad}; use a multiple of {self.chunk_multiple}")
         if left_context < -1:
             raise ValueError(f"left_context must be >= 0 encoder frames, or -1 for all, got {left_context}")
 

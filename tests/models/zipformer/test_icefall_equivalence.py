@@ -19,7 +19,8 @@ import torch
 
 from asr_recipes.decoding.options import DecodingOptions
 from asr_recipes.decoding.search import decode
-from asr_recipes.models.zipformer.config import build_zipformer_transducer
+from asr_recipes.models.build import build_transducer
+from asr_recipes.models.zipformer.config import ICEFALL_DECODER
 from asr_recipes.models.zipformer.icefall_names import encoder_state_dict, transducer_state_dict
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "icefall"
@@ -31,9 +32,10 @@ def load(name: str) -> dict:
 
 
 def model_from(data: dict):
-    cfg = dict(data["config"], decoder_dim=data["decoder_dim"], joiner_dim=data["joiner_dim"],
-               context_size=data["context_size"])
-    model = build_zipformer_transducer(cfg, data["vocab_size"], feature_dim=data["features"].size(2))
+    """Our model for icefall's: the fixture's Zipformer keys, its sizes and icefall's decoder."""
+    cfg = dict(data["config"], encoder="zipformer", decoder_dim=data["decoder_dim"], joiner_dim=data["joiner_dim"],
+               context_size=data["context_size"], **ICEFALL_DECODER)
+    model = build_transducer(cfg, data["vocab_size"], feature_dim=data["features"].size(2))
     state, left_out = transducer_state_dict(data["state_dict"])
     assert left_out == []
     model.load_state_dict(state, strict=True)  # every tensor has its place, with its shape

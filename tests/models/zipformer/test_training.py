@@ -7,14 +7,17 @@ import torch
 
 from asr_recipes.decoding.options import DecodingOptions
 from asr_recipes.decoding.search import decode
-from asr_recipes.models.zipformer import ScheduledFloat, set_batch_count
-from asr_recipes.models.zipformer.config import ZipformerConfig, build_zipformer_transducer
+from asr_recipes.models.build import build_transducer
+from asr_recipes.models.zipformer import ScheduledFloat
+from asr_recipes.models.zipformer.config import ICEFALL_DECODER
 from asr_recipes.models.zipformer.constraints import Balancer, Whiten
+from asr_recipes.training.objective import ChunkTrainingConfig
 
-TINY = dict(encoder_dim=[16, 16, 24, 32, 24, 16], encoder_unmasked_dim=12, num_heads=[2, 2, 2, 4, 2, 2],
+TINY = dict(encoder="zipformer", encoder_dim=[16, 16, 24, 32, 24, 16], encoder_unmasked_dim=12, num_heads=[2, 2, 2, 4, 2, 2],
             query_head_dim=8, value_head_dim=4, pos_head_dim=2, pos_dim=8, feedforward_dim=32, num_encoder_layers=1,
             cnn_module_kernel=[7, 5, 5, 3, 5, 7], embed_channels=[4, 8, 16], decoder_dim=16, joiner_dim=16,
-            causal=True, chunk_size=[4, 8, -1], left_context=[8, -1])
+            context_size=2, causal=True, **ICEFALL_DECODER)
+CHUNKS = ChunkTrainingConfig(chunk_sizes=(4, 8, -1), left_contexts=(8, -1))
 V = 12
 
 
@@ -26,14 +29,14 @@ def batch(seed=0):
 
 
 def test_schedules_follow_the_batch_count():
-    model = build_zipformer_transducer(TINY, V).train()
+    model = build_transducer(TINY, V).train()
     layer = model.encoder.encoders[0].layers[0]
-    set_batch_count(model, 0)
+    model.set_batch_count(0)
     start = {name: float(getattr(layer, name)) for name in ("attention_skip_rate", "conv_skip_rate", "ff2_skip_rate")}
     assert start == {"attention_skip_rate": 0.2, "conv_skip_rate": 0.2, "ff2_skip_rate": 0.1}
     assert float(layer.bypass.skip_rate) == 0.5  # layer drop before this stack's warm-up
     assert float(layer.bypass.scale_min) == 0.9
-    set_batch_count(model, 100_000)
+    model.set_batch_count(100_000)
     assert float(layer.attention_skip_rate) == 0.0 and float(layer.bypass.scale_min) == 0.2
     assert float(layer.bypass.skip_rate) == pytest.approx(0.035)  # final layer drop at ds 1
     model.eval()
@@ -41,9 +44,9 @@ def test_schedules_follow_the_batch_count():
 
 
 def test_training_mode_is_random_and_eval_mode_is_not():
-    model = build_zipformer_transducer(TINY, V)
+    model = build_transducer(TINY, V)
     x, lens, _, _ = batch()
-    set_batch_count(model, 0)  # strongest skips and dropout
+    model.set_batch_count(0)  # strongest skips and dropout
     model.train()
     torch.manual_seed(0)
     a, _ = model.encode(x, lens)
@@ -59,8 +62,8 @@ def test_training_mode_is_random_and_eval_mode_is_not():
 @pytest.mark.parametrize("batch_count", [0, 3000, 50_000])
 def test_pruned_loss_trains_with_the_training_time_machinery(batch_count):
     torch.manual_seed(batch_count)
-    model = build_zipformer_transducer(TINY, V).train()
-    set_batch_count(model, batch_count)
+    model = build_transducer(TINY, V).train()
+    model.set_batch_count(batch_count)
     # always check the constraints on this batch, so their backward terms run too
     for m in model.modules():
         if isinstance(m, Whiten):
@@ -72,7 +75,7 @@ def test_pruned_loss_trains_with_the_training_time_machinery(batch_count):
     g = torch.Generator().manual_seed(1)
     losses = []
     for _ in range(6):
-        chunk, left = ZipformerConfig.from_mapping(TINY).draw_chunk(g)
+        chunk, left = CHUNKS.draw(g)
         simple, pruned = model(x, lens, tokens, token_lens, chunk_size=chunk, left_context=left)
         loss = 0.5 * simple + pruned
         optimizer.zero_grad()
@@ -88,7 +91,7 @@ def test_pruned_loss_trains_with_the_training_time_machinery(batch_count):
 @pytest.mark.parametrize("method", ["greedy_search", "modified_beam_search"])
 def test_searches_decode_its_output(method):
     torch.manual_seed(0)
-    model = build_zipformer_transducer(TINY, V).eval()
+    model = build_transducer(TINY, V).eval()
     x, lens, _, _ = batch()
     with torch.no_grad():
         out, out_lens = model.encode(x, lens, chunk_size=8, left_context=16)
