@@ -17,6 +17,7 @@ from asr_recipes.decoding import DecodingOptions, make_search
 from asr_recipes.decoding.streaming import StreamingRecognizer, decode_streaming
 from asr_recipes.export import contract
 from asr_recipes.export.onnx_greedy import OnnxGreedyDecoder
+from asr_recipes.export.verify import session
 from tests.export.exported import ZIPFORMER_CHUNK as CHUNK
 from tests.export.exported import ZIPFORMER_LEFT as LEFT
 from tests.export.exported import wav_files, zipformer_export
@@ -96,6 +97,14 @@ def test_offline_layout(offline):
     assert io_names(out / contract.ENCODER) == (["x", "x_lens"], ["encoder_out", "encoder_out_lens"])
     assert metadata(out / contract.ENCODER)["model_type"] == "zipformer2"
     assert metadata(out / contract.DECODER)["context_size"] == "2"
+    # sherpa-onnx's start context [-1, blank]: -1 is "before the start" (zero embedding), not blank,
+    # whose embedding icefall's decoder learns
+    y = torch.tensor([[-1, 0], [0, 0], [-1, 3]])
+    (got,) = session(out / contract.DECODER).run(None, {"y": y.numpy()})
+    with torch.no_grad():
+        expected = model.joiner.decoder_proj(model.decoder(y, need_pad=False).squeeze(1))  # (3, J)
+    torch.testing.assert_close(torch.from_numpy(got), expected, rtol=1e-4, atol=1e-5)
+    assert (expected[0] - expected[1]).abs().max() > 1e-2  # the two starts differ in this decoder
 
 
 def test_streaming_layout_is_icefalls(streaming):
