@@ -152,6 +152,9 @@ class ZipformerStreamingEncoder(nn.Module):
         """What sherpa reads (contract.ZIPFORMER_STREAMING_METADATA), plus chunk_size and
         left_context in encoder frames (ours: what deploy_check and onnx_greedy report)."""
         enc = self.encoder
+        states = enc.init_states(1, self.left_context)
+        first_layers = [sum(enc.num_encoder_layers[:i]) for i in range(len(enc.num_encoder_layers))]
+        left_len = [states[6 * layer].size(0) for layer in first_layers]  # cached_key (L_i, N, ...) of each stack
 
         def per_stack(values) -> str:
             return ",".join(str(v) for v in values)
@@ -159,7 +162,7 @@ class ZipformerStreamingEncoder(nn.Module):
         return {"model_type": contract.MODEL_TYPES["zipformer"], "T": self.T, "decode_chunk_len": self.decode_chunk_len,
                 "num_encoder_layers": per_stack(enc.num_encoder_layers), "encoder_dims": per_stack(enc.encoder_dim),
                 "cnn_module_kernels": per_stack(enc.cnn_module_kernel),
-                "left_context_len": per_stack(2 * self.left_context // ds for ds in enc.downsampling_factor),
+                "left_context_len": per_stack(left_len),
                 "query_head_dims": per_stack(enc.query_head_dim), "value_head_dims": per_stack(enc.value_head_dim),
                 "num_heads": per_stack(enc.num_heads), "chunk_size": self.chunk_size,
                 "left_context": self.left_context}
