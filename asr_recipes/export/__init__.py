@@ -1,8 +1,11 @@
-"""ONNX export for sherpa-onnx: a trained checkpoint -> encoder/decoder/joiner graphs + tokens.
+"""ONNX export for sherpa-onnx: a trained checkpoint -> encoder/decoder/joiner graphs + tokens,
+in the layouts of icefall's Conformer or Zipformer transducers (offline or streaming), plus a
+CTC graph for a model with a CTC head.
 
     contract.py     file names, tensor names, shapes and metadata sherpa-onnx reads (no torch)
     compat.py       what sherpa-onnx cannot run correctly is refused; settings it runs worse warned about
-    wrappers.py     the three graphs as torch modules around the model's own modules
+    wrappers.py     the graphs as torch modules around the model's own modules (one streaming
+                    wrapper per encoder family, one interface)
     graphs.py       torch.onnx export with names, dynamic axes, metadata; int8 copies
     verify.py       onnxruntime output == PyTorch output, or ExportError
     exporter.py     export_checkpoint(): temp dir, checks (incl. sherpa-onnx itself), rename

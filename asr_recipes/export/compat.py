@@ -7,9 +7,13 @@ Refused (ExportError, one message naming the checkpoint and the fix):
   * a vocabulary whose id 0 is not the blank, or with symbols tokens.txt cannot hold
     (empty, containing whitespace, duplicated);
   * a streaming export of a model that looks ahead (causal=false), or without finite
-    chunk_size / left_context.
+    chunk_size / left_context, or with a chunk size the encoder does not take (the
+    Zipformer's are multiples of 4), or a Zipformer whose front end is wider than the 128
+    channels of sherpa-onnx's embed_states.
 Warned (returned in ExportPlan.warnings, logged by the caller):
-  * decoding settings that need more than one symbol per frame (sherpa emits at most one).
+  * decoding settings that need more than one symbol per frame (sherpa emits at most one);
+  * a CTC head that is not exported: a streaming Conformer's (sherpa-onnx has no streaming
+    CTC layout its caches fit: contract.py).
 """
 
 from __future__ import annotations
@@ -38,6 +42,10 @@ class ExportPlan:
     chunk_size: Optional[int] = None
     left_context: Optional[int] = None
     warnings: tuple[str, ...] = field(default=())
+    #: the model config's encoder ("conformer" | "zipformer"), which picks the layout
+    encoder: str = "conformer"
+    #: also export the CTC head as ctc.onnx (contract.py's CTC layouts)
+    ctc: bool = False
 
 
 def plan_export(ckpt: dict[str, Any], source: str, streaming: Optional[bool] = None,
@@ -55,9 +63,9 @@ def plan_export(ckpt: dict[str, Any], source: str, streaming: Optional[bool] = N
         cfg = ModelConfig.from_mapping(ckpt["model_config"])
     except ValueError as e:
         raise ExportError(f"{source}: {e}; export it with the asr-recipes version that trained it") from None
-    if cfg.encoder != "conformer":  # the graphs, caches and metadata are sherpa-onnx's Conformer layout
-        raise ExportError(f"{source} holds a {cfg.encoder!r} encoder; the export writes sherpa-onnx's Conformer "
-                          "layout only")
+    if cfg.encoder not in contract.MODEL_TYPES:
+        raise ExportError(f"{source} holds a {cfg.encoder!r} encoder; the export writes sherpa-onnx's layouts of "
+                          f"{', '.join(contract.MODEL_TYPES)} encoders only")
     _check_features(ckpt, source)
     _check_vocabulary(ckpt, source)
     decoding = dict(ckpt.get("decoding") or {})
@@ -71,8 +79,14 @@ def plan_export(ckpt: dict[str, Any], source: str, streaming: Optional[bool] = N
             "tokens (e.g. BPE) that decode well with max_sym_per_frame=1.")
     if streaming is None:
         streaming = cfg.causal
+    ctc = cfg.transducer.ctc_head
+    if ctc and streaming and cfg.encoder not in contract.STREAMING_CTC_ENCODERS:
+        ctc = False
+        warnings.append(f"{source} has a CTC head, but sherpa-onnx has no streaming CTC layout that a streaming "
+                        f"{cfg.encoder}'s caches fit: only the transducer is exported (streaming=false also exports "
+                        "an offline CTC graph)")
     if not streaming:
-        return ExportPlan(False, warnings=tuple(warnings))
+        return ExportPlan(False, warnings=tuple(warnings), encoder=cfg.encoder, ctc=ctc)
     if not cfg.causal:
         raise ExportError(f"{source} holds an offline model (model.causal=false: its convolutions and attention "
                           "look ahead over the whole utterance); a streaming export needs a model trained with "
@@ -86,7 +100,18 @@ def plan_export(ckpt: dict[str, Any], source: str, streaming: Optional[bool] = N
         raise ExportError(f"{source}: streaming export needs a finite left_context >= 0 encoder frames (sherpa "
                           f"keeps that many in its attention cache), got {left_context!r}; pass left_context=N, "
                           "e.g. 64")
-    return ExportPlan(True, chunk_size, left_context, tuple(warnings))
+    if cfg.encoder == "zipformer":
+        _check_zipformer_streaming(cfg.encoder_config, source)
+    return ExportPlan(True, chunk_size, left_context, tuple(warnings), cfg.encoder, ctc)
+
+
+def _check_zipformer_streaming(zcfg, source: str) -> None:
+    """What sherpa-onnx's streaming Zipformer layout needs besides a chunk size the encoder takes."""
+    channels = zcfg.embed_channels[-1]
+    if channels > contract.ZIPFORMER_EMBED_CHANNELS:
+        raise ExportError(f"{source}: the Zipformer front end has {channels} channels (embed_channels), more than the "
+                          f"{contract.ZIPFORMER_EMBED_CHANNELS} that sherpa-onnx's streaming layout holds in "
+                          "embed_states; retrain with embed_channels[2] <= 128 to deploy it streaming")
 
 
 def _check_features(ckpt: dict, source: str) -> None:
@@ -131,10 +156,17 @@ def _check_vocabulary(ckpt: dict, source: str) -> Tokenizer:
     return tokenizer
 
 
-def load_model(ckpt: dict[str, Any], source: str):
+def load_model(ckpt: dict[str, Any], source: str, plan: Optional[ExportPlan] = None):
     """(Transducer in eval mode on the CPU, Tokenizer) from a checkpoint that passed plan_export:
-    checkpoint.model_from_checkpoint, its errors as ExportError."""
+    checkpoint.model_from_checkpoint, its errors as ExportError; with a streaming ``plan``,
+    ExportError unless the encoder takes its chunk size."""
     try:
-        return model_from_checkpoint(ckpt, "cpu", source)
+        model, tokenizer = model_from_checkpoint(ckpt, "cpu", source)
     except CheckpointError as e:
         raise ExportError(str(e)) from None
+    if plan is not None and plan.streaming:
+        try:
+            model.encoder.check_chunk_size(plan.chunk_size)
+        except ValueError as e:
+            raise ExportError(f"{source}: {e}; pass chunk_size=N") from None
+    return model, tokenizer

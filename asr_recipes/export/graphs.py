@@ -1,5 +1,6 @@
-"""Write the encoder, decoder and joiner graphs (torch.onnx) with sherpa-onnx's names,
-dynamic axes and metadata, and their int8 copies (onnxruntime dynamic quantization).
+"""Write the encoder, decoder and joiner graphs (and the CTC graph of a model with a CTC head)
+(torch.onnx) with sherpa-onnx's names, dynamic axes and metadata, and their int8 copies
+(onnxruntime dynamic quantization).
 
 The TorchScript-based exporter (``dynamo=False``) is used, as icefall does: it traces the
 model's Python control flow once, which is what these wrappers need (shape checks become
@@ -18,7 +19,8 @@ import onnx
 import torch
 
 from asr_recipes.export import contract
-from asr_recipes.export.wrappers import Decoder, Joiner, OfflineEncoder, StreamingEncoder
+from asr_recipes.export.wrappers import Decoder, Joiner, OfflineCtc, OfflineEncoder, streaming_encoder
+from asr_recipes.models.zipformer import Zipformer
 
 log = logging.getLogger(__name__)
 
@@ -57,29 +59,45 @@ def _common(comment: str) -> dict:
     return {"model_author": "asr-recipes", "comment": comment, "version": "1"}
 
 
+def model_type(model) -> str:
+    """The transducer encoder's sherpa-onnx model_type (contract.MODEL_TYPES)."""
+    return contract.MODEL_TYPES["zipformer" if isinstance(model.encoder, Zipformer) else "conformer"]
+
+
+def _offline_example(model) -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.zeros(2, 123, model.encoder.feature_dim)  # (N, T, F): traced sizes, not baked in
+    return x, torch.tensor([123, 100], dtype=torch.int64)
+
+
 def export_offline_encoder(model, path: Path, comment: str) -> None:
     """encoder.onnx of the offline layout (contract.OFFLINE_ENCODER_*), batch and time dynamic."""
-    x = torch.zeros(2, 123, model.encoder.feature_dim)  # (N, T, F): traced sizes, not baked in
-    x_lens = torch.tensor([123, 100], dtype=torch.int64)
     axes = {"x": {0: "N", 1: "T"}, "x_lens": {0: "N"}, "encoder_out": {0: "N", 1: "T_out"},
             "encoder_out_lens": {0: "N"}}
-    _export(OfflineEncoder(model), (x, x_lens), path, contract.OFFLINE_ENCODER_INPUTS,
-            contract.OFFLINE_ENCODER_OUTPUTS, axes, {"model_type": contract.MODEL_TYPE, **_common(comment)})
+    _export(OfflineEncoder(model), _offline_example(model), path, contract.OFFLINE_ENCODER_INPUTS,
+            contract.OFFLINE_ENCODER_OUTPUTS, axes, {"model_type": model_type(model), **_common(comment)})
 
 
-def export_streaming_encoder(model, path: Path, chunk_size: int, left_context: int, comment: str) -> None:
-    """encoder.onnx of the streaming layout (contract.STREAMING_ENCODER_*), batch dynamic;
-    the window length T is fixed (metadata), as sherpa always feeds T frames."""
-    wrapper = StreamingEncoder(model, chunk_size, left_context)
+def export_offline_ctc(model, path: Path, comment: str) -> None:
+    """ctc.onnx of the offline CTC layout (contract.CTC_*): batch and time dynamic, the
+    vocabulary axis fixed (sherpa reads the vocabulary size from it)."""
+    axes = {"x": {0: "N", 1: "T"}, "x_lens": {0: "N"}, "log_probs": {0: "N", 1: "T_out"}, "log_probs_len": {0: "N"}}
+    _export(OfflineCtc(model), _offline_example(model), path, contract.CTC_INPUTS, contract.CTC_OUTPUTS, axes,
+            {"model_type": contract.CTC_MODEL_TYPE, "vocab_size": model.vocab_size, **_common(comment)})
+
+
+def export_streaming_encoder(model, path: Path, chunk_size: int, left_context: int, comment: str,
+                             head: str = "transducer") -> None:
+    """encoder.onnx (or, head "ctc", ctc.onnx) of the encoder family's streaming layout
+    (wrappers.streaming_encoder), batch dynamic; the window length T is fixed (metadata), as
+    sherpa always feeds T frames."""
+    wrapper = streaming_encoder(model, chunk_size, left_context, head)
     N = 2
-    attn, conv = wrapper.initial_states(N)
     x = torch.zeros(N, wrapper.T, model.encoder.feature_dim)
-    processed = torch.zeros(N, dtype=torch.int64)
-    axes = {"x": {0: "N"}, "cached_attn": {2: "N"}, "cached_conv": {2: "N"}, "processed_lens": {0: "N"},
-            "encoder_out": {0: "N"}, "new_cached_attn": {2: "N"}, "new_cached_conv": {2: "N"}}
-    meta = {"model_type": contract.MODEL_TYPE, **wrapper.metadata(), "chunk_size": chunk_size, **_common(comment)}
-    _export(wrapper, (x, attn, conv, processed), path, contract.STREAMING_ENCODER_INPUTS,
-            contract.STREAMING_ENCODER_OUTPUTS, axes, meta)
+    args = wrapper.graph_inputs(x, wrapper.initial_states(N), torch.zeros(N, dtype=torch.int64))
+    meta = {**wrapper.metadata(), **_common(comment)}
+    if head == "ctc":
+        meta["vocab_size"] = model.vocab_size
+    _export(wrapper, args, path, wrapper.input_names, wrapper.output_names, wrapper.dynamic_axes(), meta)
 
 
 def export_decoder(model, path: Path, comment: str) -> None:
@@ -99,21 +117,26 @@ def export_joiner(model, path: Path, comment: str) -> None:
 
 
 def quantize_int8(out_dir: Path) -> None:
-    """int8 copies (contract.INT8) with dynamically quantized weights: MatMul everywhere, plus
-    the decoder's embedding (Gather), as icefall's exports do. Convolutions stay float."""
+    """int8 copies (contract.INT8, contract.CTC_INT8 when there is a CTC graph) with dynamically
+    quantized weights: MatMul everywhere, plus the decoder's embedding (Gather), as icefall's
+    exports do. Convolutions stay float."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    for name, ops in ((contract.ENCODER, ["MatMul"]), (contract.DECODER, ["MatMul", "Gather"]),
-                      (contract.JOINER, ["MatMul"])):
+    graphs = [(contract.ENCODER, contract.INT8[contract.ENCODER], ["MatMul"]),
+              (contract.DECODER, contract.INT8[contract.DECODER], ["MatMul", "Gather"]),
+              (contract.JOINER, contract.INT8[contract.JOINER], ["MatMul"])]
+    if (out_dir / contract.CTC).is_file():
+        graphs.append((contract.CTC, contract.CTC_INT8, ["MatMul"]))
+    for name, int8_name, ops in graphs:
         # onnxruntime logs a line per tensor (and advice about calibration) on the root logger
         logging.disable(logging.WARNING)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                quantize_dynamic(model_input=out_dir / name, model_output=out_dir / contract.INT8[name],
+                quantize_dynamic(model_input=out_dir / name, model_output=out_dir / int8_name,
                                  op_types_to_quantize=ops, weight_type=QuantType.QInt8)
         finally:
             logging.disable(logging.NOTSET)
         # quantize_dynamic keeps metadata_props; check it did, sherpa needs them
-        if read_metadata(out_dir / contract.INT8[name]) != read_metadata(out_dir / name):
-            add_metadata(out_dir / contract.INT8[name], read_metadata(out_dir / name), replace=True)
+        if read_metadata(out_dir / int8_name) != read_metadata(out_dir / name):
+            add_metadata(out_dir / int8_name, read_metadata(out_dir / name), replace=True)

@@ -8,9 +8,10 @@ search (at most one symbol per encoder frame; blank and <unk> end the frame):
     text = decoder.transcribe(samples)                        # float32 mono 16 kHz in [-1, 1]
     python -m asr_recipes.export.onnx_greedy exp/onnx a.wav b.wav
 
-A streaming export (metadata "T" in encoder.onnx) is decoded the way sherpa-onnx's
-OnlineRecognizer does it: windows of T feature frames every decode_chunk_len frames, the
-caches carried, and only full windows (the "full" policy of asr_recipes/chunk_windows.py, the
+A streaming export (metadata "T" in encoder.onnx; the Conformer's or the Zipformer's layout)
+is decoded the way sherpa-onnx's OnlineRecognizer does it: zero states of the shapes the
+metadata gives, windows of T feature frames every decode_chunk_len frames, the states carried,
+and only full windows (the "full" policy of asr_recipes/chunk_windows.py, the
 chunk loop PyTorch's StreamingRecognizer runs too; so ``transcribe`` appends tail padding first).
 """
 
@@ -94,9 +95,13 @@ class OnnxGreedyDecoder:
         if self.streaming:
             self.window, self.shift = int(enc_meta["T"]), int(enc_meta["decode_chunk_len"])
             self.windows = ChunkWindows(self.window, self.shift, last=FULL)
-            layers, left = int(enc_meta["num_encoder_layers"]), int(enc_meta["left_context"])
-            dim, kernel = int(enc_meta["encoder_dim"]), int(enc_meta["cnn_module_kernel"])
-            self._attn_shape, self._conv_shape = (layers, left, 1, dim), (layers, kernel - 1, 1, dim)
+            self.state_names = [i.name for i in self.encoder.get_inputs()][1:]
+            if enc_meta["model_type"] == contract.MODEL_TYPES["zipformer"]:  # states as sherpa-onnx builds them
+                self.state_shapes = contract.zipformer_state_shapes(enc_meta)
+            else:  # the Conformer's caches; processed_lens is fed, not carried
+                layers, left = int(enc_meta["num_encoder_layers"]), int(enc_meta["left_context"])
+                dim, kernel = int(enc_meta["encoder_dim"]), int(enc_meta["cnn_module_kernel"])
+                self.state_shapes = [(layers, left, 1, dim), (layers, kernel - 1, 1, dim)]
 
     # ------------------------------------------------------------------ encoder
     def encode(self, features: np.ndarray) -> np.ndarray:
@@ -107,13 +112,16 @@ class OnnxGreedyDecoder:
         return out[0, : int(lens[0])]
 
     def _encode_streaming(self, features: np.ndarray) -> np.ndarray:
-        attn = np.zeros(self._attn_shape, np.float32)
-        conv = np.zeros(self._conv_shape, np.float32)
+        """Zero states, then per window: encoder_out and the new states (outputs 1..), carried.
+        The Conformer's layout also takes the feature frames before the window (processed_lens)."""
+        states = [np.zeros(shape, np.int64 if name == contract.PROCESSED_LENS else np.float32)
+                  for name, shape in zip(self.state_names, self.state_shapes)]
         chunks = []
         for processed, _ in self.windows.windows(len(features)):  # full windows only, as sherpa decodes
-            x = features[None, processed : processed + self.window]
-            out, attn, conv = self.encoder.run(None, {"x": x, "cached_attn": attn, "cached_conv": conv,
-                                                      "processed_lens": np.array([processed], np.int64)})
+            feed = {"x": features[None, processed : processed + self.window], **dict(zip(self.state_names, states))}
+            if len(self.state_names) > len(states):
+                feed[contract.PROCESSED_LENS] = np.array([processed], np.int64)
+            out, *states = self.encoder.run(None, feed)
             chunks.append(out[0])
         J = self.joiner.get_inputs()[0].shape[1]
         return np.concatenate(chunks) if chunks else np.zeros((0, J), np.float32)

@@ -67,12 +67,13 @@ def test_smoke_run_exercises_every_part(smoke_bundle, tmp_path):
     report = report_path.read_text()
     assert report_path.with_suffix(".log").is_file()
     summary = report.split("## Summary")[1].split("\n## ")[0]
-    for part in ("kernels", "bench", "train", "decode"):
+    for part in ("kernels", "bench", "train", "decode", "zipformer"):
         assert re.search(rf"^\| {part} \| ok", summary, re.MULTILINE), summary
 
     kernel_rows = [line for line in section(report, 1).splitlines() if re.match(r"\| \d", line)]
     passed, failed, error = map(int, kernel_rows[0].strip("| ").split(" | ")[:3])
     assert passed > 10 and failed == error == 0
+    assert "tests/models/zipformer/test_swoosh.py" in section(report, 1)  # the Swoosh kernels are checked too
 
     bench = loss_bench.parse_bench(section(report, 2))
     assert len(bench.checks) == 2 and [r.shape for r in bench.rows] == ["B=2,T=20,S=5,C=30", "B=2,T=20,S=5,C=30,var"]
@@ -100,6 +101,15 @@ def test_smoke_run_exercises_every_part(smoke_bundle, tmp_path):
                                             ("8", "greedy_search"), ("8", "modified_beam_search")]
     for r in rows:  # batches of exactly the batch size; every test utterance decoded
         assert int(r[2]) == -(-test_cuts // int(r[0])) and int(r[3]) == test_cuts and r[-1] == "yes", r
+
+    zipformer = section(report, 5)
+    rows = [line.strip("| ").split(" | ") for line in zipformer.splitlines() if line.startswith("| bf16")]
+    assert len(rows) == 1 and rows[0][3] == "3" and rows[0][-1] == "yes", rows  # steps, finite
+    log = training.parse_train_log((work / "zipformer-bf16" / "log" / "train.log").read_text())
+    assert log.stopped_step == 3 and log.params_m == float(rows[0][2])  # the Zipformer's parameter count
+    steady = [w.audio_per_s for w in log.windows if w.prev_step >= 1]
+    assert float(rows[0][5].replace(",", "")) == pytest.approx(sum(steady) / len(steady), abs=0.051)  # audio s/s, one decimal
+    assert "model=zipformer_mini optim=scaled_adam" in zipformer and "trainer.amp=bf16" in zipformer
 
 
 def test_an_expired_deadline_skips_parts_and_fails(smoke_bundle, tmp_path):

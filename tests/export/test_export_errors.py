@@ -16,7 +16,7 @@ import torch
 from asr_recipes.checkpoint import load_checkpoint, save_checkpoint
 from asr_recipes.export.compat import ExportError
 from asr_recipes.export.exporter import export_checkpoint
-from tests.export.exported import exported, offline_checkpoint
+from tests.export.exported import ZIPFORMER, exported, offline_checkpoint, random_checkpoint
 
 REPO = Path(__file__).parents[2]
 
@@ -106,3 +106,17 @@ def test_out_dir_with_other_files_is_refused(ckpt, tmp_path):
     with pytest.raises(ExportError, match="holds files that are not an export's"):
         export_checkpoint(ckpt, tmp_path, source="x.pt")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch-1.pt", "latest.txt"]
+
+
+def test_zipformer_streaming_exports_sherpa_cannot_run_are_refused(tiny_corpus, tmp_path_factory, tmp_path):
+    out = tmp_path / "onnx"
+    causal = {**ZIPFORMER, "causal": True}
+    ckpt = load_checkpoint(random_checkpoint("zipformer-errors", causal, tiny_corpus, tmp_path_factory,
+                                             {"chunk_size": 6, "left_context": 8}))
+    with pytest.raises(ExportError, match="x.pt: chunk_size=6: .* multiple of 4"):
+        export_checkpoint(ckpt, out, source="x.pt")
+    wide = load_checkpoint(random_checkpoint("zipformer-wide-front-end", {**causal, "embed_channels": [4, 8, 160]},
+                                             tiny_corpus, tmp_path_factory, {"chunk_size": 4, "left_context": 8}))
+    with pytest.raises(ExportError, match="160 channels .* embed_channels\\[2\\] <= 128"):
+        export_checkpoint(wide, out, source="x.pt")
+    assert not out.exists()

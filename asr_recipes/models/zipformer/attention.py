@@ -22,6 +22,7 @@ import random
 import torch
 from torch import Tensor, nn
 
+from asr_recipes.models.attention import rel_shift
 from asr_recipes.models.zipformer.constraints import Balancer, Whiten, penalize_abs_values_gt
 from asr_recipes.models.zipformer.scaling import ScheduledDropout, scaled_linear
 from asr_recipes.models.zipformer.schedule import FloatLike, ScheduledFloat, whitening_limit
@@ -67,6 +68,10 @@ class CompactRelPositionalEncoding(nn.Module):
     def forward(self, x: Tensor, left_context: int = 0) -> Tensor:
         T = x.size(0)
         span = T + left_context  # offsets run from -(span - 1) to T - 1
+        if torch.onnx.is_in_onnx_export():
+            # the graph computes the rows of this T (a table would be a constant of the traced size)
+            offsets = torch.arange(-(span - 1), T, device=x.device, dtype=torch.float32)
+            return self.dropout(self._encode(offsets).to(x.dtype).unsqueeze(0))
         M = (self._table.size(0) + 1) // 2
         if M < span or self._table.device != x.device:
             M = max(M, span)
@@ -110,13 +115,12 @@ def softmax(x: Tensor, dim: int) -> Tensor:
 def _relative_to_absolute(pos_scores: Tensor, num_keys: int) -> Tensor:
     """(H, N, T, L + 2T - 1) scores per relative offset -> (H, N, T, S = L + T) per key.
 
-    Entry (i, j) takes column T - 1 - i + j, the offset of key j from query L + i. Done with a
-    strided view of the (contiguous) input: each row starts one column further left.
+    Entry (i, j) takes column T - 1 - i + j, the offset of key j from query L + i: the
+    Conformer's rel_shift (a strided view in PyTorch, a gather in an exported ONNX graph).
     """
-    H, N, T, R = pos_scores.shape
-    s0, s1, s2, s3 = pos_scores.stride()
-    return pos_scores.as_strided((H, N, T, num_keys), (s0, s1, s2 - s3, s3),
-                                 storage_offset=pos_scores.storage_offset() + (T - 1) * s3)
+    out = rel_shift(pos_scores)  # (H, N, T, S)
+    assert out.size(3) == num_keys, (tuple(pos_scores.shape), num_keys)
+    return out
 
 
 class RelPositionMultiheadAttentionWeights(nn.Module):

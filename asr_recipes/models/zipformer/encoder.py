@@ -263,7 +263,7 @@ class Zipformer(StreamingStates, Encoder):
             T = x.size(0) // ds
             # cache slot s holds low-rate frame processed/ds - left + s: empty while negative
             empty = torch.arange(left, device=x.device)[None, :] < (left - processed // ds)[:, None]  # (N, left)
-            padded = torch.arange(T, device=x.device)[None, :] >= (-(-valid // ds))[:, None]  # (N, T)
+            padded = torch.arange(T, device=x.device)[None, :] >= ((valid + ds - 1) // ds)[:, None]  # (N, T)
             key_padding_mask = torch.cat([empty, padded], dim=1)  # (N, left + T)
             x = convert_num_channels(x, dim)
             if ds == 1:

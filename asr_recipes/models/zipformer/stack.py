@@ -45,9 +45,9 @@ class SimpleDownsample(nn.Module):
         ds = self.downsample
         if lengths is not None:
             x = repeat_last_valid(x, lengths)
-        groups = -(-T // ds)
-        if groups * ds > T:
-            x = torch.cat([x, x[T - 1 :].expand(groups * ds - T, N, C)], dim=0)  # (groups * ds, N, C)
+        groups = (T + ds - 1) // ds  # ceil; not -(-T // ds): ONNX divides integers truncating
+        # unconditionally (the pad may be empty), so that an exported graph pads for every T
+        x = torch.cat([x, x[T - 1 :].expand(groups * ds - T, N, C)], dim=0)  # (groups * ds, N, C)
         weights = self.bias.softmax(dim=0)[:, None, None]  # (ds, 1, 1)
         return (x.reshape(groups, ds, N, C) * weights).sum(dim=1)  # (groups, N, C)
 
@@ -136,7 +136,7 @@ class DownsampledZipformerStack(nn.Module):
         of ds."""
         ds = self.downsample_factor
         y = self.downsample(x, lengths)  # (ceil(T/ds), N, C)
-        low_lengths = None if lengths is None else -(-lengths // ds)
+        low_lengths = None if lengths is None else (lengths + ds - 1) // ds
         y = self.encoder(y, feature_mask,
                          None if attn_mask is None else attn_mask[::ds, ::ds],
                          None if key_padding_mask is None else key_padding_mask[:, ::ds],

@@ -12,9 +12,10 @@ model, a few steps). Modules, one job each:
     prepare       bundle + wheels into .gpu-check/ (bin.gpu_prepare)
     timebox       one command with a time limit, killed with its process group
     report        the markdown report, rewritten after every part
-    kernels       part 1: pytest tests/rnnt, outcome counts
+    kernels       part 1: pytest tests/rnnt and the Swoosh tests, outcome counts
     loss_bench    part 2: bin.bench_loss output and the speed/memory targets
-    training      part 3: bin.train under torchrun, log parsing, pruned vs full
+    training      parts 3 and 5: bin.train under torchrun, log parsing; pruned vs full (Conformer),
+                  audio seconds per second under fp16 / bf16 autocast (Zipformer-M, ScaledAdam)
     (part 4, RTF and utt/s at fixed batch sizes: asr_recipes.tools.bench.decode, bin.bench_decode)
     check         the parts in order, within one deadline (bin.gpu_check)
 """

@@ -1,9 +1,11 @@
-"""The GPU check: four time-boxed parts, in order of importance, into one markdown report.
+"""The GPU check: five time-boxed parts, in order of importance, into one markdown report.
 
     run_check(cfg)   cfg = conf/gpu_check.yaml resolved to plain Python; returns the exit status
 
-1 kernels (pytest tests/rnnt), 2 bench (bin.bench_loss), 3 train (bin.train under torchrun,
-pruned then full loss), 4 decode (bin.bench_decode with part 3's checkpoint). Each part is a
+1 kernels (pytest tests/rnnt and the Swoosh kernel tests), 2 bench (bin.bench_loss), 3 train
+(bin.train under torchrun, pruned then full loss), 4 decode (bin.bench_decode with part 3's
+checkpoint), 5 zipformer (bin.train of a Zipformer with ScaledAdam, one run per autocast
+precision: seconds of audio trained per second). Each part is a
 separate process group with a time limit, cut to what is left of ``deadline_minutes``; the
 report is rewritten after every step, so a run stopped at any moment still holds the parts
 done. ``mode=smoke`` runs the same parts at tiny sizes on a CPU (what CI exercises).
@@ -30,16 +32,17 @@ from asr_recipes.machine import cpu_name
 from asr_recipes.tools.bench.decode import SpeedRow, speed_table
 from asr_recipes.tools.gpu_check import kernels, loss_bench, training
 from asr_recipes.tools.gpu_check.bundle import TEST_PART, TRAIN_PART, BundleError, install_bundle
-from asr_recipes.tools.gpu_check.report import Report, fenced, shown, table
+from asr_recipes.tools.gpu_check.report import Report, fenced, fmt, shown, table
 from asr_recipes.tools.gpu_check.timebox import Finished, run_timed
 
 REPO = Path(__file__).resolve().parents[3]
-PARTS = ("kernels", "bench", "train", "decode")
+PARTS = ("kernels", "bench", "train", "decode", "zipformer")
 HEADINGS = {
-    "kernels": "## 1. Loss kernels: pytest tests/rnnt",
+    "kernels": "## 1. Kernels: pytest of the loss library and the Swoosh activations",
     "bench": "## 2. Loss benchmark: torchaudio full loss vs our pruned loss (one training-loss step)",
     "train": "## 3. Training: bin.train under torchrun --nproc_per_node 1, pruned vs full loss",
     "decode": "## 4. Decoding: greedy and modified beam search at fixed batch sizes",
+    "zipformer": "## 5. Zipformer training throughput: ScaledAdam, fp16 and bf16 autocast",
 }
 MIN_PART_S = 30.0  # a part (or training run) is not started with less time than this left
 
@@ -180,12 +183,24 @@ def _train_setup(ctx: Context, s: Mapping[str, Any]) -> list[str]:
             "('-' on a CPU)."]
 
 
+def _reserve_after_train(ctx: Context) -> float:
+    """Seconds the parts after training need (decode's benchmark, the Zipformer runs at their
+    configured minutes with half their start-up allowance each): training shrinks to leave them."""
+    reserve = 0.0
+    if "decode" in ctx.parts:
+        d = ctx.settings["decode"]
+        reserve += d["max_seconds"] * len(d["batch_sizes"]) + 30
+    if "zipformer" in ctx.parts:
+        z = ctx.settings["zipformer"]
+        reserve += len(z["precisions"]) * (60 * (z["minutes"] or 0) + z["startup_s"] / 2)
+    return reserve
+
+
 def run_train(ctx: Context) -> tuple[bool, str]:
     s = ctx.settings["train"]
     runs: dict = {}
     statuses, ok = [], True
-    d = ctx.settings["decode"]
-    reserve = d["max_seconds"] * len(d["batch_sizes"]) + 30 if "decode" in ctx.parts else 0
+    reserve = _reserve_after_train(ctx)
     for i, loss in enumerate(s["losses"]):
         minutes = s["minutes"] and training.run_minutes(s["minutes"], ctx.remaining(), reserve, len(s["losses"]) - i,
                                                         s["startup_s"])
@@ -253,7 +268,49 @@ def run_decode(ctx: Context) -> tuple[bool, str]:
     return finished.ok and bool(rows), finished.status()
 
 
-RUNNERS = {"kernels": run_kernels, "bench": run_bench, "train": run_train, "decode": run_decode}
+def _zipformer_setup(ctx: Context, s: Mapping[str, Any]) -> list[str]:
+    part = ctx.bundle["parts"][TRAIN_PART]
+    budget = f"{s['minutes']:g} min of training" if s["minutes"] else f"{s['max_steps']} steps"
+    return [f"Experiment `{s['experiment']}` with `{' '.join(s['overrides'])}` (loss=pruned), once per autocast "
+            f"precision; each run stops after {budget} (less if the deadline needs it; start-up and OOM pre-scan come "
+            f"on top). Same data as part 3 ({part['utterances']} training utterances, {part['hours']:.2f} h, listed "
+            f"{ctx.settings['train']['repeat']}x). **audio s/s** = seconds of audio trained per second (the training "
+            f"throughput), mean over the log windows after step {s['skip_steps']} (every {s['log_every_n']} steps)."]
+
+
+def run_zipformer(ctx: Context) -> tuple[bool, str]:
+    s = ctx.settings["zipformer"]
+    runs: dict = {}
+    statuses, ok = [], True
+    for i, amp in enumerate(s["precisions"]):
+        minutes = s["minutes"] and training.run_minutes(s["minutes"], ctx.remaining(), 0, len(s["precisions"]) - i,
+                                                        s["startup_s"])
+        exp = ctx.work_dir / f"zipformer-{amp}"
+        shutil.rmtree(exp, ignore_errors=True)  # a leftover checkpoint would be resumed
+        cmd = training.train_command(sys.executable, "pruned", s["experiment"], exp, ctx.bundle["lang_dir"],
+                                     ctx.data_dir, minutes, s["max_steps"], s["log_every_n"], None,
+                                     [*s["overrides"], f"trainer.amp={amp}"])
+        finished = ctx.run(cmd, (minutes or 0) * 60 + s["startup_s"])
+        if finished is None:
+            statuses.append(f"{amp} skipped (deadline)")
+            ok = False
+            continue
+        log_file = exp / "log" / "train.log"
+        log = training.parse_train_log(log_file.read_text() if log_file.is_file() else finished.output)
+        runs[amp] = (finished, log)
+        summary = training.summarize(log, s["skip_steps"])
+        ok &= finished.ok and summary.finite
+        statuses.append(f"{amp} {finished.status()}, {summary.steps} steps, {fmt(summary.audio_per_s)} audio s/s"
+                        + ("" if summary.finite else ", NON-FINITE loss"))
+        ctx.report.put("zipformer", training.throughput_section(HEADINGS["zipformer"], runs, s["skip_steps"],
+                                                                _zipformer_setup(ctx, s)))
+    if not runs:
+        ctx.report.put("zipformer", _skipped(HEADINGS["zipformer"], "no time left before the deadline"))
+    return ok, "; ".join(statuses)
+
+
+RUNNERS = {"kernels": run_kernels, "bench": run_bench, "train": run_train, "decode": run_decode,
+           "zipformer": run_zipformer}
 
 
 def _paths(cfg: Mapping[str, Any]) -> tuple[Path, Path]:

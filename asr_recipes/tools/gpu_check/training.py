@@ -1,4 +1,4 @@
-"""Part 3: real training, ``torchrun --nproc_per_node 1 -m asr_recipes.bin.train``, read back from its log.
+"""Parts 3 and 5: real training, ``torchrun --nproc_per_node 1 -m asr_recipes.bin.train``, read back from its log.
 
 Two runs of the same experiment on the same data with the same seeds, so the same batches in
 the same order: ``loss=pruned`` (ours) and ``loss=full`` (torchaudio's rnnt_loss on the full
@@ -9,7 +9,8 @@ report needs (asr_recipes/training/monitor.py writes them):
     step 40: loss 1.2345, simple 2.34, pruned 3.45, lr 1.50e-03, grad norm 3.21, 80.1 utt/s,
         1002.3 s of audio/s, 299.5 ms/step, peak mem 31.20 GiB
 
-Each such line summarises the window of steps since the previous one. Windows that start
+Part 5 trains a Zipformer the same way, once per autocast precision, for its throughput
+(seconds of audio per second). Each such line summarises the window of steps since the previous one. Windows that start
 before ``skip_steps`` (CUDA/Triton warm-up, fp16 loss-scale search) are left out of the
 steady-state figures.
 """
@@ -253,6 +254,28 @@ def training_section(heading: str, runs: dict, skip_steps: int, setup: Sequence[
         if log.prescan_batches:
             notes.append("pre-scan batches: " + "; ".join(log.prescan_batches))
         lines += ["", f"- {loss}: `{shown(finished.command)}`" + (f" ({'; '.join(notes)})" if notes else "")]
+        if not finished.ok:
+            lines += ["", *fenced(finished.output, 25)]
+    return lines
+
+
+def throughput_section(heading: str, runs: dict, skip_steps: int, setup: Sequence[str]) -> list[str]:
+    """runs: autocast precision -> (Finished, TrainLog). One row per run; then bf16 / fp16."""
+    lines = [heading, "", *setup, ""]
+    rows, audio = [], {}
+    for amp, (finished, log) in runs.items():
+        s = summarize(log, skip_steps)
+        audio[amp] = s.audio_per_s
+        steady = f"{s.steady[0].prev_step + 1}-{s.steady[-1].step}" if s.steady else "-"
+        rows.append([amp, f"{finished.status()}, {finished.seconds:.0f} s", log.params_m or "-", s.steps, steady,
+                     fmt(s.audio_per_s), fmt(s.utt_per_s), fmt(s.ms_per_step), fmt(s.peak_gib, 2), _loss_text(s),
+                     _yes_no(s.finite if log.windows else None)])
+    lines += table(["autocast", "run", "params (M)", "steps", "steady steps", "audio s/s", "utt/s", "ms/step",
+                    "peak GiB", "loss per frame first -> last", "finite"], rows, "llrrrrrrrll")
+    if audio.get("fp16") and audio.get("bf16"):
+        lines += ["", f"bf16 / fp16 throughput: {audio['bf16'] / audio['fp16']:.2f}x"]
+    for amp, (finished, _) in runs.items():
+        lines += ["", f"- {amp}: `{shown(finished.command)}`"]
         if not finished.ok:
             lines += ["", *fenced(finished.output, 25)]
     return lines
