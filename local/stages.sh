@@ -16,7 +16,7 @@
 # --stage/--stop-stage and not done yet (<exp-dir>/.done/stage-N), and leaves its marker.
 
 # The lines `run.sh --help` shows for stages 4-8 (a recipe's help_message lists 0-3 above them).
-SHARED_STAGES_HELP="  4 train: train the transducer (with --ngpu N: torchrun); rerunning resumes from the newest checkpoint
+SHARED_STAGES_HELP="  4 train: train the transducer (with --ngpu N: torchrun; --init-from CKPT: fine-tune it); rerunning resumes from the newest checkpoint
   5 average: average the models of the last --avg epochs up to --epoch (skipped with --checkpoints)
   6 decode: greedy and modified beam search of the test parts, scored (WER or CER)
   7 results: the run's table of error rates, speed and model, RESULTS.md in the exp dir (--results-md)
@@ -34,11 +34,12 @@ resolve_recipe_options() {
   data_dir=$(realpath -m "$data_dir")
   exp_dir=$(realpath -m "$exp_dir")
   results_md=$(realpath -m "${results_md:-$exp_dir/RESULTS.md}")
+  [ -z "$init_from" ] || init_from=$(realpath -m "$init_from")
 }
 
 stage_train() {
   should_run 4 "$exp_dir" || return 0
-  local launcher=() extra=() model_choice=()
+  local launcher=() extra=() model_choice=() init=()
   if [ -n "$ngpu" ]; then
     log "Stage 4: train in $exp_dir with torchrun, $ngpu process(es) per node (rerunning resumes)"
     read -r -a launcher <<< "$torchrun_args"
@@ -48,9 +49,11 @@ stage_train() {
   fi
   read -r -a extra <<< "$train_args"
   [ -z "$model" ] || model_choice=("model=$model")
+  # fine-tuning: the checkpoint's architecture and weights (the model settings are then not used)
+  [ -z "$init_from" ] || init=("init_from=$init_from")
   "$python" "${launcher[@]}" -m asr_recipes.bin.train experiment="$experiment" exp_dir="$exp_dir" \
     tokenizer_dir="$lang_dir" data.manifest_dir="$data_dir/fbank" "$@" "model.causal=$streaming" \
-    "${model_choice[@]}" "${extra[@]}"
+    "${model_choice[@]}" "${init[@]}" "${extra[@]}"
   mark_done "$exp_dir" 4
 }
 
