@@ -33,6 +33,7 @@ beam=4                           # modified beam search width
 max_sym_per_frame=1              # symbols per 40 ms encoder frame in both searches (sherpa-onnx emits at most 1)
 decode_chunks=""                 # with --streaming true: decode with these chunks (encoder frames of 40 ms), e.g. "4 8 16"; empty: the one the checkpoint records
 python=$([ -x "$ASR_RECIPES_ROOT/.venv/bin/python" ] && echo "$ASR_RECIPES_ROOT/.venv/bin/python" || echo python3)  # Python with asr_recipes installed
+init_from=""                     # train: start from this checkpoint's weights (fine-tuning, e.g. import_icefall's imported.pt); fresh optimizer and schedule
 train_args=""                    # extra Hydra overrides for training, e.g. "trainer.max_minutes=5"
 decode_args=""                   # extra Hydra overrides for decoding, e.g. "data.max_duration=100"
 lm_text=""                       # stage 9: the LM's training text, one normalised sentence per line (.gz too); empty: the recipe's own

@@ -22,7 +22,7 @@
 # leaves its marker.
 
 # The lines `run.sh --help` shows for stages 4-10 (a recipe's help_message lists 0-3 above them).
-SHARED_STAGES_HELP="  4 train: train the transducer (with --ngpu N: torchrun); rerunning resumes from the newest checkpoint
+SHARED_STAGES_HELP="  4 train: train the transducer (with --ngpu N: torchrun; --init-from CKPT: fine-tune it); rerunning resumes from the newest checkpoint
   5 average: average the models of the last --avg epochs up to --epoch (skipped with --checkpoints)
   6 decode: greedy and modified beam search of the test parts, scored (WER or CER)
   7 results: the run's table of error rates, speed and model, RESULTS.md in the exp dir (--results-md)
@@ -49,6 +49,7 @@ resolve_recipe_options() {
   results_md=$(realpath -m "${results_md:-$exp_dir/RESULTS.md}")
   lm_dir=$(realpath -m "${lm_dir:-$exp_dir/lm}")
   [ -z "$lm_text" ] || lm_text=$(realpath -m "$lm_text")
+  [ -z "$init_from" ] || init_from=$(realpath -m "$init_from")
 }
 
 # The decodings of stages 6 and 10, one line each: the weights (epoch=E avg=A, or checkpoint=FILE
@@ -67,7 +68,7 @@ _decodings() {
 
 stage_train() {
   should_run 4 "$exp_dir" || return 0
-  local launcher=() extra=() model_choice=()
+  local launcher=() extra=() model_choice=() init=()
   if [ -n "$ngpu" ]; then
     log "Stage 4: train in $exp_dir with torchrun, $ngpu process(es) per node (rerunning resumes)"
     read -r -a launcher <<< "$torchrun_args"
@@ -77,9 +78,11 @@ stage_train() {
   fi
   read -r -a extra <<< "$train_args"
   [ -z "$model" ] || model_choice=("model=$model")
+  # fine-tuning: the checkpoint's architecture and weights (the model settings are then not used)
+  [ -z "$init_from" ] || init=("init_from=$init_from")
   "$python" "${launcher[@]}" -m asr_recipes.bin.train experiment="$experiment" exp_dir="$exp_dir" \
     tokenizer_dir="$lang_dir" data.manifest_dir="$data_dir/fbank" "$@" "model.causal=$streaming" \
-    "${model_choice[@]}" "${extra[@]}"
+    "${model_choice[@]}" "${init[@]}" "${extra[@]}"
   mark_done "$exp_dir" 4
 }
 

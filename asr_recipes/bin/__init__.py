@@ -18,3 +18,15 @@ def positional_checkpoint(argv: list[str]) -> list[str]:
     if len(argv) > 1 and "=" not in argv[1] and not argv[1].startswith("-"):
         return [argv[0], "checkpoint='" + argv[1].replace("'", "\\'") + "'", *argv[2:]]
     return list(argv)
+
+
+def comma_lists(argv: list[str], keys) -> list[str]:
+    """``key=2,2,3`` -> ``key=[2,2,3]`` for the given keys: icefall writes per-stack flags as
+    comma lists, which Hydra would take for a sweep."""
+    out = list(argv[:1])
+    for arg in argv[1:]:
+        key, sep, value = arg.partition("=")
+        if sep and key in keys and "," in value and not value.startswith("["):
+            arg = f"{key}=[{value}]"
+        out.append(arg)
+    return out

@@ -1,7 +1,9 @@
 """Train a transducer: ``python -m asr_recipes.bin.train experiment=<recipe> exp_dir=...``.
 
 Works as one process or under torchrun (``torchrun --nproc_per_node N -m asr_recipes.bin.train``).
-Re-running the same command resumes from the newest checkpoint in exp_dir.
+Re-running the same command resumes from the newest checkpoint in exp_dir. ``init_from=CKPT``
+starts from another checkpoint's architecture and weights (fine-tuning; asr_recipes.training.init_from),
+``freeze=[prefix,...]`` keeps those modules' weights fixed.
 """
 
 import logging
@@ -11,12 +13,13 @@ import torch.distributed as torch_dist
 from omegaconf import DictConfig, OmegaConf
 
 from asr_recipes.bin import CONFIG_PATH
-from asr_recipes.checkpoint import CheckpointError
+from asr_recipes.checkpoint import CheckpointError, load_checkpoint
 from asr_recipes.data.datamodule import DataModule
 from asr_recipes.data.tokenizer import load_tokenizer
 from asr_recipes.decoding.options import check_decoding_defaults
 from asr_recipes.models.build import ModelConfig, build_transducer, count_parameters
 from asr_recipes.training import distributed
+from asr_recipes.training.init_from import InitFromError, freeze, model_from_init_checkpoint
 from asr_recipes.training.monitor import setup_logging
 from asr_recipes.training.trainer import Trainer, TrainerConfig, seed_everything
 
@@ -32,9 +35,20 @@ def main(cfg: DictConfig) -> None:
         log.info("process group: %s backend, world size %d, device %s", torch_dist.get_backend(),
                  dist_info.world_size, dist_info.device)
     tokenizer = load_tokenizer(cfg.tokenizer_dir)
-    model_config = ModelConfig.from_mapping(resolved["model"]).to_dict()
     seed_everything(cfg.trainer.seed)  # identical initial weights on every rank and every run
-    model = build_transducer(model_config, vocab_size=tokenizer.vocab_size)
+    if cfg.init_from:  # fine-tuning: the checkpoint's architecture and weights, a fresh optimizer and schedule
+        try:
+            model, model_config, _ = model_from_init_checkpoint(load_checkpoint(cfg.init_from), tokenizer,
+                                                                str(cfg.init_from), resolved["model"])
+        except (CheckpointError, InitFromError) as e:
+            raise SystemExit(f"train: {e}") from None
+    else:
+        model_config = ModelConfig.from_mapping(resolved["model"]).to_dict()
+        model = build_transducer(model_config, vocab_size=tokenizer.vocab_size)
+    try:
+        freeze(model, list(cfg.freeze or []))
+    except ValueError as e:
+        raise SystemExit(f"train: {e}") from None
     if dist_info.is_main:
         log.info("model: %.2fM parameters, vocabulary %d", count_parameters(model) / 1e6, tokenizer.vocab_size)
         _ensure_dir(cfg.exp_dir)

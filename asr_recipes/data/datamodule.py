@@ -19,7 +19,8 @@ sequence and keeps every ``world_size``-th batch, so ranks see disjoint cuts), g
 optional noise (MUSAN-layout noise cuts mixed with lhotse ``CutSet.mix``) and
 ``SpecAugment``, both seeded per batch from (seed, epoch, cut ids)
 (:mod:`asr_recipes.data.augment`), so resuming mid-epoch reproduces the uninterrupted run
-with or without worker processes; valid/test batches get neither.
+with or without worker processes; valid/test batches get neither. With ``mux.parts``, another
+corpus's training cuts are mixed in at the ratio ``mux.weight`` (:mod:`asr_recipes.data.mux`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from asr_recipes.data.augment import NoiseMix
 from asr_recipes.data.dataset import AsrDataset
 from asr_recipes.data.filters import DropIds, FilterConfig, scan_cuts
 from asr_recipes.data.manifests import manifest_path
+from asr_recipes.data.mux import MuxConfig, mux_with
 from asr_recipes.data.two_views import TwoViewSpecAugment
 
 log = logging.getLogger(__name__)
@@ -104,20 +106,21 @@ class DataConfig:
     filters: FilterConfig = field(default_factory=FilterConfig)
     specaug: SpecAugConfig = field(default_factory=SpecAugConfig)
     musan: MusanConfig = field(default_factory=MusanConfig)
+    mux: MuxConfig = field(default_factory=MuxConfig)
 
     @classmethod
     def from_dict(cls, cfg: Mapping[str, Any]) -> "DataConfig":
         """Build from a plain mapping; unknown keys are an error naming the key."""
         cfg = dict(cfg)
         _check_keys("data", cfg, cls)
-        nested = {"filters": FilterConfig, "specaug": SpecAugConfig, "musan": MusanConfig}
+        nested = {"filters": FilterConfig, "specaug": SpecAugConfig, "musan": MusanConfig, "mux": MuxConfig}
         for key, sub_cls in nested.items():
             sub = dict(cfg.get(key) or {})
             _check_keys(f"data.{key}", sub, sub_cls)
-            if key == "musan":
+            if key in ("musan", "mux"):
                 sub["parts"] = _as_tuple(sub.get("parts"))
-                if "snr" in sub:
-                    sub["snr"] = tuple(float(x) for x in sub["snr"])
+            if key == "musan" and "snr" in sub:
+                sub["snr"] = tuple(float(x) for x in sub["snr"])
             cfg[key] = sub_cls(**sub)
         for key in ("train_parts", "valid_parts", "test_parts"):
             if key in cfg:
@@ -155,25 +158,32 @@ class DataModule:
         self._dropped: dict[tuple[str, ...], frozenset[str]] = {}
         self._kept_seconds: dict[tuple[str, ...], float] = {}
         self._noise: CutSet | None = None  # MUSAN cuts, see _noise_cuts()
+        mux = self.config.mux
+        if mux.parts:
+            log.info("data.mux: about %.0f%% of the training cuts from %s %s", 100 * mux.weight,
+                     mux.corpus or self.config.corpus, list(mux.parts))
 
     # ----------------------------------------------------------------- cuts
-    def _path(self, corpus: str, part: str) -> Path:
-        path = manifest_path(self.config.manifest_dir, corpus, "cuts", part)
+    def _path(self, corpus: str, part: str, manifest_dir: str | None = None) -> Path:
+        manifest_dir = manifest_dir or self.config.manifest_dir
+        path = manifest_path(manifest_dir, corpus, "cuts", part)
         if not path.is_file():
             raise FileNotFoundError(
                 f"Cut manifest {path} not found: run the fbank stage (python -m asr_recipes.bin.fbank "
-                f"corpus={corpus} parts=[{part}] out_dir={self.config.manifest_dir}) or fix "
-                f"data.manifest_dir / data.corpus / the parts."
+                f"corpus={corpus} parts=[{part}] out_dir={manifest_dir}) or fix "
+                f"data.manifest_dir / data.corpus / the parts (data.mux.* for mixed-in parts)."
             )
         return path
 
-    def _cuts(self, name: str, parts: tuple[str, ...], mode: str) -> tuple[CutSet, float]:
-        """Lazily read and concatenate the cuts of ``parts``, minus those the filters drop.
+    def _cuts(self, name: str, parts: tuple[str, ...], mode: str, manifest_dir: str | None = None,
+              corpus: str | None = None) -> tuple[CutSet, float]:
+        """Lazily read and concatenate the cuts of ``parts`` (of data.corpus in data.manifest_dir
+        unless given), minus those the filters drop.
 
         Returns the cuts and their total duration in seconds after filtering."""
         if not parts:
             raise ValueError(f"No parts configured for {name} (data.{name}_parts).")
-        paths = [self._path(self.config.corpus, p) for p in parts]
+        paths = [self._path(corpus or self.config.corpus, p, manifest_dir) for p in parts]
         cuts = CutSet.from_jsonl_lazy(paths[0])
         for p in paths[1:]:
             cuts = cuts + CutSet.from_jsonl_lazy(p)
@@ -237,7 +247,7 @@ class DataModule:
         settings, time masking that many times stronger) instead of one.
         """
         cfg = self.config
-        sampler = self._sampler(self._cuts("train", cfg.train_parts, "train"), True, rank, world_size)
+        sampler = self._sampler(self._train_cuts(epoch), True, rank, world_size)
         sampler.set_epoch(epoch)
         if sampler_state is not None:
             if sampler_state.get("epoch") != epoch:
@@ -273,9 +283,23 @@ class DataModule:
             )
         return self._noise
 
+    def _mux_cuts(self) -> CutSet:
+        mux = self.config.mux
+        return self._cuts("mux", mux.parts, "train", mux.manifest_dir, mux.corpus)[0]
+
+    def _train_cuts(self, epoch: int) -> tuple[CutSet, float]:
+        """The training cuts of ``epoch`` and their seconds (data.mux: the other corpus mixed in)."""
+        cfg = self.config
+        cuts, seconds = self._cuts("train", cfg.train_parts, "train")
+        if not cfg.mux.parts:
+            return cuts, seconds
+        return mux_with(cuts, self._mux_cuts(), cfg.mux.weight, cfg.seed + epoch), seconds / (1.0 - cfg.mux.weight)
+
     def train_cuts(self) -> CutSet:
-        """The (lazy) training cuts after filtering, without augmentation or sampling."""
-        return self._cuts("train", self.config.train_parts, "train")[0]
+        """The (lazy) training cuts after filtering, without augmentation or sampling (with
+        data.mux, the mixed-in parts' cuts follow, each once)."""
+        cuts = self._cuts("train", self.config.train_parts, "train")[0]
+        return cuts + self._mux_cuts() if self.config.mux.parts else cuts
 
     def valid_dataloader(self, rank: int = 0, world_size: int = 1) -> DataLoader:
         """Validation batches, no augmentation, fixed order; every rank gets all unless

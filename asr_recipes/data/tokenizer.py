@@ -8,6 +8,11 @@ Both tokenizers share one id convention, fixed here and relied on everywhere:
   consecutive unknown characters to one ``<unk>``; the char tokenizer maps each one.
 * ids 2 .. vocab_size-1 are real tokens.
 
+Models imported from icefall keep icefall's layout (its BPE and char tables: ``<blk>`` 0,
+``<sos/eos>`` 1, ``<unk>`` 2, real tokens from 3), so that their weights' rows mean the same
+tokens: both tokenizers accept it (``unk_id`` is then 2; ``<sos/eos>`` is never produced by
+``encode``). Code reads ``tokenizer.unk_id``, never the constant.
+
 ``decode`` drops ``<blk>`` and ``<unk>`` (an unknown token has no spelling to recover, and
 rendering a placeholder would turn one error into several characters under CER).
 
@@ -45,6 +50,10 @@ log = logging.getLogger(__name__)
 
 BLANK = "<blk>"
 UNK = "<unk>"
+#: icefall's id 1 (its attention decoder's start/end symbol), before <unk> in icefall's tables
+SOS_EOS = "<sos/eos>"
+#: the symbols before the first real token: ours, and icefall's
+SPECIAL_LAYOUTS = ((BLANK, UNK), (BLANK, SOS_EOS, UNK))
 #: Char tokenizer's word-boundary token (the same glyph SentencePiece uses).
 WORD_BOUNDARY = "\u2581"
 #: File inside a tokenizer directory that ``load_tokenizer`` reads.
@@ -129,18 +138,22 @@ class Tokenizer(ABC):
 
 
 class SentencePieceTokenizer(Tokenizer):
-    """SentencePiece model whose id 0 is ``<blk>`` (trained as the pad piece) and id 1 ``<unk>``."""
+    """SentencePiece model whose id 0 is ``<blk>`` (trained as the pad piece) and id 1 ``<unk>``,
+    or an icefall bpe.model (``<blk>``, ``<sos/eos>``, ``<unk>``: see the module docstring)."""
 
     def __init__(self, model_bytes: bytes, settings: dict):
         super().__init__(settings)
         self._model_bytes = bytes(model_bytes)
         self._sp = spm.SentencePieceProcessor(model_proto=self._model_bytes)
-        if self._sp.id_to_piece(self.blank_id) != BLANK or self._sp.unk_id() != self.unk_id:
+        unk = self._sp.unk_id()
+        head = tuple(self._sp.id_to_piece(i) for i in range(min(unk + 1, self._sp.get_piece_size())))
+        if head not in SPECIAL_LAYOUTS:
             raise ValueError(
-                f"SentencePiece model has id 0 = {self._sp.id_to_piece(0)!r} and unk id "
-                f"{self._sp.unk_id()}; expected {BLANK!r} and {UNK_ID}. Train it with "
+                f"SentencePiece model has id 0 = {self._sp.id_to_piece(0)!r} and unk id {unk} (pieces {list(head)} "
+                f"first); expected {list(SPECIAL_LAYOUTS[0])} (or icefall's {list(SPECIAL_LAYOUTS[1])}). Train it with "
                 "asr_recipes.data.tokenizer.train_tokenizer."
             )
+        self.unk_id = unk
 
     @classmethod
     def train(cls, texts: Sequence[str], vocab_size: int, model_type: str = "bpe",
@@ -201,8 +214,10 @@ class CharTokenizer(Tokenizer):
     def __init__(self, tokens: Sequence[str], word_boundary: bool, settings: dict):
         super().__init__(settings)
         tokens = list(tokens)
-        if tokens[:2] != [BLANK, UNK] or len(set(tokens)) != len(tokens):
-            raise ValueError(f"char table must start with {BLANK!r}, {UNK!r} and have no duplicates")
+        if not any(tuple(tokens[:len(head)]) == head for head in SPECIAL_LAYOUTS) or len(set(tokens)) != len(tokens):
+            raise ValueError(f"char table must start with {BLANK!r}, {UNK!r} (or icefall's {BLANK!r}, {SOS_EOS!r}, "
+                             f"{UNK!r}) and have no duplicates")
+        self.unk_id = tokens.index(UNK)
         self.word_boundary = bool(word_boundary)
         self._tokens = tokens
         self._ids = {t: i for i, t in enumerate(tokens)}

@@ -4,7 +4,8 @@ At training time the recipe's ``decoding`` settings go into every checkpoint (me
 beam, max_sym_per_frame; chunk_size and left_context for streaming models). decode,
 transcribe and export start from them, so a model is decoded the way its recipe meant
 without re-typing anything; any value given explicitly (not None) wins. Checkpoints
-written before the settings existed fall back to DecodingOptions' defaults.
+written before the settings existed fall back to DecodingOptions' defaults; ``unk_id`` (the
+token no search emits), when not recorded, is the checkpoint tokenizer's ``<unk>``.
 
     settings = resolve(ckpt, method=None, beam=8)              # beam 8, the rest recorded
     options = settings.options()                              # DecodingOptions
@@ -16,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Optional
 
+from asr_recipes.data.tokenizer import tokenizer_from_dict
 from asr_recipes.decoding.options import STREAMING_KEYS, DecodingOptions
 
 #: the streaming defaults of a causal model whose checkpoint records none
@@ -57,6 +59,14 @@ class DecodingSettings:
         return replace(self, method=method)
 
 
+def _tokenizer_unk_id(ckpt: dict[str, Any]) -> Optional[int]:
+    """The <unk> id of the checkpoint's tokenizer (the searches never emit it); None without one."""
+    try:
+        return tokenizer_from_dict(ckpt["tokenizer"]).unk_id
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def recorded(ckpt: dict[str, Any]) -> dict[str, Any]:
     """The checkpoint's decoding defaults ({} for checkpoints written before they existed)."""
     return dict(ckpt.get("decoding") or {})
@@ -85,6 +95,8 @@ def resolve(ckpt: dict[str, Any], method: Optional[str] = None, beam: Optional[i
                  **(lm or {}))
     search = {k: v for k, v in rec.items() if k not in STREAMING_KEYS and k != "method"}
     search.update({k: v for k, v in given.items() if v is not None and k != "method"})
+    if "unk_id" not in search and _tokenizer_unk_id(ckpt) is not None:
+        search["unk_id"] = _tokenizer_unk_id(ckpt)  # e.g. 2 in vocabularies with icefall's ids
     chosen_method = method or rec.get("method") or DecodingOptions.method
     DecodingOptions(method=chosen_method, **search)  # validate now, naming the bad value
     causal = bool(ckpt.get("model_config", {}).get("causal", False))

@@ -19,7 +19,7 @@ RECIPES = sorted(p.parent.name for p in (REPO / "egs").glob("*/run.sh"))
 
 COMMON_OPTIONS = ["--stage", "--stop-stage", "--dl-dir", "--data-dir", "--exp-dir", "--results-md", "--nj", "--streaming",
                   "--decode-chunks", "--python", "--train-args", "--decode-args", "--epoch", "--avg", "--checkpoints",
-                  "--experiment", "--model", "--ngpu", "--torchrun-args", "--beam", "--max-sym-per-frame",
+                  "--experiment", "--model", "--ngpu", "--torchrun-args", "--beam", "--max-sym-per-frame", "--init-from",
                   "--lm-text", "--lm-dir", "--lm-model", "--lm-args", "--lm-scale", "--lodr-scale"]
 #: Stages 4-10, the same in every recipe (local/stages.sh).
 SHARED_STAGES = {4: ["train"], 5: ["average"], 6: ["decode"], 7: ["results"], 8: ["export"],
@@ -294,3 +294,23 @@ def test_decoded_epoch_is_the_last_trained_one(recipe):
         return
     assert int(defaults["epoch"]) == cfg.trainer.num_epochs
     assert 1 <= int(defaults["avg"]) <= int(defaults["epoch"])
+
+
+def test_init_from_reaches_the_train_stage_as_an_absolute_path(tmp_path):
+    """--init-from CKPT: the train stage gets init_from=<absolute CKPT> (fine-tuning); without it, none."""
+    fake = tmp_path / "python"
+    fake.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$@" >> "$ARGS_OUT"\n')
+    fake.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "ASR_RECIPES_ROOT"}
+    for given in (["--init-from", "models/imported.pt"], []):
+        out = tmp_path / "args.txt"
+        out.unlink(missing_ok=True)
+        r = subprocess.run(["bash", str(run_sh("mini")), "--stage", "4", "--stop-stage", "4", "--python", str(fake),
+                            "--data-dir", str(tmp_path / "data"), "--exp-dir", str(tmp_path / f"exp{len(given)}"),
+                            *given], cwd=tmp_path, env={**env, "ARGS_OUT": str(out)}, capture_output=True, text=True,
+                           timeout=60)
+        assert r.returncode == 0, r.stderr
+        args = out.read_text().splitlines()
+        assert "asr_recipes.bin.train" in args
+        inits = [a for a in args if a.startswith("init_from=")]
+        assert inits == ([f"init_from={tmp_path / 'models/imported.pt'}"] if given else [])

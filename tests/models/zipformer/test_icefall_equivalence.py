@@ -2,9 +2,13 @@
 
 References: tests/fixtures/icefall/zipformer_{offline,causal}.pt, written by icefall's code
 (tests/fixtures/icefall/make_fixtures.py, see the README there): tiny randomly initialised
-models with all six stacks, their outputs on fixed features, each utterance encoded alone
-(so icefall's outputs are free of padding effects). We run the utterances as one padded batch,
-which also checks that padding does not reach valid frames.
+models with all six stacks (the offline one with icefall's CTC head), their outputs on fixed
+features, each utterance encoded alone (so icefall's outputs are free of padding effects). We
+run the utterances as one padded batch, which also checks that padding does not reach valid
+frames. The models come through the importer (asr_recipes.checkpoint.icefall_import): icefall's
+state dict as a file, with icefall's vocabulary files (the offline model: AISHELL-style char
+tokens.txt; the causal one: a bpe.model) and the train.py flags no shape tells (num_heads,
+encoder_unmasked_dim), then model_from_checkpoint, as any imported model is used.
 
 Tolerance: 1e-5 of the largest output magnitude. Both sides compute in float32 (eps 6e-8) with
 different operation orders; an output sits at the end of ~10 layers, each summing up to a few
@@ -17,29 +21,36 @@ from pathlib import Path
 import pytest
 import torch
 
+from asr_recipes.checkpoint import model_from_checkpoint
+from asr_recipes.checkpoint.icefall_import import import_icefall
 from asr_recipes.decoding.options import DecodingOptions
 from asr_recipes.decoding.search import decode
-from asr_recipes.models.build import build_transducer
+from asr_recipes.decoding.settings import resolve
 from asr_recipes.models.zipformer.config import ICEFALL_DECODER
-from asr_recipes.models.zipformer.icefall_names import encoder_state_dict, transducer_state_dict
+from asr_recipes.models.zipformer.icefall_names import encoder_state_dict
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "icefall"
 LOG_EPS = -23.025850929940457  # icefall pads features with log(1e-10)
+#: the vocabulary files of icefall's layouts that go with each model (11 tokens, <unk> = 2)
+TOKENS = {"offline": FIXTURES / "files/lang_char/tokens.txt", "causal": FIXTURES / "files/lang_bpe/bpe.model"}
 
 
 def load(name: str) -> dict:
     return torch.load(FIXTURES / f"zipformer_{name}.pt", weights_only=True)
 
 
-def model_from(data: dict):
-    """Our model for icefall's: the fixture's Zipformer keys, its sizes and icefall's decoder."""
-    cfg = dict(data["config"], encoder="zipformer", decoder_dim=data["decoder_dim"], joiner_dim=data["joiner_dim"],
-               context_size=data["context_size"], **ICEFALL_DECODER)
-    model = build_transducer(cfg, data["vocab_size"], feature_dim=data["features"].size(2))
-    state, left_out = transducer_state_dict(data["state_dict"])
-    assert left_out == []
-    model.load_state_dict(state, strict=True)  # every tensor has its place, with its shape
-    return model.eval()
+def imported(name: str, data: dict, tmp_dir: Path) -> dict:
+    """Our checkpoint of icefall's model: its state dict saved as a file, imported with the
+    train.py flags that no shape tells."""
+    path = tmp_dir / f"icefall-{name}.pt"
+    torch.save(data["state_dict"], path)  # a bare state dict, icefall's names
+    flags = {k: ",".join(map(str, data["config"][k])) for k in ("num_heads", "encoder_unmasked_dim")}
+    return import_icefall(path, TOKENS[name], flags).checkpoint
+
+
+def model_from(data: dict, name: str = "causal", tmp_dir: Path = None):
+    """Our model for icefall's, through the importer."""
+    return model_from_checkpoint(imported(name, data, tmp_dir))[0]
 
 
 def assert_relative(ours: torch.Tensor, ref: torch.Tensor, tol: float = 1e-5) -> None:
@@ -54,9 +65,9 @@ def assert_valid_frames_equal(out, out_lens, ref, ref_lens):
 
 
 @pytest.fixture(scope="module", params=["offline", "causal"])
-def case(request):
+def case(request, tmp_path_factory):
     data = load(request.param)
-    return request.param, data, model_from(data)
+    return request.param, data, model_from(data, request.param, tmp_path_factory.mktemp(request.param))
 
 
 def test_fixtures_come_from_the_stated_icefall_commit(case):
@@ -83,11 +94,11 @@ def test_encoder_equals_icefall_in_a_padded_batch(case):
 
 
 @torch.no_grad()
-def test_chunk_by_chunk_streaming_equals_icefalls():
+def test_chunk_by_chunk_streaming_equals_icefalls(tmp_path):
     """icefall's streaming_decode feeds features padded with LOG_EPS to whole windows of
     2 * chunk + 13 frames (at 50 Hz) every 2 * chunk frames; we feed the same windows."""
     data = load("causal")
-    encoder = model_from(data).encoder
+    encoder = model_from(data, "causal", tmp_path).encoder
     chunk, left = data["chunk_size"], data["left_context"]
     window, shift = encoder.chunk_window(chunk)
     x, lens = data["features"].float(), data["feature_lens"]
@@ -135,3 +146,53 @@ def test_searches_give_icefalls_tokens(case, method):
     encoded = model.encode(x, lens) if name == "offline" else model.encode(
         x, lens, chunk_size=data["chunk_size"], left_context=data["left_context"])
     assert [r.tokens for r in decode(model, *encoded, options)] == data[method]
+
+
+
+@pytest.mark.parametrize("name", ["offline", "causal"])
+def test_the_import_reads_icefalls_architecture_from_the_weights(name, tmp_path):
+    """Every size icefall built the model with (the fixture records its constructor arguments)
+    comes out of the importer, read from the shapes (plus the two flags no shape tells)."""
+    data = load(name)
+    ckpt = imported(name, data, tmp_path)
+    cfg = ckpt["model_config"]
+    for key, value in data["config"].items():
+        want = value * len(cfg[key]) if isinstance(value, list) and len(value) == 1 else value
+        assert cfg[key] == want, key
+    assert (cfg["decoder_dim"], cfg["joiner_dim"], cfg["context_size"]) == (
+        data["decoder_dim"], data["joiner_dim"], data["context_size"])
+    assert cfg["ctc_head"] == data["use_ctc"] and cfg["encoder"] == "zipformer"
+    assert {k: cfg[k] for k in ICEFALL_DECODER} == ICEFALL_DECODER
+    assert ckpt["vocab_size"] == data["vocab_size"] and ckpt["feature_dim"] == 80
+
+
+@pytest.mark.parametrize("method", ["greedy_search", "modified_beam_search"])
+@torch.no_grad()
+def test_searches_with_the_recorded_settings_give_icefalls_tokens(method, tmp_path):
+    """The imported checkpoint records unk_id = 2 (icefall's <unk>): decoded with its recorded
+    settings, the searches give the tokens of icefall's searches with model.unk_id set (which
+    then never emit <unk>, as sherpa-onnx and our searches)."""
+    for name in ("offline", "causal"):
+        data = load(name)
+        ckpt = imported(name, data, tmp_path)
+        model, tokenizer = model_from_checkpoint(ckpt)
+        assert tokenizer.unk_id == 2
+        options = resolve(ckpt, method=method).options()
+        assert options.unk_id == 2 and options.beam == 4 and options.max_sym_per_frame == 1
+        stored = data["encoder"] if name == "offline" else data["chunked"]
+        assert [r.tokens for r in decode(model, *stored, options)] == data[f"{method}_no_unk"]
+        assert data[f"{method}_no_unk"] != data[method]  # the fixture emits <unk> otherwise: a real difference
+
+
+@torch.no_grad()
+def test_ctc_head_equals_icefalls_ctc_output(tmp_path):
+    """icefall's ctc_output (dropout, linear, log-softmax) is our CTC head, on the stored encoder
+    output and on ours."""
+    data = load("offline")
+    model = model_from(data, "offline", tmp_path)
+    enc, lens = data["encoder"]
+    for n, T in enumerate(lens.tolist()):
+        assert_relative(model.ctc_log_probs(enc)[n, :T], data["ctc_log_probs"][n, :T])
+    ours, our_lens = model.encode(data["features"].float(), data["feature_lens"])
+    for n, T in enumerate(lens.tolist()):
+        assert_relative(model.ctc_log_probs(ours)[n, :T], data["ctc_log_probs"][n, :T])
