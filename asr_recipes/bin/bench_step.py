@@ -2,9 +2,13 @@
 
     python -m asr_recipes.bin.bench_step experiment=mini tokenizer_dir=<lang> data.manifest_dir=<fbank>
     python -m asr_recipes.bin.bench_step ... data.max_duration=30 batches=40
+    python -m asr_recipes.bin.bench_step ... model.ctc_head=true loss.ctc_scale=0.1 \
+        loss.cr_scale=0.02 data.specaug.enabled=true        # transducer + CR-CTC (two views)
 
 Takes the configuration of ``asr_recipes.bin.train`` (same overrides) and prints the phase
-table of asr_recipes.tools.bench.step (see there for the phases).
+table of asr_recipes.tools.bench.step (see there for the phases). The step is the training
+objective, CTC head and CR-CTC's second view included; comparing variants means running them
+one after the other on the same machine (the same seeds give them the same batches).
 """
 
 from datetime import date
@@ -34,8 +38,9 @@ def main(cfg: DictConfig) -> None:
     model.train()
     optimizer = make_optimizer(model, cfg.optim)
     data = DataModule(resolved["data"], tokenizer, model.encoder.output_lengths)
-    loader = data.train_dataloader(0, 0, 1)
     loss = LossConfig(**resolved["loss"])
+    # CR-CTC: training asks the data for two SpecAugment views of every batch
+    loader = data.train_dataloader(0, 0, 1, time_mask_ratio=loss.time_mask_ratio if loss.two_views else None)
     if loss.type != "pruned":
         raise SystemExit("bench_step: times the pruned loss's phases; loss.type must be pruned")
     times, audio = time_steps(model, optimizer, loader, loss, int(cfg.warmup), int(cfg.batches),
@@ -43,7 +48,8 @@ def main(cfg: DictConfig) -> None:
     print(f"### training step profile ({date.today()})\n")
     print(f"- {count_parameters(model) / 1e6:.2f} M parameters, vocabulary {tokenizer.vocab_size}, "
           f"data.max_duration {cfg.data.max_duration} s, data.num_workers {cfg.data.num_workers}, "
-          f"loss.rnnt_type {loss.rnnt_type}, prune_range {loss.prune_range}")
+          f"loss.rnnt_type {loss.rnnt_type}, prune_range {loss.prune_range}, ctc_scale {loss.ctc_scale}, "
+          f"cr_scale {loss.cr_scale}, data.specaug.enabled {cfg.data.specaug.enabled}")
     print(f"- {cpu_name()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} torch threads\n")
     print(table(times, audio))
