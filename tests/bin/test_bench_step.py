@@ -1,6 +1,8 @@
 """bench_step on the tiny corpus: the entry point prints one row per phase for the batches
-training would get; the phase times account for the wall-clock time of the steps, and the
-timed losses are the transducer losses (against torchaudio's rnnt_loss)."""
+training would get; the phase times account for the wall-clock time of the steps, the
+timed losses are the transducer losses (against torchaudio's rnnt_loss), and with CR-CTC the
+timed step runs both views through the encoder and the CTC loss of both (against torch's
+ctc_loss)."""
 
 import re
 import time
@@ -8,12 +10,13 @@ import time
 import pytest
 import torch
 import torchaudio
+from torch.nn import functional as F
 
 from asr_recipes.data.datamodule import DataModule
 from asr_recipes.data.tokenizer import load_tokenizer
 from asr_recipes.models.build import build_transducer
-from asr_recipes.tools.bench.step import ENCODER_ALONE, PHASES, step_losses, time_steps
-from asr_recipes.training.objective import LossConfig
+from asr_recipes.tools.bench.step import ENCODER_ALONE, PHASES, encoder_input, step_losses, time_steps
+from asr_recipes.training.objective import LossConfig, TransducerObjective
 from asr_recipes.training.trainer import OptimConfig, make_optimizer
 from tests.conftest import tiny_data_config
 from tests.decoding.entry import run_entry
@@ -23,7 +26,7 @@ from tests.decoding.trained_exp import MODEL
 def test_table_rows_add_up(tiny_corpus, capsys):
     run_entry("asr_recipes.bin.bench_step", "model=tiny", f"tokenizer_dir={tiny_corpus.lang}",
               f"data.manifest_dir={tiny_corpus.fbank}", "data.corpus=librispeech", "data.num_workers=0",
-              "data.max_duration=12", "data.musan.parts=[]", "warmup=1", "batches=3", "threads=1")
+              "data.max_duration=12", "data.musan.parts=[]", "warmup=1", "batches=3", "threads=1", "clock=cpu")
     out = capsys.readouterr().out
     ms = {name: float(v) for name, v in re.findall(r"^\| ([^|]+?) \| ([\d.]+) \| [\d.]+% \|$", out, re.MULTILINE)}
     assert set(PHASES) <= set(ms), out
@@ -33,24 +36,31 @@ def test_table_rows_add_up(tiny_corpus, capsys):
     assert 0 < seconds <= 12.0  # data.max_duration: the batches the training config makes
 
 
-def setup(corpus, **data):
+def setup(corpus, model_overrides=None, **data):
     tokenizer = load_tokenizer(corpus.lang)
     torch.manual_seed(0)
-    model = build_transducer(MODEL, vocab_size=tokenizer.vocab_size)
+    model = build_transducer({**MODEL, **(model_overrides or {})}, vocab_size=tokenizer.vocab_size)
     return model, DataModule(tiny_data_config(corpus, **data), tokenizer, model.encoder.output_lengths)
 
 
-def test_phase_times_account_for_the_steps_wall_clock_time(tiny_corpus):
+@pytest.mark.parametrize("clock", [time.perf_counter, time.process_time], ids=["wall", "cpu"])
+def test_phase_times_account_for_the_steps_time(tiny_corpus, clock):
     model, data = setup(tiny_corpus, musan={"parts": []})
     loader = data.train_dataloader(0, 0, 1)
     optimizer = make_optimizer(model.train(), OptimConfig(lr=1e-3))
-    started = time.perf_counter()
-    times, audio = time_steps(model, optimizer, loader, LossConfig(), warmup=0, batches=3, grad_clip=5.0)
-    wall = time.perf_counter() - started
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the CPU clock counts one thread's work (no OpenMP spinning)
+    try:
+        started = clock()
+        times, audio = time_steps(model, optimizer, loader, LossConfig(), warmup=0, batches=3, grad_clip=5.0,
+                                  clock=clock)
+        spent = clock() - started
+    finally:
+        torch.set_num_threads(threads)
     assert [len(times[p]) for p in (*PHASES, ENCODER_ALONE)] == [3] * 6 and len(audio) == 3
     measured = sum(sum(v) for v in times.values())
     # the loop does nothing but the timed phases, apart from bookkeeping
-    assert 0.9 * wall <= measured <= wall, (measured, wall)
+    assert 0.9 * spent <= measured <= spent, (measured, spent)
 
 
 def test_timed_losses_are_the_transducer_losses(tiny_corpus):
@@ -62,7 +72,8 @@ def test_timed_losses_are_the_transducer_losses(tiny_corpus):
     U = int(batch["token_lens"].max())
     loss = LossConfig(prune_range=U + 1, lm_scale=0.0, am_scale=0.0)
     with torch.no_grad():
-        simple, pruned = step_losses(model, batch, loss)
+        _, parts = step_losses(TransducerObjective(model, loss).eval(), batch)
+        simple, pruned = parts["simple"].sum(), parts["pruned"].sum()
         enc, enc_lens = model.encode(batch["features"], batch["feature_lens"])  # (N, T', D)
         y = batch["tokens"][:, :U].masked_fill(torch.arange(U)[None] >= batch["token_lens"][:, None], 0)  # (N, U)
         dec = model.decoder(torch.nn.functional.pad(y, (1, 0)))  # (N, U+1, Dd): blank-prefixed
@@ -74,3 +85,28 @@ def test_timed_losses_are_the_transducer_losses(tiny_corpus):
         simple_ref = torchaudio.functional.rnnt_loss(additive, *args, blank=0, reduction="sum")
     assert pruned.item() == pytest.approx(full.item(), rel=1e-5)
     assert simple.item() == pytest.approx(simple_ref.item(), rel=1e-5)
+
+
+def test_cr_ctc_step_times_both_views_and_the_ctc_loss(tiny_corpus):
+    """With loss.cr_scale > 0 the timed step is the training objective's: the two SpecAugment
+    views go through the encoder as one batch of 2N, and the CTC part is the mean over the views
+    of torch's ctc_loss on the head's posteriors."""
+    model, data = setup(tiny_corpus, {"dropout": 0.0, "ctc_head": True}, musan={"parts": []})  # no random draws
+    loss = LossConfig(ctc_scale=0.1, cr_scale=0.02, warm_step=4)
+    batch = next(iter(data.train_dataloader(0, 0, 1, time_mask_ratio=loss.time_mask_ratio)))
+    N = batch["features"].size(0)
+    assert not torch.equal(batch["features"], batch["second_view"])  # independently masked views
+    rows = []
+    hook = model.encoder.register_forward_hook(lambda module, args, out: rows.append(out[0].size(0)))
+    marks = []
+    with torch.no_grad():
+        _, parts = step_losses(TransducerObjective(model, loss).train(), batch, marks)
+    hook.remove()
+    assert rows == [2 * N] and len(marks) == 2 and marks[0] <= marks[1]
+    assert set(parts) == {"simple", "pruned", "ctc", "cr"}
+    with torch.no_grad():  # train mode as in the step: batch statistics of the same 2N batch
+        enc, enc_lens = model.encode(*encoder_input(batch, loss))  # (2N, T', D)
+        log_probs = model.ctc_log_probs(enc)  # (2N, T', V)
+        ref = F.ctc_loss(log_probs.transpose(0, 1), batch["tokens"].repeat(2, 1), enc_lens,
+                         batch["token_lens"].repeat(2), blank=0, reduction="none")  # (2N,)
+    assert torch.allclose(parts["ctc"], ref.view(2, N).mean(dim=0), rtol=1e-5)

@@ -5,78 +5,108 @@
 
 ``python -m asr_recipes.bin.bench_step`` takes the configuration of ``asr_recipes.bin.train``
 (same overrides), builds the model and the training data pipeline (its workers, augmentation
-and batch size) and calls these. Each phase of ``batches`` optimizer steps after ``warmup``
-untimed ones is timed:
+and batch size) and calls these. A step is the training objective itself
+(asr_recipes.training.objective.TransducerObjective, after the warm-up: full loss scales), so
+the CTC head (loss.ctc_scale) and CR-CTC (loss.cr_scale: both SpecAugment views through the
+encoder as one batch of 2N) cost what they cost in training. Each phase of ``batches``
+optimizer steps after ``warmup`` untimed ones is timed:
 
 * data wait: blocking on the loader for the next batch (what the workers did not hide);
-* encoder forward: ``Transducer.encode`` (front end + Conformer);
-* losses forward: decoder, simple loss, prune ranges, pruned joiner + loss (as Transducer.forward);
-* backward: both losses back to every weight;
+* encoder forward: ``Transducer.encode`` (front end + encoder; with CR-CTC on both views);
+* losses forward: decoder, simple loss, prune ranges, pruned joiner + loss (as Transducer.forward),
+  and the CTC head's loss and the consistency term when configured;
+* backward: every loss back to every weight;
 * optimizer: gradient clipping (AdamW's; ScaledAdam clips inside) + the optimizer's step.
 
-Then, on the same batches, the encoder alone forward + backward (a scalar of its output), to
-split the backward between the encoder and the losses. Prints one table (median ms per step and
-share of the step) and the training speed in seconds of audio per second. Random weights: the
-costs of a step do not depend on what the model has learned.
+Then, on the same batches (both views with CR-CTC), the encoder alone forward + backward (a
+scalar of its output), to split the backward between the encoder and the losses. Prints one
+table (median ms per step and share of the step) and the training speed in seconds of audio
+per second. Random weights: the costs of a step do not depend on what the model has learned.
+
+``clock``: what a phase's time is. ``time.perf_counter`` (wall clock, the default) is what
+training waits for, but on a machine that other jobs share it measures them too (steps took
+2-8x their idle time, varying by the minute, on a 2-core machine with 4-5 other jobs).
+``time.process_time`` is the CPU time of this process: with one torch thread (bench_step
+threads=1) it counts the step's own computation whenever it was scheduled, so the ratios of
+two variants timed one after the other barely depend on the load. (With several threads,
+OpenMP threads spinning while they wait for each other also count.) The data loader's worker
+processes are not in it: "data wait" is then the loading the main process did itself.
 """
 
 import statistics
 import time
-from typing import Dict, List
+from typing import Callable, Dict, List
 
 import torch
 
 from asr_recipes.constants import FRAME_SHIFT
-from asr_recipes.training.objective import LossConfig
+from asr_recipes.training.objective import LossConfig, TransducerObjective
 
 PHASES = ("data wait", "encoder forward", "losses forward", "backward", "optimizer")
 ENCODER_ALONE = "encoder forward + backward"  # timed separately, after the step
 
 
-def step_losses(model, batch, loss: LossConfig, marks: List[float] | None = None):
-    """(simple, pruned) losses summed over the batch: Transducer.forward split at the encoder
-    (encode, then losses); appends perf_counter() to ``marks`` after each of the two."""
-    encoder_out, encoder_lens = model.encode(batch["features"], batch["feature_lens"])
+def step_losses(objective: TransducerObjective, batch, marks: List[float] | None = None,
+                clock: Callable[[], float] = time.perf_counter):
+    """The objective on one batch at full loss scales (step = warm_step): (total (N,), parts)
+    as TransducerObjective.forward returns them; appends clock() to ``marks`` when the
+    encoder has run and when the losses have."""
+    model = objective.model
+    hook = None
     if marks is not None:
-        marks.append(time.perf_counter())
-    simple, pruned = model.losses(encoder_out, encoder_lens, batch["tokens"], batch["token_lens"], loss.lattice, "sum")
+        hook = model.encoder.register_forward_hook(lambda *_: marks.append(clock()))
+    try:
+        total, parts = objective(batch["features"], batch["feature_lens"], batch["tokens"], batch["token_lens"],
+                                 objective.cfg.warm_step, second_view=batch.get("second_view"))
+    finally:
+        if hook is not None:
+            hook.remove()
     if marks is not None:
-        marks.append(time.perf_counter())
-    return simple, pruned
+        marks.append(clock())
+    return total, parts
+
+
+def encoder_input(batch, loss: LossConfig):
+    """(features, feature_lens) the encoder gets in a training step: with CR-CTC both views
+    as one batch, (2N, T, F) and (2N,)."""
+    if not loss.two_views:
+        return batch["features"], batch["feature_lens"]
+    second = batch.get("second_view", batch["features"])
+    return torch.cat([batch["features"], second]), batch["feature_lens"].repeat(2)
 
 
 def time_steps(model, optimizer, loader, loss: LossConfig, warmup: int, batches: int,
-               grad_clip: float | None) -> tuple[Dict[str, List[float]], List[float]]:
-    """Seconds per phase (PHASES and ENCODER_ALONE) for each timed step, and the seconds of audio
-    in each timed batch."""
+               grad_clip: float | None, clock: Callable[[], float] = time.perf_counter,
+               ) -> tuple[Dict[str, List[float]], List[float]]:
+    """Seconds per phase (PHASES and ENCODER_ALONE) by ``clock`` for each timed step, and the
+    seconds of audio in each timed batch (one view)."""
     times: Dict[str, List[float]] = {p: [] for p in (*PHASES, ENCODER_ALONE)}
     audio: List[float] = []
-    simple_scale, pruned_scale = loss.scales.at(loss.warm_step)  # after the warm-up (the cost is the same)
+    objective = TransducerObjective(model, loss).train()
     it = iter(loader)
     for i in range(warmup + batches):
-        t0 = time.perf_counter()
+        t0 = clock()
         try:
             batch = next(it)
         except StopIteration:
             raise SystemExit(f"bench_step: the training data gave only {i} batches; lower warmup/batches")
-        t1 = time.perf_counter()
+        t1 = clock()
         marks: List[float] = []
-        simple, pruned = step_losses(model, batch, loss, marks)
+        total, _ = step_losses(objective, batch, marks, clock)
         t2, t3 = marks
         frames = model.encoder.output_lengths(batch["feature_lens"]).sum()
-        total = (simple_scale * simple + pruned_scale * pruned) / frames
         optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        t4 = time.perf_counter()
+        (total.sum() / frames).backward()
+        t4 = clock()
         if grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
-        t5 = time.perf_counter()
+        t5 = clock()
         # the encoder alone on the same batch (its gradients are thrown away)
-        out, _ = model.encode(batch["features"], batch["feature_lens"])
+        out, _ = model.encode(*encoder_input(batch, loss))
         out.square().mean().backward()
         optimizer.zero_grad(set_to_none=True)
-        t6 = time.perf_counter()
+        t6 = clock()
         if i < warmup:
             continue
         for phase, seconds in zip((*PHASES, ENCODER_ALONE), (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5)):
