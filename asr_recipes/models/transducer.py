@@ -132,7 +132,7 @@ class Transducer(nn.Module):
 
     def forward(self, features: Tensor, feature_lens: Tensor, tokens: Tensor, token_lens: Tensor,
                 lattice: LatticeConfig = LatticeConfig(), reduction: str = "sum", chunk_size: int = 0,
-                left_context: int = -1) -> tuple[Tensor, Tensor]:
+                left_context: int = -1, symbol_start: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Simple (smoothed) and pruned RNN-T losses.
 
         Args:
@@ -143,33 +143,40 @@ class Transducer(nn.Module):
             lattice: prune_range, lm/am scales, delay penalty and topology of both losses.
             reduction: "sum", "mean" (over utterances) or "none" (per utterance).
             chunk_size, left_context: chunked attention for streaming models (see encode()).
+            symbol_start: (N,) int64 or None, the first encoder frame on which each utterance
+                may emit a symbol (earlier frames blank-only, in both losses; see
+                asr_recipes.rnnt.logprobs.forbid_early_symbols).
         Returns:
             (simple_loss, pruned_loss): scalars, or (N,) each with reduction="none"
             (the caller drops non-finite utterances). Negative log-likelihoods in nats.
         """
         encoder_out, encoder_lens = self.encode(features, feature_lens, chunk_size, left_context)  # (N, T', De), (N,)
-        return self.losses(encoder_out, encoder_lens, tokens, token_lens, lattice, reduction)
+        return self.losses(encoder_out, encoder_lens, tokens, token_lens, lattice, reduction, symbol_start)
 
     def losses(self, encoder_out: Tensor, encoder_lens: Tensor, tokens: Tensor, token_lens: Tensor,
-               lattice: LatticeConfig = LatticeConfig(), reduction: str = "sum") -> tuple[Tensor, Tensor]:
+               lattice: LatticeConfig = LatticeConfig(), reduction: str = "sum",
+               symbol_start: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """forward() after the encoder: (simple_loss, pruned_loss) from encoder_out (N, T', De) and
         encoder_lens (N,); the other arguments and the result as for forward()."""
         y, sos_y = self._labels(tokens, token_lens)  # (N, U), (N, U+1)
         decoder_out = self.decoder(sos_y)  # (N, U+1, Dd)
         boundary = lattice_boundary(token_lens, encoder_lens)  # (N, 4)
-        simple_loss, (px_grad, py_grad) = self.simple_loss(encoder_out, decoder_out, y, boundary, lattice, reduction)
+        simple_loss, (px_grad, py_grad) = self.simple_loss(encoder_out, decoder_out, y, boundary, lattice, reduction,
+                                                           symbol_start)
         ranges = k2.get_rnnt_prune_ranges(px_grad, py_grad, boundary, s_range=lattice.prune_range)  # (N, T', S)
-        pruned_loss = self.pruned_loss(encoder_out, decoder_out, y, ranges, boundary, lattice, reduction)
+        pruned_loss = self.pruned_loss(encoder_out, decoder_out, y, ranges, boundary, lattice, reduction,
+                                       symbol_start)
         return simple_loss, pruned_loss
 
     def simple_loss(self, encoder_out: Tensor, decoder_out: Tensor, y: Tensor, boundary: Tensor,
-                    lattice: LatticeConfig, reduction: str) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+                    lattice: LatticeConfig, reduction: str,
+                    symbol_start: Tensor | None = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """The smoothed simple loss and its lattice's arc occupations (what pruning reads).
 
         encoder_out (N, T', De), decoder_out (N, U+1, Dd), y (N, U) labels padded with blank,
         boundary (N, 4) from lattice_boundary. Returns (loss, (px_grad (N, U, T'+1),
         py_grad (N, U+1, T'))); the occupations carry no autograd history. lattice.prune_range
-        is not read here.
+        is not read here. symbol_start as in forward().
         """
         am = self.simple_am_proj(encoder_out)  # (N, T', V)
         lm = self.simple_lm_proj(decoder_out)  # (N, U+1, V)
@@ -186,10 +193,11 @@ class Transducer(nn.Module):
                 reduction=reduction,
                 return_grad=True,
                 rnnt_type=lattice.rnnt_type,
+                symbol_start=symbol_start,
             )
 
     def pruned_loss(self, encoder_out: Tensor, decoder_out: Tensor, y: Tensor, ranges: Tensor, boundary: Tensor,
-                    lattice: LatticeConfig, reduction: str) -> Tensor:
+                    lattice: LatticeConfig, reduction: str, symbol_start: Tensor | None = None) -> Tensor:
         """The full joiner's loss inside the windows ``ranges`` (N, T', S) (shapes as in
         simple_loss); of ``lattice`` it reads delay_penalty and rnnt_type."""
         # project before gathering: the projections then run on T' + U+1 rows, not T' * S
@@ -207,6 +215,7 @@ class Transducer(nn.Module):
                 delay_penalty=lattice.delay_penalty,
                 reduction=reduction,
                 rnnt_type=lattice.rnnt_type,
+                symbol_start=symbol_start,
             )
 
     def full_loss(

@@ -219,3 +219,29 @@ def add_delay_penalty(px: Tensor, boundary: Optional[Tensor], rnnt_type: str, de
         offset = ((boundary[:, 3] - 1) / 2).reshape(B, 1, 1)
     frames = torch.arange(T1, device=px.device).reshape(1, 1, T1)
     return px + ((offset - frames) * delay_penalty).to(px.dtype)
+
+
+def forbid_early_symbols(px: Tensor, symbol_start: Optional[Tensor], boundary: Optional[Tensor],
+                         rnnt_type: str) -> Tensor:
+    """px (B, S, T+1) regular / (B, S, T) otherwise, with every symbol arc on frames
+    t < symbol_start[b] removed (-inf): those frames can only emit blank.
+
+    A streaming model trained with dynamic chunks can learn to emit an utterance's first
+    words on its first frames, seeing them through the look-ahead inside a long training
+    chunk; decoded with shorter chunks it then guesses them (asr_recipes.training.onset
+    says where speech starts). symbol_start is clamped so that every sequence keeps a path:
+    at most T_b - 1 (regular: any number of symbols on one frame), at most T_b - U_b otherwise
+    (one frame per symbol). None returns px unchanged.
+    """
+    if symbol_start is None:
+        return px
+    B, S, T1 = px.shape
+    T = T1 - 1 if rnnt_type == "regular" else T1
+    if boundary is None:
+        t_end, s_end = px.new_full((B,), T, dtype=torch.long), px.new_full((B,), S, dtype=torch.long)
+    else:
+        s_end, t_end = boundary[:, 2], boundary[:, 3]
+    latest = t_end - 1 if rnnt_type == "regular" else t_end - s_end
+    start = torch.minimum(symbol_start.to(device=px.device, dtype=torch.long), latest.clamp(min=0))
+    frames = torch.arange(T1, device=px.device).reshape(1, 1, T1)
+    return px.masked_fill(frames < start.reshape(B, 1, 1), NEG_INF)

@@ -6,6 +6,10 @@ Every loss builds a lattice (px, py) with one of the functions in :mod:`.logprob
 With ``return_grad=True`` the result is ``(loss, (px_grad, py_grad))``: per-sequence arc
 occupation probabilities of the lattice that was scored (after smoothing and delay penalty),
 independent of the reduction - exactly what :func:`get_rnnt_prune_ranges` needs.
+
+Beyond k2's API, every loss takes a keyword ``symbol_start`` (B,): the first frame on which
+each sequence may emit a symbol (earlier frames are blank-only; see
+:func:`.logprobs.forbid_early_symbols`). None (the default) leaves the lattice as k2's.
 """
 
 from typing import Optional, Tuple, Union
@@ -13,7 +17,7 @@ from typing import Optional, Tuple, Union
 from torch import Tensor
 
 from .checks import check_reduction
-from .logprobs import add_delay_penalty, get_rnnt_logprobs, get_rnnt_logprobs_joint, get_rnnt_logprobs_smoothed
+from .logprobs import add_delay_penalty, forbid_early_symbols, get_rnnt_logprobs, get_rnnt_logprobs_joint, get_rnnt_logprobs_smoothed
 from .mutual_information import score_checked_lattice
 from .hat import get_hat_logprobs_pruned
 from .pruning import get_rnnt_logprobs_pruned
@@ -21,8 +25,10 @@ from .pruning import get_rnnt_logprobs_pruned
 LossResult = Union[Tensor, Tuple[Tensor, Tuple[Tensor, Tensor]]]
 
 
-def _score_lattice(px, py, boundary, rnnt_type, delay_penalty, reduction, return_grad) -> LossResult:
+def _score_lattice(px, py, boundary, rnnt_type, delay_penalty, reduction, return_grad,
+                   symbol_start=None) -> LossResult:
     px = add_delay_penalty(px, boundary, rnnt_type, delay_penalty)
+    px = forbid_early_symbols(px, symbol_start, boundary, rnnt_type)
     result = score_checked_lattice(px, py, boundary, return_grad)
     scores, grads = result if return_grad else (result, None)
     if reduction == "none":
@@ -44,6 +50,8 @@ def rnnt_loss_simple(
     delay_penalty: float = 0.0,
     reduction: Optional[str] = "mean",
     return_grad: bool = False,
+    *,
+    symbol_start: Optional[Tensor] = None,
 ) -> LossResult:
     """Loss of the additive joiner log_softmax(am[b, t] + lm[b, s]); lm (B, S+1, C), am (B, T, C).
 
@@ -51,7 +59,7 @@ def rnnt_loss_simple(
     """
     check_reduction(reduction)
     px, py = get_rnnt_logprobs(lm, am, symbols, termination_symbol, rnnt_type, boundary)
-    return _score_lattice(px, py, boundary, rnnt_type, delay_penalty, reduction, return_grad)
+    return _score_lattice(px, py, boundary, rnnt_type, delay_penalty, reduction, return_grad, symbol_start)
 
 
 def rnnt_loss_smoothed(
@@ -66,6 +74,8 @@ def rnnt_loss_smoothed(
     delay_penalty: float = 0.0,
     reduction: Optional[str] = "mean",
     return_grad: bool = False,
+    *,
+    symbol_start: Optional[Tensor] = None,
 ) -> LossResult:
     """Simple loss on the LM-/AM-smoothed lattice of :func:`get_rnnt_logprobs_smoothed`.
 
@@ -76,7 +86,7 @@ def rnnt_loss_smoothed(
     px, py = get_rnnt_logprobs_smoothed(
         lm, am, symbols, termination_symbol, lm_only_scale, am_only_scale, boundary, rnnt_type
     )
-    return _score_lattice(px, py, boundary, rnnt_type, delay_penalty, reduction, return_grad)
+    return _score_lattice(px, py, boundary, rnnt_type, delay_penalty, reduction, return_grad, symbol_start)
 
 
 def rnnt_loss(
@@ -88,6 +98,8 @@ def rnnt_loss(
     delay_penalty: float = 0.0,
     reduction: Optional[str] = "mean",
     return_grad: bool = False,
+    *,
+    symbol_start: Optional[Tensor] = None,
 ) -> LossResult:
     """Full (unpruned) transducer loss on joiner logits (B, T, S+1, C).
 
@@ -96,7 +108,7 @@ def rnnt_loss(
     """
     check_reduction(reduction)
     px, py = get_rnnt_logprobs_joint(logits, symbols, termination_symbol, rnnt_type, boundary)
-    return _score_lattice(px, py, boundary, rnnt_type, delay_penalty, reduction, return_grad)
+    return _score_lattice(px, py, boundary, rnnt_type, delay_penalty, reduction, return_grad, symbol_start)
 
 
 def rnnt_loss_pruned(
@@ -110,6 +122,8 @@ def rnnt_loss_pruned(
     reduction: Optional[str] = "mean",
     use_hat_loss: bool = False,
     return_grad: bool = False,
+    *,
+    symbol_start: Optional[Tensor] = None,
 ) -> LossResult:
     """Transducer loss of the full joiner evaluated only in the windows given by ``ranges``.
 
@@ -124,4 +138,4 @@ def rnnt_loss_pruned(
     check_reduction(reduction)
     lattice = get_hat_logprobs_pruned if use_hat_loss else get_rnnt_logprobs_pruned
     px, py = lattice(logits, symbols, ranges, termination_symbol, boundary, rnnt_type)
-    return _score_lattice(px, py, boundary, rnnt_type, delay_penalty, reduction, return_grad)
+    return _score_lattice(px, py, boundary, rnnt_type, delay_penalty, reduction, return_grad, symbol_start)

@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from asr_recipes.models.ctc import consistency_loss, ctc_loss
 from asr_recipes.models.lattice import LatticeConfig
+from asr_recipes.training.onset import symbol_start_frames
 from asr_recipes.training.schedules import LossScales
 
 
@@ -101,6 +102,10 @@ class ChunkTrainingConfig:
     when ``chunk_sizes`` is set: a chunk size drawn from that list (-1: full context), then a
     left context drawn from ``left_contexts`` (-1: all) and rounded down to whole chunks, at
     least one; full_context_prob, max_chunk and num_left_chunks are then not used.
+
+    ``speech_onset_rise`` (nats; None: off): every training batch, whatever its chunk, makes
+    the frames before each utterance's speech onset blank-only (asr_recipes.training.onset),
+    so that the model cannot learn to emit the first words before it has heard them.
     """
 
     full_context_prob: float = 0.25
@@ -108,6 +113,7 @@ class ChunkTrainingConfig:
     num_left_chunks: int = -1
     chunk_sizes: Optional[Tuple[int, ...]] = None  # e.g. (8, 16, 32, -1): icefall's Zipformer recipes
     left_contexts: Optional[Tuple[int, ...]] = None  # e.g. (32, 64, 128, -1); None: (-1,) = all
+    speech_onset_rise: Optional[float] = None  # e.g. 1.0: blank-only frames before the speech onset
 
     def __post_init__(self):
         if not 0.0 <= self.full_context_prob <= 1.0:
@@ -124,6 +130,9 @@ class ChunkTrainingConfig:
         if self.left_contexts is not None and (not self.left_contexts or min(self.left_contexts) < -1):
             raise ValueError(f"chunk_training.left_contexts needs left contexts >= 0 encoder frames or -1 (all), "
                              f"got {list(self.left_contexts)}")
+        if self.speech_onset_rise is not None and not self.speech_onset_rise > 0:
+            raise ValueError(f"chunk_training.speech_onset_rise must be > 0 nats of log-mel energy (or null: off), "
+                             f"got {self.speech_onset_rise}")
 
     def check_encoder(self, encoder) -> None:
         """ValueError unless every chunk size the draw can give suits ``encoder`` (a causal
@@ -173,6 +182,8 @@ class TransducerObjective(nn.Module):
         if cfg.ctc_scale > 0 and not has_head:
             raise ValueError("loss.ctc_scale > 0 trains the model's CTC head, but the model has none: set "
                              "model.ctc_head=true")
+        if self.chunks is not None and self.chunks.speech_onset_rise is not None and cfg.type != "pruned":
+            raise ValueError("trainer.chunk_training.speech_onset_rise needs loss.type=pruned")
         if has_head and cfg.ctc_scale == 0:
             raise ValueError("the model has a CTC head (model.ctc_head=true) that loss.ctc_scale=0 would leave "
                              "untrained: set loss.ctc_scale > 0 (e.g. 0.1) or model.ctc_head=false")
@@ -201,9 +212,13 @@ class TransducerObjective(nn.Module):
         if views == 2:  # both views as one batch of 2N: [view 1; view 2]
             features = torch.cat([features, features if second_view is None else second_view])  # (2N, T, F)
             feature_lens, tokens, token_lens = feature_lens.repeat(2), tokens.repeat(2, 1), token_lens.repeat(2)
+        symbol_start = None  # streaming: blank-only frames before the speech onset
+        if self.chunks is not None and self.training and self.chunks.speech_onset_rise is not None:
+            symbol_start = symbol_start_frames(self.model.encoder, features, feature_lens,
+                                               self.chunks.speech_onset_rise)  # (views * N,)
         encoder_out, encoder_lens = self.model.encode(features, feature_lens, chunk_size, left_context)
         simple, pruned = self.model.losses(encoder_out, encoder_lens, tokens, token_lens, self.cfg.lattice,
-                                           reduction="none")  # (views * N,) each
+                                           reduction="none", symbol_start=symbol_start)  # (views * N,) each
         simple_scale, pruned_scale = self.cfg.scales.at(step)
         total = simple_scale * simple + pruned_scale * pruned
         parts = {"simple": simple, "pruned": pruned}

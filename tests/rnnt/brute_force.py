@@ -33,6 +33,7 @@ def transducer_log_likelihood(
     rnnt_type: str = "regular",
     keep: Optional[np.ndarray] = None,
     delay_penalty: float = 0.0,
+    symbol_start: int = 0,
 ) -> float:
     """log P(symbols | utterance) summed over all alignments, node by node.
 
@@ -45,6 +46,7 @@ def transducer_log_likelihood(
       keep: optional (T_max, S_max+1) bool: arcs leaving pairs (t, s) with keep False are
         forbidden (pruning). For "constrained", the blank term at (t, s+1) must be kept too.
       delay_penalty: adds delay_penalty * ((T - 1) / 2 - t) to each symbol arc on frame t.
+      symbol_start: frames t < symbol_start have no symbol arcs (blank only).
     """
     S, T = len(symbols), num_frames
     kept = (lambda t, s: True) if keep is None else (lambda t, s: bool(keep[t, s]))
@@ -59,7 +61,7 @@ def transducer_log_likelihood(
                 continue
             # blank: (s, t) -> (s, t + 1)
             alpha[s][t + 1] = logadd(alpha[s][t + 1], a + log_probs[t, s, blank])
-            if s == S:
+            if s == S or t < symbol_start:
                 continue
             w = log_probs[t, s, symbols[s]] + delay_penalty * ((T - 1) / 2 - t)
             if rnnt_type == "regular":

@@ -198,3 +198,47 @@ def test_impossible_utterance_has_infinite_loss_and_zero_gradient():
     assert scores.item() == float("-inf")
     assert not torch.isnan(px.grad).any() and not torch.isnan(py.grad).any()
     assert (py.grad == 0).all()
+
+
+@pytest.mark.parametrize("rnnt_type", ["regular", "modified", "constrained"])
+def test_symbol_start_leaves_only_alignments_without_early_symbols(rnnt_type):
+    # Frames before symbol_start are blank-only: the loss is the node-by-node DP over the
+    # alignments that emit nothing there, in the full, pruned (full-width windows) and
+    # simple losses alike; a start too late for the transcript is clamped to the latest one
+    # that still leaves a path (T-1 regular, T-U otherwise), so the loss stays finite.
+    gen = torch.Generator().manual_seed(11)
+    B, T, S, C = 4, 9, 3, 6
+    logits, symbols, boundary = random_batch(gen, B, T, S, C, dtype=torch.float64, min_frames=4)
+    if rnnt_type != "regular":
+        boundary[:, 2] = torch.minimum(boundary[:, 2], boundary[:, 3])
+    start = torch.tensor([3, 0, 5, 100])
+    loss = k2.rnnt_loss(logits, symbols, 0, boundary, rnnt_type=rnnt_type, reduction="none", symbol_start=start)
+    lp = log_softmax(logits.numpy())
+    for b in range(B):
+        S_b, T_b = int(boundary[b, 2]), int(boundary[b, 3])
+        latest = T_b - 1 if rnnt_type == "regular" else T_b - S_b
+        ref = -transducer_log_likelihood(lp[b], symbols[b, :S_b].tolist(), T_b, 0, rnnt_type,
+                                         symbol_start=min(int(start[b]), latest))
+        assert math.isfinite(ref)
+        assert math.isclose(float(loss[b]), ref, rel_tol=1e-7, abs_tol=1e-9)
+        if int(start[b]) > 0 and S_b > 0:  # the constraint really removed alignments
+            free = -transducer_log_likelihood(lp[b], symbols[b, :S_b].tolist(), T_b, 0, rnnt_type)
+            assert float(loss[b]) > free
+
+    ranges = torch.arange(S + 1).expand(B, T, S + 1).contiguous()  # every symbol position: nothing pruned
+    pruned_logits = torch.gather(logits, 2, ranges.unsqueeze(-1).expand(B, T, S + 1, C))
+    pruned = k2.rnnt_loss_pruned(pruned_logits, symbols, ranges, 0, boundary, rnnt_type=rnnt_type,
+                                 reduction="none", symbol_start=start)
+    torch.testing.assert_close(pruned, loss)
+
+    am, lm = torch.randn(B, T, C, generator=gen, dtype=torch.float64), torch.randn(B, S + 1, C, generator=gen,
+                                                                                     dtype=torch.float64)
+    simple = k2.rnnt_loss_simple(lm, am, symbols, 0, boundary, rnnt_type=rnnt_type, reduction="none",
+                                 symbol_start=start)
+    additive = log_softmax((am.unsqueeze(2) + lm.unsqueeze(1)).numpy())  # (B, T, S+1, C)
+    for b in range(B):
+        S_b, T_b = int(boundary[b, 2]), int(boundary[b, 3])
+        latest = T_b - 1 if rnnt_type == "regular" else T_b - S_b
+        ref = -transducer_log_likelihood(additive[b], symbols[b, :S_b].tolist(), T_b, 0, rnnt_type,
+                                         symbol_start=min(int(start[b]), latest))
+        assert math.isclose(float(simple[b]), ref, rel_tol=1e-7, abs_tol=1e-9)
