@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # The stages every recipe shares, with the same numbers everywhere. A recipe's run.sh holds its
-# corpus's data stages 0-3 (its own `if should_run N "$data_dir"` blocks; a corpus with fewer
+# corpus's data stages 0-3 (its own `if should_run N "$data_dir"` blocks, or for a corpus that
+# lhotse downloads and prepares, the stage functions of local/data_stages.sh; a corpus with fewer
 # skips numbers, one with more does several steps inside one stage) and then calls
 #
 #   stage_train [OVERRIDE...]      4  python -m asr_recipes.bin.train

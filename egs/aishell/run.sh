@@ -21,12 +21,14 @@ Stages (--stage N --stop-stage M; a finished stage leaves <data-dir>/.done/stage
   3 tokenizer: characters of the training transcripts, no word-boundary token
 $SHARED_STAGES_HELP"
 
+. "$ASR_RECIPES_ROOT/local/data_stages.sh"  # stages 0-2 of a downloaded corpus; they read use_musan and parts
 use_musan=false                  # mix MUSAN noise into training batches
 ngpu=2                           # training processes per node (icefall's result: 2 GPUs x 200 s batches)
 epoch=73                         # decode this epoch's model (= trainer.num_epochs in conf/experiment/aishell.yaml)
 avg=14                           # ... averaged over this many epochs
 . "$ASR_RECIPES_ROOT/local/parse_options.sh"
 resolve_recipe_options
+resolve_musan_option
 
 lang_dir=$data_dir/lang_char
 parts="[train,dev,test]"         # lhotse's AISHELL-1 preparer reads all three splits anyway
@@ -34,44 +36,11 @@ manifests=$data_dir/manifests  # stage 1 writes them
 train_transcripts="[$manifests/aishell_supervisions_train.jsonl.gz]"
 lm_text_source=${lm_text:+text.files=[$lm_text]}  # the LM's text: --lm-text, or the training transcripts
 lm_text_source=${lm_text_source:-text.manifests=$train_transcripts}
-case "$use_musan" in
-  true) musan_override="data.musan.parts=[music,speech,noise]" ;;
-  false) musan_override="data.musan.parts=[]" ;;
-  *) die "--use-musan must be true or false, not '$use_musan'" ;;
-esac
 
-if should_run 0 "$data_dir"; then
-  log "Stage 0: download AISHELL-1 to $dl_dir/aishell (skipped when on disk)"
-  "$python" -m asr_recipes.bin.prepare corpus=aishell download=true dl_dir="$dl_dir" \
-    out_dir="$data_dir/manifests" parts="$parts"
-  if [ "$use_musan" = true ]; then
-    "$python" -m asr_recipes.bin.prepare corpus=musan download=true dl_dir="$dl_dir" \
-      out_dir="$data_dir/manifests"
-  fi
-  mark_done "$data_dir" 0
-fi
-
-if should_run 1 "$data_dir"; then
-  log "Stage 1: lhotse manifests in $data_dir/manifests"
-  "$python" -m asr_recipes.bin.prepare corpus=aishell dl_dir="$dl_dir" \
-    out_dir="$data_dir/manifests" parts="$parts"
-  if [ "$use_musan" = true ]; then
-    "$python" -m asr_recipes.bin.prepare corpus=musan dl_dir="$dl_dir" out_dir="$data_dir/manifests"
-  fi
-  mark_done "$data_dir" 1
-fi
-
-if should_run 2 "$data_dir"; then
-  log "Stage 2: fbank features in $data_dir/fbank (speed perturbation 0.9/1.1 of train)"
-  if [ "$use_musan" = true ]; then  # 10 s noise cuts
-    OMP_NUM_THREADS=1 "$python" -m asr_recipes.bin.fbank corpus=musan \
-      manifest_dir="$data_dir/manifests" out_dir="$data_dir/fbank" num_jobs="$nj"
-  fi
-  OMP_NUM_THREADS=1 "$python" -m asr_recipes.bin.fbank corpus=aishell \
-    manifest_dir="$data_dir/manifests" out_dir="$data_dir/fbank" parts="$parts" \
-    speed_perturb=true num_jobs="$nj"
-  mark_done "$data_dir" 2
-fi
+# Stages 0-2 (local/data_stages.sh): AISHELL-1 and, with --use-musan true, MUSAN.
+stage_download aishell "AISHELL-1 to $dl_dir/aishell (skipped when on disk)"
+stage_manifests aishell
+stage_fbank aishell train
 
 if should_run 3 "$data_dir"; then
   log "Stage 3: character tokenizer in $lang_dir (every training character, no word boundaries)"

@@ -23,6 +23,7 @@ Stages (--stage N --stop-stage M; a finished stage leaves <data-dir>/.done/stage
   3 tokenizer: BPE (--vocab-size) trained on the train-clean-100 transcripts
 $SHARED_STAGES_HELP"
 
+. "$ASR_RECIPES_ROOT/local/data_stages.sh"  # stages 0-2 of a downloaded corpus; they read use_musan and parts
 full_libri=true                  # true: train on 960 h; false: train-clean-100 only
 use_musan=false                  # mix MUSAN noise into training batches
 vocab_size=500                   # BPE vocabulary size
@@ -32,6 +33,7 @@ avg=8                            # ... averaged over this many epochs
 lm_model=librispeech             # stage 9: icefall's LibriSpeech RNN-LM size (3 x 2048 LSTM)
 . "$ASR_RECIPES_ROOT/local/parse_options.sh"
 resolve_recipe_options
+resolve_musan_option
 
 lang_dir=$data_dir/lang_bpe_$vocab_size
 case "$full_libri" in
@@ -44,46 +46,13 @@ manifests=$data_dir/manifests  # stage 1 writes them
 # the training parts' supervision manifests, "[<manifests>/librispeech_supervisions_<part>.jsonl.gz,...]"
 train_transcripts="[$manifests/librispeech_supervisions_${train_parts//,/.jsonl.gz,$manifests/librispeech_supervisions_}.jsonl.gz]"
 lm_text_file=${lm_text:-$dl_dir/lm/librispeech-lm-norm.txt.gz}  # stage 0 downloads it unless --lm-text is given
-case "$use_musan" in
-  true) musan_override="data.musan.parts=[music,speech,noise]" ;;
-  false) musan_override="data.musan.parts=[]" ;;
-  *) die "--use-musan must be true or false, not '$use_musan'" ;;
-esac
+lm_download=${lm_text:+false}  # stage 0 fetches the LM text unless --lm-text names a copy
+lm_download=${lm_download:-true}
 
-if should_run 0 "$data_dir"; then
-  log "Stage 0: download LibriSpeech $parts to $dl_dir (parts on disk are skipped)"
-  lm_download=true
-  [ -z "$lm_text" ] || lm_download=false  # --lm-text: an existing copy of the LM text
-  "$python" -m asr_recipes.bin.prepare corpus=librispeech download=true lm_text="$lm_download" dl_dir="$dl_dir" \
-    out_dir="$data_dir/manifests" parts="$parts"
-  if [ "$use_musan" = true ]; then
-    "$python" -m asr_recipes.bin.prepare corpus=musan download=true dl_dir="$dl_dir" \
-      out_dir="$data_dir/manifests"
-  fi
-  mark_done "$data_dir" 0
-fi
-
-if should_run 1 "$data_dir"; then
-  log "Stage 1: lhotse manifests in $data_dir/manifests"
-  "$python" -m asr_recipes.bin.prepare corpus=librispeech dl_dir="$dl_dir" \
-    out_dir="$data_dir/manifests" parts="$parts"
-  if [ "$use_musan" = true ]; then
-    "$python" -m asr_recipes.bin.prepare corpus=musan dl_dir="$dl_dir" out_dir="$data_dir/manifests"
-  fi
-  mark_done "$data_dir" 1
-fi
-
-if should_run 2 "$data_dir"; then
-  log "Stage 2: fbank features in $data_dir/fbank (speed perturbation 0.9/1.1 of $train_parts)"
-  if [ "$use_musan" = true ]; then  # 10 s noise cuts
-    OMP_NUM_THREADS=1 "$python" -m asr_recipes.bin.fbank corpus=musan \
-      manifest_dir="$data_dir/manifests" out_dir="$data_dir/fbank" num_jobs="$nj"
-  fi
-  OMP_NUM_THREADS=1 "$python" -m asr_recipes.bin.fbank corpus=librispeech \
-    manifest_dir="$data_dir/manifests" out_dir="$data_dir/fbank" parts="$parts" \
-    speed_perturb=true num_jobs="$nj"
-  mark_done "$data_dir" 2
-fi
+# Stages 0-2 (local/data_stages.sh): LibriSpeech and, with --use-musan true, MUSAN.
+stage_download librispeech "LibriSpeech $parts to $dl_dir (parts on disk are skipped)" lm_text="$lm_download"
+stage_manifests librispeech
+stage_fbank librispeech "$train_parts"
 
 if should_run 3 "$data_dir"; then
   log "Stage 3: BPE $vocab_size tokenizer in $lang_dir (train-clean-100 transcripts)"

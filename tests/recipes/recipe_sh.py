@@ -1,10 +1,11 @@
-"""A small reader of egs/*/run.sh and local/stages.sh for the contract tests: logical lines,
-stage blocks, the shared stage functions a recipe calls, and the lines outside stage blocks
-that would do work.
+"""A small reader of egs/*/run.sh, local/stages.sh and local/data_stages.sh for the contract
+tests: logical lines, stage blocks, the shared stage functions a recipe calls, and the lines
+outside stage blocks that would do work.
 
 It understands the subset of bash the recipes are written in (local/stages.sh's header shows
 the pattern): ``if should_run N DIR; then ... fi`` blocks for a corpus's data stages, calls of
-the shared ``stage_<name> ARG...`` functions, whose bodies in local/stages.sh start with
+the shared ``stage_<name> ARG...`` functions, whose bodies in local/stages.sh (stages 4-10) or
+local/data_stages.sh (data stages 0-2 of a downloaded corpus) have a line
 ``should_run N DIR || return 0``; ``name=value`` definitions (multi-line strings included),
 ``case`` statements that only define variables or ``die``. Anything else outside a stage is
 reported, so a recipe that starts doing work before its stage guards fails the test.
@@ -19,19 +20,21 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 STAGES_SH = REPO / "local" / "stages.sh"
+DATA_STAGES_SH = REPO / "local" / "data_stages.sh"
 
 STAGE_GUARD = re.compile(r"^if\s+.*\b(?:should_run|stage_enabled)\s+(\d+)\b(?:\s+([^\s;]+))?")
 FUNCTION_GUARD = re.compile(r"^should_run\s+(\d+)\s+(\S+)\s+\|\|\s+return 0$")
 FUNCTION_START = re.compile(r"^(\w+)\(\)\s*\{$")
-STAGE_CALL = re.compile(r"^(stage_(?:train|average|decode|results|export|lm|lm_decode))\b\s*(.*)$")
+STAGE_CALL = re.compile(r"^(stage_\w+)\b\s*(.*)$")
+SHIFT = re.compile(r"^shift(?:\s+(\d+))?$")
 ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 #: Commands allowed inside $(...) of a definition outside stage blocks (they only compute paths).
 PURE_COMMANDS = {"cd", "pwd", "dirname", "basename", "realpath", "echo", "["}
 ALLOWED_STATEMENTS = [
     re.compile(r"^set -euo pipefail$"),
     re.compile(r'^\. "\$\(dirname "\$\{BASH_SOURCE\[0\]\}"\)/\.\./\.\./local/common\.sh"$'),
-    re.compile(r'^\. "\$ASR_RECIPES_ROOT/local/(?:parse_options|recipe_options|stages)\.sh"$'),
-    re.compile(r"^resolve_recipe_options$"),
+    re.compile(r'^\. "\$ASR_RECIPES_ROOT/local/(?:parse_options|recipe_options|stages|data_stages)\.sh"$'),
+    re.compile(r"^resolve_(?:recipe_options|musan_option)$"),
     re.compile(r'^case "\$\w+" in$'),
     re.compile(r"^esac$"),
 ]
@@ -45,22 +48,23 @@ class Stage:
     guard: str  # the `if ...; then` line, or the function's `should_run ... || return 0`
     marker_dir: str | None  # DIR of `should_run N DIR`, as written
     lines: list[tuple[int, str]] = field(default_factory=list)
-    function: str | None = None  # the shared stage function (local/stages.sh) that runs it
+    function: str | None = None  # the shared stage function (local/stages.sh, local/data_stages.sh) that runs it
     call_args: list[str] = field(default_factory=list)  # the recipe's arguments to that function
+    shifted: int = 0  # how many leading arguments the function shifts away before its "$@"
 
     def entry_points(self) -> list[str]:
         return [m.group(1) for _, line in self.lines for m in ENTRY_POINT.finditer(line)]
 
     def invocations(self) -> list[tuple[str, list[str]]]:
         """(entry point, its arguments after ``-m asr_recipes.bin.X``, shell-unquoted), with a
-        shared function's ``"$@"`` replaced by the recipe's arguments."""
-        calls = []
+        shared function's ``"$@"`` replaced by the recipe's arguments (those left after its ``shift``)."""
+        calls, rest = [], self.call_args[self.shifted:]
         for _, line in self.lines:
             m = ENTRY_POINT.search(line)
             if m:
                 args = []
                 for word in shlex.split(line[m.end():]):
-                    args += self.call_args if word == "$@" else [word]
+                    args += rest if word == "$@" else [word]
                 calls.append((m.group(1), args))
         return calls
 
@@ -118,8 +122,8 @@ def logical_lines(text: str) -> list[tuple[int, str]]:
 
 
 def shared_stage_functions(text: str | None = None) -> dict[str, Stage]:
-    """The stage functions of local/stages.sh by name, each with its stage number, marker dir
-    and body lines (the guard line excluded)."""
+    """The stage functions of local/stages.sh (or of ``text``) by name, each with its stage
+    number, marker dir, body lines (the guard line excluded) and how many arguments it shifts."""
     text = STAGES_SH.read_text() if text is None else text
     found, current, body = {}, None, []
     for number, line in logical_lines(text):
@@ -132,17 +136,26 @@ def shared_stage_functions(text: str | None = None) -> dict[str, Stage]:
             guard = next((i for i, (_, b) in enumerate(body) if FUNCTION_GUARD.match(b)), None)
             if current.startswith("stage_") and guard is not None:
                 g = FUNCTION_GUARD.match(body[guard][1])
-                found[current] = Stage(int(g.group(1)), g.group(0), g.group(2), body[guard + 1:], function=current)
+                shifts = [SHIFT.match(b) for _, b in body]
+                shifted = sum(int(m.group(1) or 1) for m in shifts if m)
+                found[current] = Stage(int(g.group(1)), g.group(0), g.group(2), body[guard + 1:], function=current,
+                                       shifted=shifted)
             current = None
             continue
         body.append((number, line))
     return found
 
 
+def data_stage_functions() -> dict[str, Stage]:
+    """The data stage functions of local/data_stages.sh (stages 0-2 of a downloaded corpus), as
+    shared_stage_functions reads them."""
+    return shared_stage_functions(DATA_STAGES_SH.read_text())
+
+
 def parse(text: str) -> tuple[list[Stage], list[tuple[int, str]]]:
-    """The recipe's stages in order (its own blocks, then the shared stage functions it calls,
+    """The recipe's stages in order (its own blocks and the shared stage functions it calls,
     with their arguments), and the logical lines outside them."""
-    shared = shared_stage_functions()
+    shared = {**data_stage_functions(), **shared_stage_functions()}
     stages, outside = [], []
     current, depth = None, 0
     for number, line in logical_lines(text):
@@ -155,7 +168,8 @@ def parse(text: str) -> tuple[list[Stage], list[tuple[int, str]]]:
             elif call and call.group(1) in shared:
                 template = shared[call.group(1)]
                 stages.append(Stage(template.number, template.guard, template.marker_dir, template.lines,
-                                    function=template.function, call_args=shlex.split(call.group(2))))
+                                    function=template.function, call_args=shlex.split(call.group(2)),
+                                    shifted=template.shifted))
             else:
                 outside.append((number, line))
             continue

@@ -1,5 +1,6 @@
 """Contract tests for every egs/*/run.sh: syntax, shared helpers, options, the same stage numbers
-everywhere (data stages 0-3 in the recipe, shared stages 4-10 from local/stages.sh), --help against
+everywhere (data stages 0-3 in the recipe or from local/data_stages.sh, shared stages 4-10 from
+local/stages.sh), --help against
 the README's stage tables, no work outside stage guards, and entry-point overrides that exist in
 the entry points' configs."""
 
@@ -26,6 +27,8 @@ SHARED_STAGES = {4: ["train"], 5: ["average"], 6: ["decode"], 7: ["results"], 8:
                  9: ["train_lm", "token_bigram", "export_lm"], 10: ["decode", "results"]}
 SHARED_FUNCTIONS = ["stage_train", "stage_average", "stage_decode", "stage_results", "stage_export", "stage_lm",
                     "stage_lm_decode"]
+#: Stages 0-2 of a corpus that lhotse downloads and prepares (local/data_stages.sh).
+DATA_FUNCTIONS = ["stage_download", "stage_manifests", "stage_fbank"]
 CORPUS_STAGES = {0: ["prepare", "prepare"], 1: ["prepare", "prepare"], 2: ["fbank", "fbank"], 3: ["tokenizer"],
                  **SHARED_STAGES}
 EXPECTED = {
@@ -35,14 +38,17 @@ EXPECTED = {
         # stage 0: speech and the LM text; stages 1-2: the speech corpus and the generated noise
         "stages": {0: ["synthesize", "synthesize_text"], 1: ["prepare", "prepare"], 2: ["fbank", "fbank"],
                    3: ["tokenizer"], **SHARED_STAGES},
+        "data_functions": [],
     },
     "librispeech": {
         "options": COMMON_OPTIONS + ["--full-libri", "--use-musan", "--vocab-size"],
         "stages": CORPUS_STAGES,
+        "data_functions": DATA_FUNCTIONS,
     },
     "aishell": {
         "options": COMMON_OPTIONS + ["--use-musan"],
         "stages": CORPUS_STAGES,
+        "data_functions": DATA_FUNCTIONS,
     },
 }
 
@@ -74,17 +80,22 @@ def test_bash_syntax(recipe):
 
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_strict_mode_then_helpers_then_options(recipe):
-    """common.sh, the shared stages and options, the recipe's own options, parsing, checking."""
+    """common.sh, the shared stages (and data stages, where the recipe uses them) and options, the
+    recipe's own options, parsing, checking."""
     lines = [line for _, line in recipe_sh.logical_lines(run_sh(recipe).read_text())]
     assert lines[0] == "set -euo pipefail"
 
     def index(ending):
         return next(i for i, line in enumerate(lines) if line.endswith(ending))
 
-    order = [index('/local/common.sh"'), index('/local/stages.sh"'), index('/local/recipe_options.sh"'),
-             index('/local/parse_options.sh"'), index("resolve_recipe_options")]
+    data_stages = EXPECTED[recipe]["data_functions"] != []
+    sources = ['/local/common.sh"', '/local/stages.sh"', '/local/recipe_options.sh"',
+               *(['/local/data_stages.sh"'] if data_stages else []), '/local/parse_options.sh"']
+    checks = ["resolve_recipe_options", *(["resolve_musan_option"] if data_stages else [])]
+    order = [index(s) for s in sources] + [index(c) for c in checks]
     assert order == sorted(order) and order[0] > 0
-    assert all(lines[i].startswith(". ") for i in order[:4])
+    assert all(lines[i].startswith(". ") for i in order[:len(sources)])
+    assert data_stages == any(line.endswith('/local/data_stages.sh"') for line in lines)
 
 
 def _help(recipe, *args, cwd):
@@ -173,14 +184,16 @@ def test_no_work_outside_stage_guards(recipe):
 
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_stages_run_their_entry_points_and_leave_done_markers(recipe):
-    """Data stages 0-3 in the recipe (markers in the data dir), then the five shared stage
-    functions in order (markers in the exp dir), each logging and marking its own number."""
+    """Data stages 0-3 in the recipe or from local/data_stages.sh (markers in the data dir), then
+    the shared stage functions in order (markers in the exp dir), each logging and marking its
+    own number."""
     stages, _ = recipe_sh.parse(run_sh(recipe).read_text())
     assert {s.number: s.entry_points() for s in stages} == EXPECTED[recipe]["stages"]
     assert [s.number for s in stages] == sorted(s.number for s in stages)
-    own = [s for s in stages if s.function is None]
-    assert all(s.number <= 3 and s.marker_dir == '"$data_dir"' for s in own)
-    assert [s.function for s in stages if s.function] == SHARED_FUNCTIONS
+    data = [s for s in stages if s.number <= 3]
+    assert all(s.marker_dir == '"$data_dir"' for s in data)
+    assert [s.function for s in data if s.function] == EXPECTED[recipe]["data_functions"]
+    assert [s.function for s in stages if s.number > 3] == SHARED_FUNCTIONS
     for s in stages:
         assert s.marker_dir, s.guard
         assert s.lines[-1][1] == f"mark_done {s.marker_dir} {s.number}", f"stage {s.number} must end with mark_done"
@@ -193,6 +206,16 @@ def test_shared_stage_functions_have_fixed_numbers_and_the_exp_dir():
     functions = recipe_sh.shared_stage_functions()
     assert {name: (f.number, f.marker_dir) for name, f in functions.items()} == {
         name: (n, '"$exp_dir"') for name, n in zip(SHARED_FUNCTIONS, SHARED_STAGES)}
+
+
+def test_data_stage_functions_have_fixed_numbers_and_the_data_dir():
+    functions = recipe_sh.data_stage_functions()
+    assert {name: (f.number, f.marker_dir) for name, f in functions.items()} == {
+        name: (n, '"$data_dir"') for n, name in enumerate(DATA_FUNCTIONS)}
+    # stage_download shifts CORPUS and WHAT away: its "$@" is the recipe's overrides alone
+    stages, _ = recipe_sh.parse('stage_download librispeech "LibriSpeech to x=y" lm_text=true\n')
+    prepare = stages[0].invocations()[0]
+    assert prepare[0] == "prepare" and prepare[1][-2:] == ["parts=$parts", "lm_text=true"]
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
