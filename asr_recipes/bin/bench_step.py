@@ -52,7 +52,7 @@ def main(cfg: DictConfig) -> None:
         raise SystemExit("bench_step: times the pruned loss's phases; loss.type must be pruned")
     if cfg.clock not in CLOCKS:
         raise SystemExit(f"bench_step: clock must be one of {sorted(CLOCKS)}, not {cfg.clock!r}")
-    times, audio = time_steps(model, optimizer, loader, loss, int(cfg.warmup), int(cfg.batches),
+    times, audio, peak = time_steps(model, optimizer, loader, loss, int(cfg.warmup), int(cfg.batches),
                               cfg.optim.grad_clip, CLOCKS[cfg.clock])
     print(f"### training step profile ({date.today()})\n")
     print(f"- {count_parameters(model) / 1e6:.2f} M parameters, vocabulary {tokenizer.vocab_size}, "
@@ -61,7 +61,7 @@ def main(cfg: DictConfig) -> None:
           f"cr_scale {loss.cr_scale}, data.specaug.enabled {cfg.data.specaug.enabled}")
     print(f"- {cpu_name()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} torch threads, {cfg.clock} clock ({CLOCKS[cfg.clock].__name__})\n")
-    print(table(times, audio))
+    print(table(times, audio, peak))
 
 
 if __name__ == "__main__":

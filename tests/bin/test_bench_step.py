@@ -1,11 +1,14 @@
 """bench_step on the tiny corpus: the entry point prints one row per phase for the batches
 training would get; the phase times account for the wall-clock time of the steps, the
-timed losses are the transducer losses (against torchaudio's rnnt_loss), and with CR-CTC the
+timed losses are the transducer losses (against torchaudio's rnnt_loss), with CR-CTC the
 timed step runs both views through the encoder and the CTC loss of both (against torch's
-ctc_loss)."""
+ctc_loss), and the CPU peak memory is the process's high-water mark (against the kernel's
+/proc/self/status and a tensor of known size allocated inside a step)."""
 
 import re
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -34,6 +37,9 @@ def test_table_rows_add_up(tiny_corpus, capsys):
     assert ms["step (sum of the medians)"] == pytest.approx(sum(ms[p] for p in PHASES), abs=0.2)
     seconds = float(re.search(r"3 timed steps, median ([\d.]+) s of audio per batch", out)[1])
     assert 0 < seconds <= 12.0  # data.max_duration: the batches the training config makes
+    if sys.platform == "linux":  # printed in MiB: at most the kernel's high-water mark now
+        printed = float(re.search(r"^peak memory: (\d+) MiB, process peak RSS", out, re.MULTILINE)[1])
+        assert 0 < printed <= proc_status_kib("VmHWM") / 1024 + 4  # rounding + the counters' slack (below)
 
 
 def setup(corpus, model_overrides=None, **data):
@@ -52,7 +58,7 @@ def test_phase_times_account_for_the_steps_time(tiny_corpus, clock):
     torch.set_num_threads(1)  # the CPU clock counts one thread's work (no OpenMP spinning)
     try:
         started = clock()
-        times, audio = time_steps(model, optimizer, loader, LossConfig(), warmup=0, batches=3, grad_clip=5.0,
+        times, audio, _ = time_steps(model, optimizer, loader, LossConfig(), warmup=0, batches=3, grad_clip=5.0,
                                   clock=clock)
         spent = clock() - started
     finally:
@@ -110,3 +116,43 @@ def test_cr_ctc_step_times_both_views_and_the_ctc_loss(tiny_corpus):
         ref = F.ctc_loss(log_probs.transpose(0, 1), batch["tokens"].repeat(2, 1), enc_lens,
                          batch["token_lens"].repeat(2), blank=0, reduction="none")  # (2N,)
     assert torch.allclose(parts["ctc"], ref.view(2, N).mean(dim=0), rtol=1e-5)
+
+
+def proc_status_kib(field: str) -> int:
+    """A memory field of /proc/self/status (VmRSS: resident now, VmHWM: its peak), in KiB."""
+    line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(field + ":"))
+    value, unit = line.split()[1:]
+    assert unit == "kB", line  # the kernel writes KiB as "kB"
+    return int(value)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc/self/status")
+def test_cpu_peak_memory_is_the_process_high_water_mark(tiny_corpus):
+    """A 512 MiB tensor filled inside the first timed step: the reported peak is at least the
+    resident size the kernel reported right after filling it, and at most the kernel's
+    high-water mark read after the steps (both from /proc/self/status, not getrusage).
+    Slack: getrusage may read the kernel's per-CPU page counters without folding in the
+    pending per-CPU deltas, which /proc sums (56 KiB apart seen on Linux 6.18); a few MiB
+    covers that and is 100x below a unit slip or a reading from before the tensor."""
+    model, data = setup(tiny_corpus, musan={"parts": []})
+    loader = data.train_dataloader(0, 0, 1)
+    optimizer = make_optimizer(model.train(), OptimConfig(lr=1e-3))
+    held, resident = [], []
+
+    def allocate(*_):
+        if not held:
+            before = proc_status_kib("VmRSS")
+            held.append(torch.ones(2**27))  # 2**27 float32 = 512 MiB, every page written
+            resident.append(proc_status_kib("VmRSS"))
+            assert resident[0] - before >= 0.95 * 512 * 1024  # the kernel saw the tensor
+
+    hook = model.encoder.register_forward_hook(allocate)
+    try:
+        _, _, peak = time_steps(model, optimizer, loader, LossConfig(), warmup=0, batches=1, grad_clip=5.0)
+        high_water = proc_status_kib("VmHWM")
+    finally:
+        hook.remove()
+        held.clear()
+    assert peak.what.startswith("process peak RSS")
+    slack = 4 * 2**20
+    assert resident[0] * 1024 - slack <= peak.bytes <= high_water * 1024 + slack, (resident[0], peak.bytes, high_water)

@@ -1,7 +1,7 @@
 """Benchmark: where one training step's time goes, on the batches training itself would see.
 
-    times, audio = time_steps(model, optimizer, loader, loss, warmup=5, batches=30, grad_clip=5.0)
-    print(table(times, audio))
+    times, audio, peak = time_steps(model, optimizer, loader, loss, warmup=5, batches=30, grad_clip=5.0)
+    print(table(times, audio, peak))
 
 ``python -m asr_recipes.bin.bench_step`` takes the configuration of ``asr_recipes.bin.train``
 (same overrides), builds the model and the training data pipeline (its workers, augmentation
@@ -20,8 +20,10 @@ optimizer steps after ``warmup`` untimed ones is timed:
 
 Then, on the same batches (both views with CR-CTC), the encoder alone forward + backward (a
 scalar of its output), to split the backward between the encoder and the losses. Prints one
-table (median ms per step and share of the step) and the training speed in seconds of audio
-per second. Random weights: the costs of a step do not depend on what the model has learned.
+table (median ms per step and share of the step), the training speed in seconds of audio
+per second and the peak memory (asr_recipes.tools.bench.memory: on CUDA the tensors allocated
+during the timed steps; on CPU the process's peak RSS, which counts more than the step).
+Random weights: the costs of a step do not depend on what the model has learned.
 
 ``clock``: what a phase's time is. ``time.perf_counter`` (wall clock, the default) is what
 training waits for, but on a machine that other jobs share it measures them too (steps took
@@ -40,6 +42,7 @@ from typing import Callable, Dict, List
 import torch
 
 from asr_recipes.constants import FRAME_SHIFT
+from asr_recipes.tools.bench.memory import PeakMemory, peak_memory, start_peak_memory
 from asr_recipes.training.objective import LossConfig, TransducerObjective
 
 PHASES = ("data wait", "encoder forward", "losses forward", "backward", "optimizer")
@@ -77,14 +80,18 @@ def encoder_input(batch, loss: LossConfig):
 
 def time_steps(model, optimizer, loader, loss: LossConfig, warmup: int, batches: int,
                grad_clip: float | None, clock: Callable[[], float] = time.perf_counter,
-               ) -> tuple[Dict[str, List[float]], List[float]]:
-    """Seconds per phase (PHASES and ENCODER_ALONE) by ``clock`` for each timed step, and the
-    seconds of audio in each timed batch (one view)."""
+               ) -> tuple[Dict[str, List[float]], List[float], PeakMemory]:
+    """Seconds per phase (PHASES and ENCODER_ALONE) by ``clock`` for each timed step, the
+    seconds of audio in each timed batch (one view), and the peak memory after the timed steps
+    (asr_recipes.tools.bench.memory, on the model's device)."""
     times: Dict[str, List[float]] = {p: [] for p in (*PHASES, ENCODER_ALONE)}
     audio: List[float] = []
     objective = TransducerObjective(model, loss).train()
+    device = next(model.parameters()).device
     it = iter(loader)
     for i in range(warmup + batches):
+        if i == warmup:
+            start_peak_memory(device)
         t0 = clock()
         try:
             batch = next(it)
@@ -112,10 +119,10 @@ def time_steps(model, optimizer, loader, loss: LossConfig, warmup: int, batches:
         for phase, seconds in zip((*PHASES, ENCODER_ALONE), (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5)):
             times[phase].append(seconds)
         audio.append(float(batch["feature_lens"].sum()) * FRAME_SHIFT)
-    return times, audio
+    return times, audio, peak_memory(device)
 
 
-def table(times: Dict[str, List[float]], audio: List[float]) -> str:
+def table(times: Dict[str, List[float]], audio: List[float], peak: PeakMemory | None = None) -> str:
     med = {p: statistics.median(v) for p, v in times.items()}
     step = sum(med[p] for p in PHASES)
     rows = [(p, med[p]) for p in PHASES]
@@ -127,4 +134,5 @@ def table(times: Dict[str, List[float]], audio: List[float]) -> str:
     per_batch = statistics.median(audio)
     return "\n".join(["| phase | median ms per step | share |", "|---|---:|---:|", *lines, "",
                       f"{len(audio)} timed steps, median {per_batch:.1f} s of audio per batch: "
-                      f"{per_batch / step:.0f} s of audio trained per second"])
+                      f"{per_batch / step:.1f} s of audio trained per second",
+                      *([] if peak is None else ["", f"peak memory: {peak.bytes / 2**20:.0f} MiB, {peak.what}"])])
