@@ -2,7 +2,6 @@
 scoring files, --timestamps reports CTC-aligned word times (the runs of torchaudio's forced
 alignment of the hypothesis), and models without a head refuse what needs one."""
 
-import itertools
 import json
 
 import torch
@@ -17,6 +16,7 @@ from asr_recipes.decoding.word_times import word_times
 from asr_recipes.scoring import read_recogs
 from tests.bin.test_decode import decode_args
 from tests.decoding.entry import run_entry
+from tests.decoding.test_ctc_align import runs
 from tests.decoding.trained_exp import lower_blank_logit, trained_exp
 
 
@@ -36,17 +36,6 @@ def add_ctc_head(exp):
 def flacs(corpus, n):
     recordings = load_manifest(corpus.manifests / "librispeech_recordings_test-clean.jsonl.gz")
     return [r.sources[0].source for r in list(recordings)[:n]]
-
-
-def runs(path, blank=0):
-    """(first, last) frame of each non-blank run of a frame-level path."""
-    spans, t = [], 0
-    for symbol, group in itertools.groupby(path):
-        n = len(list(group))
-        if symbol != blank:
-            spans.append((t, t + n - 1))
-        t += n
-    return spans
 
 
 def test_transcribe_timestamps_come_from_the_ctc_alignment(tiny_corpus, tmp_path_factory, tmp_path, capsys):
