@@ -11,10 +11,10 @@ from asr_recipes.constants import NUM_MEL_BINS
 from asr_recipes.data.tokenizer import CharTokenizer
 from asr_recipes.decoding import DecodingOptions, decode, make_search
 from asr_recipes.decoding.ctc_align import frames_needed, token_spans
-from asr_recipes.decoding.streaming import StreamingRecognizer, decode_streaming
 from asr_recipes.decoding.word_times import word_times
 from asr_recipes.models.build import build_transducer
 from tests.decoding.test_ctc_search import MODEL, model_with_head
+from tests.decoding.test_streaming import streamed_and_simulated
 
 
 def runs(path, blank=0):
@@ -110,11 +110,8 @@ def test_streaming_results_carry_the_same_spans_as_the_chunk_masked_whole_uttera
     g = torch.Generator().manual_seed(6)
     x, lens = torch.randn(3, 171, NUM_MEL_BINS, generator=g), torch.tensor([171, 130, 40])
     # the untrained joiner emits on almost every frame: capped, its hypotheses fit a CTC alignment
-    options = DecodingOptions("greedy_search", max_sym_per_utt=5)
-    with torch.no_grad():
-        enc, enc_lens = model.encode(x, lens, chunk_size=4, left_context=8)
-    simulated = decode(model, enc, enc_lens, options)
-    streamed = decode_streaming(StreamingRecognizer(model, make_search(model, options), 4, 8), x, lens)
+    streamed, simulated = streamed_and_simulated(model, DecodingOptions("greedy_search", max_sym_per_utt=5), x, lens,
+                                                 chunk=4, left=8)
     assert any(r.token_spans for r in simulated)
     for got, want in zip(streamed, simulated):
         assert got.tokens == want.tokens and got.token_spans == want.token_spans

@@ -10,8 +10,8 @@ import torch
 
 from asr_recipes.constants import NUM_MEL_BINS
 from asr_recipes.decoding import DecodingOptions, decode, make_search
-from asr_recipes.decoding.streaming import StreamingRecognizer, decode_streaming
 from asr_recipes.models.build import build_transducer
+from tests.decoding.test_streaming import assert_same_hypotheses, streamed_and_simulated
 from tests.numerics import float32_sum_tol
 
 MODEL = dict(d_model=16, num_heads=2, ff_dim=32, num_layers=1, kernel_size=5, dropout=0.0, subsampling_channels=4,
@@ -147,16 +147,9 @@ def test_streaming_ctc_equals_the_chunk_masked_whole_utterance(method):
             layer.conv.norm.running_var.uniform_(0.5, 2.0)
     g = torch.Generator().manual_seed(6)
     x, lens = torch.randn(3, 171, NUM_MEL_BINS, generator=g), torch.tensor([171, 130, 40])
-    options = DecodingOptions(method, beam=3)
-    with torch.no_grad():
-        enc, enc_lens = model.encode(x, lens, chunk_size=4, left_context=8)
-    simulated = decode(model, enc, enc_lens, options)
-    streamed = decode_streaming(StreamingRecognizer(model, make_search(model, options), 4, 8), x, lens)
+    streamed, simulated = streamed_and_simulated(model, DecodingOptions(method, beam=3), x, lens, chunk=4, left=8)
     assert any(r.tokens for r in simulated)
-    for got, want in zip(streamed, simulated):
-        assert [h.tokens for h in got.hyps] == [h.tokens for h in want.hyps]
-        assert [h.timestamps for h in got.hyps] == [h.timestamps for h in want.hyps]
-        assert [h.score for h in got.hyps] == pytest.approx([h.score for h in want.hyps], abs=1e-3)
+    assert_same_hypotheses(streamed, simulated)
 
 
 def test_blank_penalty_lowers_blank_before_renormalising():

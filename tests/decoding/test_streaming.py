@@ -23,6 +23,26 @@ def causal_model(vocab_size=12, seed=0):
     return model
 
 
+def streamed_and_simulated(model, options, x, lens, chunk, left):
+    """Results of decoding features x (N, T, NUM_MEL_BINS) chunk by chunk through the
+    StreamingRecognizer (``chunk`` encoder frames a step, ``left`` frames of left context), and
+    of decoding the whole utterances encoded with the same chunk mask (simulated streaming)."""
+    with torch.no_grad():
+        enc, enc_lens = model.encode(x, lens, chunk_size=chunk, left_context=left)
+    simulated = decode(model, enc, enc_lens, options)
+    streamed = decode_streaming(StreamingRecognizer(model, make_search(model, options), chunk, left), x, lens)
+    return streamed, simulated
+
+
+def assert_same_hypotheses(streamed, simulated):
+    """Each result's hypotheses: the same tokens and frames, scores equal up to rounding (the
+    streamed encoder runs chunk by chunk, in other batch shapes)."""
+    for got, want in zip(streamed, simulated):
+        assert [h.tokens for h in got.hyps] == [h.tokens for h in want.hyps]
+        assert [h.timestamps for h in got.hyps] == [h.timestamps for h in want.hyps]
+        assert [h.score for h in got.hyps] == pytest.approx([h.score for h in want.hyps], abs=1e-3)
+
+
 def batch(lens, seed=1):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(len(lens), max(lens), NUM_MEL_BINS, generator=g), torch.tensor(lens)
@@ -33,17 +53,10 @@ def batch(lens, seed=1):
 def test_streaming_equals_simulated_streaming(method, chunk, left):
     model = causal_model()
     x, lens = batch([171, 130, 67, 18])
-    options = DecodingOptions(method, beam=3, max_sym_per_frame=2)
-    with torch.no_grad():
-        enc, enc_lens = model.encode(x, lens, chunk_size=chunk, left_context=left)
-    simulated = decode(model, enc, enc_lens, options)
-    recognizer = StreamingRecognizer(model, make_search(model, options), chunk, left)
-    streamed = decode_streaming(recognizer, x, lens)
+    streamed, simulated = streamed_and_simulated(model, DecodingOptions(method, beam=3, max_sym_per_frame=2), x,
+                                                 lens, chunk, left)
     assert any(r.tokens for r in simulated)
-    for got, want in zip(streamed, simulated):
-        assert [h.tokens for h in got.hyps] == [h.tokens for h in want.hyps]
-        assert [h.timestamps for h in got.hyps] == [h.timestamps for h in want.hyps]
-        assert [h.score for h in got.hyps] == pytest.approx([h.score for h in want.hyps], abs=1e-3)
+    assert_same_hypotheses(streamed, simulated)
 
 
 def test_streams_join_and_finish_at_different_times():
