@@ -2,11 +2,10 @@
 alignments (tests/decoding/test_search.py) plus a brute-force count of completed phrases."""
 
 import pytest
-import torch
 
 from asr_recipes.decoding import DecodingOptions, decode, make_search
 from tests.numerics import float32_sum_tol
-from tests.decoding.test_search import encoder_batch, exhaustive_sequence_scores, make_model
+from tests.decoding.test_search import advance_in_chunks, encoder_batch, exhaustive_sequence_scores, make_model
 
 
 def completed_bonus(phrases, y):
@@ -88,16 +87,7 @@ def test_hotwords_over_chunks_equal_hotwords_over_whole_utterances(hotwords):
     whole = decode(model, enc, lens, options)
     search = make_search(model, options)
     streams = search.start(3)
-    pos = [0, 0, 0]
-    chunks = {0: [5, 1, 7, 10], 1: [3, 3, 3, 3, 3, 2], 2: [9]}
-    for step in range(6):
-        ids = [n for n in range(3) if step < len(chunks[n])]
-        sizes = [chunks[n][step] for n in ids]
-        part = torch.zeros(len(ids), max(sizes), enc.size(2))
-        for a, (n, size) in enumerate(zip(ids, sizes)):
-            part[a, :size] = enc[n, pos[n] : pos[n] + size]
-            pos[n] += size
-        search.advance([streams[n] for n in ids], part, torch.tensor(sizes))
+    for ids, _ in advance_in_chunks(search, streams, enc, lens):
         search.results([streams[n] for n in ids])  # partial results must not disturb the states
     assert any(h.hotword_bonus > 0 for r in whole for h in r.hyps)
     for got, want, T in zip(search.results(streams), whole, lens.tolist()):

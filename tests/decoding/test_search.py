@@ -35,6 +35,29 @@ def encoder_batch(lens, seed=1, dim=16):
     return enc, lens
 
 
+#: Frames per advance() call, per stream, for encoder_batch([23, 17, 9]): chunk ends differ
+#: between streams, and streams 0 and 2 run out of chunks before stream 1 (later calls leave them out).
+UNEVEN_CHUNKS = ([5, 1, 7, 10], [3, 3, 3, 3, 3, 2], [9])
+
+
+def advance_in_chunks(search, streams, enc, lens, chunks=UNEVEN_CHUNKS):
+    """Feeds encoder frames enc (N, T', D), lens (N,), to ``search.advance`` in ``chunks``
+    (chunks[n]: frames of stream n per call; a stream whose list has ended is left out of later
+    calls). Yields after each call (the ids of the streams it advanced, frames fed so far per
+    stream), so that the caller can look at partial results before the next call."""
+    assert [sum(c) for c in chunks] == lens.tolist()  # the chunks cover each utterance exactly
+    pos = [0] * len(chunks)
+    for step in range(max(map(len, chunks))):
+        ids = [n for n in range(len(chunks)) if step < len(chunks[n])]
+        sizes = [chunks[n][step] for n in ids]
+        part = torch.zeros(len(ids), max(sizes), enc.size(2))  # (streams advanced, longest chunk, D)
+        for a, (n, size) in enumerate(zip(ids, sizes)):
+            part[a, :size] = enc[n, pos[n] : pos[n] + size]
+            pos[n] += size
+        search.advance([streams[n] for n in ids], part, torch.tensor(sizes))
+        yield ids, list(pos)
+
+
 def token_log_probs(model, frame, tokens, blank_penalty=0.0):
     """(V,) log-softmax of the joiner at one encoder frame (D,) after `tokens`, unprojected path."""
     c = model.decoder.context_size
@@ -240,19 +263,9 @@ def test_search_over_chunks_equals_search_over_whole_utterances(method):
     whole = decode(model, enc, lens, options)
     search = make_search(model, options)
     streams = search.start(3)
-    pos = [0, 0, 0]
-    chunks = {0: [5, 1, 7, 10], 1: [3, 3, 3, 3, 3, 2], 2: [9]}  # frames per advance call, per stream
-    for step in range(6):
-        ids = [n for n in range(3) if step < len(chunks[n])]
-        sizes = [chunks[n][step] for n in ids]
-        part = torch.zeros(len(ids), max(sizes), enc.size(2))
-        for a, (n, size) in enumerate(zip(ids, sizes)):
-            part[a, :size] = enc[n, pos[n] : pos[n] + size]
-            pos[n] += size
-        search.advance([streams[n] for n in ids], part, torch.tensor(sizes))
+    for ids, fed in advance_in_chunks(search, streams, enc, lens):
         partial = search.results([streams[n] for n in ids])
-        assert all(all(t < pos[n] for t in r.timestamps) for n, r in zip(ids, partial))
-    assert pos == lens.tolist()
+        assert all(all(t < fed[n] for t in r.timestamps) for n, r in zip(ids, partial))
     for got, want, T in zip(search.results(streams), whole, lens.tolist()):
         assert [h.tokens for h in got.hyps] == [h.tokens for h in want.hyps]
         assert [h.timestamps for h in got.hyps] == [h.timestamps for h in want.hyps]
