@@ -6,17 +6,12 @@ import pytest
 import torch
 
 from asr_recipes.models.build import build_transducer
+from tests.models.causal_configs import CAUSAL_CONFORMER, CAUSAL_ZIPFORMER
 
-CONFORMER = dict(encoder="conformer", d_model=16, num_heads=2, ff_dim=32, num_layers=2, kernel_size=3, dropout=0.0,
-                 subsampling_channels=4, conv_norm="layer", decoder_dim=16, context_size=2, joiner_dim=16,
-                 causal=True)
-ZIPFORMER = dict(encoder="zipformer", encoder_dim=[16, 16, 24, 32, 24, 16], encoder_unmasked_dim=12, num_heads=2,
-                 query_head_dim=8, value_head_dim=4, pos_head_dim=2, pos_dim=8, feedforward_dim=32,
-                 num_encoder_layers=1, cnn_module_kernel=[7, 5, 5, 3, 5, 7], embed_channels=[4, 8, 16],
-                 decoder_dim=16, joiner_dim=16, context_size=2, causal=True)
+CONFORMER = {**CAUSAL_CONFORMER, "num_layers": 2}  # two layers: the measurement covers stacked layers too
 
 
-@pytest.mark.parametrize("cfg,chunk,lookahead", [(CONFORMER, 1, 3), (ZIPFORMER, 4, 13)])
+@pytest.mark.parametrize("cfg,chunk,lookahead", [(CONFORMER, 1, 3), (CAUSAL_ZIPFORMER, 4, 13)])
 @torch.no_grad()
 def test_lookahead_frames_is_what_the_front_end_reads(cfg, chunk, lookahead):
     """Frame t' covers feature frames 4t' .. 4t' + 3 + lookahead: a chunk ending at frame e

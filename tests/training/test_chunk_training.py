@@ -8,14 +8,7 @@ import torch
 
 from asr_recipes.models.build import build_transducer
 from asr_recipes.training.objective import ChunkTrainingConfig, LossConfig, TransducerObjective
-
-CONFORMER = dict(encoder="conformer", d_model=16, num_heads=2, ff_dim=32, num_layers=1, kernel_size=3, dropout=0.0,
-                 subsampling_channels=4, conv_norm="layer", decoder_dim=16, context_size=2, joiner_dim=16,
-                 causal=True)
-ZIPFORMER = dict(encoder="zipformer", encoder_dim=[16, 16, 24, 32, 24, 16], encoder_unmasked_dim=12, num_heads=2,
-                 query_head_dim=8, value_head_dim=4, pos_head_dim=2, pos_dim=8, feedforward_dim=32,
-                 num_encoder_layers=1, cnn_module_kernel=[7, 5, 5, 3, 5, 7], embed_channels=[4, 8, 16],
-                 decoder_dim=16, joiner_dim=16, context_size=2, causal=True)
+from tests.models.causal_configs import CAUSAL_CONFORMER, CAUSAL_ZIPFORMER
 
 
 def draws(cfg, n, multiple=1, seed=0):
@@ -69,8 +62,8 @@ def test_bad_lists_are_refused(bad, match):
 
 
 def test_each_encoder_checks_the_chunks_it_can_be_given():
-    zipformer = build_transducer(ZIPFORMER, 10).encoder
-    conformer = build_transducer(CONFORMER, 10).encoder
+    zipformer = build_transducer(CAUSAL_ZIPFORMER, 10).encoder
+    conformer = build_transducer(CAUSAL_CONFORMER, 10).encoder
     for cfg in (ChunkTrainingConfig(), ChunkTrainingConfig(chunk_sizes=[4, 8, 32, -1])):
         cfg.check_encoder(zipformer)
         cfg.check_encoder(conformer)
@@ -82,9 +75,9 @@ def test_each_encoder_checks_the_chunks_it_can_be_given():
 
 
 @pytest.mark.parametrize("model_cfg,chunks,valid", [
-    (ZIPFORMER, ChunkTrainingConfig(full_context_prob=0.2, max_chunk=16), {0, 4, 8, 12, 16}),
-    (ZIPFORMER, ChunkTrainingConfig(chunk_sizes=[4, 8, -1], left_contexts=[8, 16]), {0, 4, 8}),
-    (CONFORMER, ChunkTrainingConfig(full_context_prob=0.2, max_chunk=3), {0, 1, 2, 3}),
+    (CAUSAL_ZIPFORMER, ChunkTrainingConfig(full_context_prob=0.2, max_chunk=16), {0, 4, 8, 12, 16}),
+    (CAUSAL_ZIPFORMER, ChunkTrainingConfig(chunk_sizes=[4, 8, -1], left_contexts=[8, 16]), {0, 4, 8}),
+    (CAUSAL_CONFORMER, ChunkTrainingConfig(full_context_prob=0.2, max_chunk=3), {0, 1, 2, 3}),
 ])
 def test_the_objective_gives_the_encoder_only_chunks_it_takes(model_cfg, chunks, valid):
     """What the encoder is called with in training steps (seen by a forward pre-hook), and full
@@ -105,4 +98,4 @@ def test_the_objective_gives_the_encoder_only_chunks_it_takes(model_cfg, chunks,
         objective.eval()(x, lens, tokens, token_lens, step=0)
         assert seen == [0]
     with pytest.raises(ValueError, match="multiple of"):
-        TransducerObjective(build_transducer(ZIPFORMER, 10), LossConfig(), ChunkTrainingConfig(chunk_sizes=[2]))
+        TransducerObjective(build_transducer(CAUSAL_ZIPFORMER, 10), LossConfig(), ChunkTrainingConfig(chunk_sizes=[2]))
