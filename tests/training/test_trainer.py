@@ -124,6 +124,26 @@ def audio_free_loss_per_frame(batch, frames=None) -> float:
     return -log_p / total_t
 
 
+def full_loss_before_and_after_steps(trainer, batch, frames, steps: int) -> tuple[float, float]:
+    """The model's full loss on ``batch`` (torchaudio's, the exact -log P(y | x) summed over the
+    whole lattice) per encoder frame, before and after ``steps`` trainer steps on that batch.
+    Measured in eval mode (no dropout or SpecAugment), the steps in training mode.
+    ``frames``: the model's encoder frames per utterance (N,)."""
+
+    def full_loss_per_frame():
+        trainer.model.eval()
+        with torch.no_grad():
+            loss = trainer.model.full_loss(batch["features"], batch["feature_lens"], batch["tokens"],
+                                           batch["token_lens"], reduction="sum")
+        trainer.model.train()
+        return float(loss) / float(frames.sum())
+
+    before = full_loss_per_frame()
+    for _ in range(steps):
+        trainer.train_step(batch)
+    return before, full_loss_per_frame()
+
+
 def test_training_memorises_a_batch_beyond_what_the_label_prior_explains(tiny_corpus, tmp_path):
     """Trainer steps on one batch must drive the model's full loss on it (torchaudio's, the exact
     -log P(y | x) summed over the whole lattice) below what the best audio-free model reaches:
@@ -132,21 +152,9 @@ def test_training_memorises_a_batch_beyond_what_the_label_prior_explains(tiny_co
                            optim=OptimConfig(lr=0.03, schedule=EdenConfig(warmup_batches=0)))
     batch = _batch(tiny_corpus, trainer)
     bound = audio_free_loss_per_frame(batch)
-    frames = float(frames_after_subsampling(batch["feature_lens"]).sum())
-
-    def full_loss_per_frame():
-        trainer.model.eval()
-        with torch.no_grad():
-            loss = trainer.model.full_loss(batch["features"], batch["feature_lens"], batch["tokens"],
-                                           batch["token_lens"], reduction="sum")
-        trainer.model.train()
-        return float(loss) / frames
-
-    before = full_loss_per_frame()
+    before, after = full_loss_before_and_after_steps(trainer, batch, frames_after_subsampling(batch["feature_lens"]),
+                                                     steps=30)
     assert before > 2 * bound
-    for _ in range(30):
-        trainer.train_step(batch)
-    after = full_loss_per_frame()
     assert after < bound, (before, after, bound)
 
 

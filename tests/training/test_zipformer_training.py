@@ -18,7 +18,7 @@ from asr_recipes.training.scaled_adam import ScaledAdamConfig
 from asr_recipes.training.schedules import EdenConfig
 from asr_recipes.training.trainer import OptimConfig, Trainer, TrainerConfig, seed_everything
 from tests.conftest import tiny_data_config
-from tests.training.test_trainer import CPU, StepClock, audio_free_loss_per_frame
+from tests.training.test_trainer import CPU, StepClock, audio_free_loss_per_frame, full_loss_before_and_after_steps
 
 ZIPFORMER = yaml.safe_load((Path(__file__).parents[2] / "conf/model/zipformer_tiny.yaml").read_text())
 SCALED_ADAM = OptimConfig(name="scaled_adam", lr=0.045, grad_clip=None,
@@ -51,20 +51,8 @@ def test_memorises_a_batch_beyond_what_the_label_prior_explains(tiny_corpus, tmp
     batch = next(iter(trainer.data.train_dataloader(0)))
     frames = trainer.model.encoder.output_lengths(batch["feature_lens"])  # (N,) Zipformer frames
     bound = audio_free_loss_per_frame(batch, frames)
-
-    def full_loss_per_frame():
-        trainer.model.eval()
-        with torch.no_grad():
-            loss = trainer.model.full_loss(batch["features"], batch["feature_lens"], batch["tokens"],
-                                           batch["token_lens"], reduction="sum")
-        trainer.model.train()
-        return float(loss) / float(frames.sum())
-
-    before = full_loss_per_frame()
+    before, after = full_loss_before_and_after_steps(trainer, batch, frames, steps=60)
     assert before > 2 * bound
-    for _ in range(60):
-        trainer.train_step(batch)
-    after = full_loss_per_frame()
     assert after < bound, (before, after, bound)
 
 
