@@ -67,6 +67,19 @@ _decodings() {
   done
 }
 
+# _decode_each ARG...: bin.decode once per line of _decodings, for stages 6 and 10. ARGs (the
+# stage's settings, then the recipe's overrides) come after that line's weights and chunk size and
+# before --decode-args, which win.
+_decode_each() {
+  local extra=() runs=() choice=() run
+  read -r -a extra <<< "$decode_args"
+  mapfile -t runs < <(_decodings)
+  for run in "${runs[@]}"; do
+    read -r -a choice <<< "$run"
+    "$python" -m asr_recipes.bin.decode experiment="$experiment" exp_dir="$exp_dir" "${choice[@]}" "$@" "${extra[@]}"
+  done
+}
+
 stage_train() {
   should_run 4 "$exp_dir" || return 0
   local launcher=() extra=() model_choice=() init=()
@@ -98,15 +111,8 @@ stage_average() {
 stage_decode() {
   should_run 6 "$exp_dir" || return 0
   log "Stage 6: decode the test parts (greedy and modified beam search) into $exp_dir/<method>/"
-  local extra=() runs=() choice=() run
-  read -r -a extra <<< "$decode_args"
-  mapfile -t runs < <(_decodings)
-  for run in "${runs[@]}"; do
-    read -r -a choice <<< "$run"
-    "$python" -m asr_recipes.bin.decode experiment="$experiment" exp_dir="$exp_dir" "${choice[@]}" \
-      "methods=[greedy_search,modified_beam_search]" beam="$beam" max_sym_per_frame="$max_sym_per_frame" \
-      data.manifest_dir="$data_dir/fbank" "$@" streaming="$streaming" "${extra[@]}"
-  done
+  _decode_each "methods=[greedy_search,modified_beam_search]" beam="$beam" max_sym_per_frame="$max_sym_per_frame" \
+    data.manifest_dir="$data_dir/fbank" "$@" streaming="$streaming"
   mark_done "$exp_dir" 6
 }
 
@@ -152,21 +158,15 @@ stage_lm() {
 stage_lm_decode() {
   [ $# -ge 1 ] || die "usage: stage_lm_decode TITLE [OVERRIDE...]"
   should_run 10 "$exp_dir" || return 0
-  local title=$1 extra=() runs=() choice=() lodr=() run lm
+  local title=$1 lodr=() lm
   shift
   [ -f "$lm_dir/latest.txt" ] || die "no LM in $lm_dir: run stage 9 first (--stage 9 --stop-stage 9)"
   lm=$lm_dir/$(cat "$lm_dir/latest.txt")
   log "Stage 10: modified beam search with the LM ${lm#"$exp_dir/"} (lm_scale $lm_scale, lodr_scale $lodr_scale)" \
     "into $exp_dir/modified_beam_search/"
   [[ $lodr_scale =~ ^[0.]+$ ]] || lodr=("lodr_bigram=$lm_dir/lodr-bigram.json" "lodr_scale=$lodr_scale")
-  read -r -a extra <<< "$decode_args"
-  mapfile -t runs < <(_decodings)
-  for run in "${runs[@]}"; do
-    read -r -a choice <<< "$run"
-    "$python" -m asr_recipes.bin.decode experiment="$experiment" exp_dir="$exp_dir" "${choice[@]}" \
-      "methods=[modified_beam_search]" beam="$beam" max_sym_per_frame="$max_sym_per_frame" lm="$lm" \
-      lm_scale="$lm_scale" "${lodr[@]}" data.manifest_dir="$data_dir/fbank" "$@" streaming="$streaming" "${extra[@]}"
-  done
+  _decode_each "methods=[modified_beam_search]" beam="$beam" max_sym_per_frame="$max_sym_per_frame" lm="$lm" \
+    lm_scale="$lm_scale" "${lodr[@]}" data.manifest_dir="$data_dir/fbank" "$@" streaming="$streaming"
   "$python" -m asr_recipes.bin.results exp_dir="$exp_dir" results_md="$results_md" "title='$title'"
   mark_done "$exp_dir" 10
 }

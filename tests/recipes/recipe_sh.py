@@ -6,9 +6,11 @@ It understands the subset of bash the recipes are written in (local/stages.sh's 
 the pattern): ``if should_run N DIR; then ... fi`` blocks for a corpus's data stages, calls of
 the shared ``stage_<name> ARG...`` functions, whose bodies in local/stages.sh (stages 4-10) or
 local/data_stages.sh (data stages 0-2 of a downloaded corpus) have a line
-``should_run N DIR || return 0``; ``name=value`` definitions (multi-line strings included),
-``case`` statements that only define variables or ``die``. Anything else outside a stage is
-reported, so a recipe that starts doing work before its stage guards fails the test.
+``should_run N DIR || return 0`` (a helper function of the same file that a stage calls, such
+as ``_decode_each``, is read as part of that stage); ``name=value`` definitions (multi-line
+strings included), ``case`` statements that only define variables or ``die``. Anything else
+outside a stage is reported, so a recipe that starts doing work before its stage guards fails
+the test.
 """
 
 from __future__ import annotations
@@ -121,28 +123,53 @@ def logical_lines(text: str) -> list[tuple[int, str]]:
     return out
 
 
-def shared_stage_functions(text: str | None = None) -> dict[str, Stage]:
-    """The stage functions of local/stages.sh (or of ``text``) by name, each with its stage
-    number, marker dir, body lines (the guard line excluded) and how many arguments it shifts."""
-    text = STAGES_SH.read_text() if text is None else text
-    found, current, body = {}, None, []
+def function_bodies(text: str) -> dict[str, list[tuple[int, str]]]:
+    """The logical lines of each ``name() {`` ... ``}`` function in ``text``, by name."""
+    bodies, current = {}, None
     for number, line in logical_lines(text):
         if current is None:
             m = FUNCTION_START.match(line)
             if m:
-                current, body = m.group(1), []
-            continue
-        if line == "}":
-            guard = next((i for i, (_, b) in enumerate(body) if FUNCTION_GUARD.match(b)), None)
-            if current.startswith("stage_") and guard is not None:
-                g = FUNCTION_GUARD.match(body[guard][1])
-                shifts = [SHIFT.match(b) for _, b in body]
-                shifted = sum(int(m.group(1) or 1) for m in shifts if m)
-                found[current] = Stage(int(g.group(1)), g.group(0), g.group(2), body[guard + 1:], function=current,
-                                       shifted=shifted)
+                current = m.group(1)
+                bodies[current] = []
+        elif line == "}":
             current = None
-            continue
-        body.append((number, line))
+        else:
+            bodies[current].append((number, line))
+    return bodies
+
+
+def _inline_helpers(body: list[tuple[int, str]], helpers: dict[str, list[tuple[int, str]]], depth: int = 0):
+    """``body`` with each call of a helper function of the same file (``_decode_each ARG...``)
+    replaced by the helper's lines, its ``"$@"`` written as the call's arguments, so that the
+    entry points a helper runs count as the calling stage's."""
+    if depth > 8:
+        raise ValueError("helper functions call each other too deeply (recursion?)")
+    out = []
+    for number, line in body:
+        name, _, args = line.partition(" ")
+        if name in helpers and not name.startswith("stage_"):
+            out += _inline_helpers([(n, h.replace('"$@"', args)) for n, h in helpers[name]], helpers, depth + 1)
+        else:
+            out.append((number, line))
+    return out
+
+
+def shared_stage_functions(text: str | None = None) -> dict[str, Stage]:
+    """The stage functions of local/stages.sh (or of ``text``) by name, each with its stage
+    number, marker dir, body lines (the guard line excluded, the file's helper functions that
+    it calls written in) and how many arguments it shifts."""
+    text = STAGES_SH.read_text() if text is None else text
+    bodies = function_bodies(text)
+    found = {}
+    for name, body in bodies.items():
+        guard = next((i for i, (_, b) in enumerate(body) if FUNCTION_GUARD.match(b)), None)
+        if name.startswith("stage_") and guard is not None:
+            g = FUNCTION_GUARD.match(body[guard][1])
+            shifts = [SHIFT.match(b) for _, b in body]
+            shifted = sum(int(m.group(1) or 1) for m in shifts if m)
+            found[name] = Stage(int(g.group(1)), g.group(0), g.group(2), _inline_helpers(body[guard + 1:], bodies),
+                                function=name, shifted=shifted)
     return found
 
 
