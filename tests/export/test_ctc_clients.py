@@ -21,7 +21,7 @@ from tests.decoding.trained_exp import MODEL
 from tests.export.exported import ZIPFORMER_CHUNK, ZIPFORMER_LEFT, exported, random_checkpoint, wav_files, \
     zipformer_export
 from tests.export.test_offline_clients import sherpa_symbols
-from tests.export.test_streaming_clients import TAIL
+from tests.export.test_streaming_clients import TAIL, decode_online
 
 sherpa_onnx = pytest.importorskip("sherpa_onnx")
 pytestmark = pytest.mark.slow
@@ -75,17 +75,7 @@ def test_zipformer_streaming_ctc(tiny_corpus, tmp_path_factory, wavs):
     wavs = [(p, np.concatenate([s, np.zeros(int(TAIL * 16000), np.float32)])) for p, s in wavs]
     recognizer = sherpa_onnx.OnlineRecognizer.from_zipformer2_ctc(tokens=str(out / contract.TOKENS),
                                                                   model=str(out / contract.CTC), num_threads=1)
-    results = []
-    for _, samples in wavs:
-        stream = recognizer.create_stream()
-        for piece in np.array_split(samples, 5):  # audio arriving in pieces
-            stream.accept_waveform(16000, piece)
-            while recognizer.is_ready(stream):
-                recognizer.decode_stream(stream)
-        stream.input_finished()
-        while recognizer.is_ready(stream):
-            recognizer.decode_stream(stream)
-        results.append(recognizer.get_result_all(stream))
+    results = [decode_online(recognizer, samples, pieces=5) for _, samples in wavs]
     expected = [ours(model, s, (ZIPFORMER_CHUNK, ZIPFORMER_LEFT)) for _, s in wavs]
     assert_same(results, expected, tokenizer, wavs)
     meta = {p.key: p.value for p in onnx.load(str(out / contract.CTC), load_external_data=False).metadata_props}

@@ -42,12 +42,11 @@ def pytorch_streaming(model, samples, method):
     return decode_streaming(recognizer, feats[None], torch.tensor([feats.size(0)]))[0]
 
 
-def sherpa_online(out, samples, method):
-    recognizer = sherpa_onnx.OnlineRecognizer.from_transducer(
-        tokens=str(out / "tokens.txt"), encoder=str(out / "encoder.onnx"), decoder=str(out / "decoder.onnx"),
-        joiner=str(out / "joiner.onnx"), num_threads=1, decoding_method=method, max_active_paths=4)
+def decode_online(recognizer, samples, pieces: int):
+    """A sherpa-onnx OnlineRecognizer's result for 16 kHz ``samples`` arriving in ``pieces``, as
+    from a microphone: what is ready is decoded after each piece, the rest after the end of input."""
     stream = recognizer.create_stream()
-    for piece in np.array_split(samples, 7):  # audio arriving in pieces, as from a microphone
+    for piece in np.array_split(samples, pieces):
         stream.accept_waveform(16000, piece)
         while recognizer.is_ready(stream):
             recognizer.decode_stream(stream)
@@ -55,6 +54,13 @@ def sherpa_online(out, samples, method):
     while recognizer.is_ready(stream):
         recognizer.decode_stream(stream)
     return recognizer.get_result_all(stream)
+
+
+def sherpa_online(out, samples, method):
+    recognizer = sherpa_onnx.OnlineRecognizer.from_transducer(
+        tokens=str(out / "tokens.txt"), encoder=str(out / "encoder.onnx"), decoder=str(out / "decoder.onnx"),
+        joiner=str(out / "joiner.onnx"), num_threads=1, decoding_method=method, max_active_paths=4)
+    return decode_online(recognizer, samples, pieces=7)
 
 
 def test_streaming_metadata(setup):
