@@ -196,6 +196,19 @@ def _reserve_after_train(ctx: Context) -> float:
     return reserve
 
 
+def _train_run(ctx: Context, cmd: Sequence[str], exp: Path, minutes: Optional[float],
+               startup_s: float) -> Optional[tuple[Finished, training.TrainLog]]:
+    """One bin.train command (``cmd``, writing to ``exp``), time-boxed to its training minutes plus
+    the start-up allowance: (how it finished, its parsed log), or None when the deadline left no
+    time to start it. The log is the trainer's log file when it got as far as writing one, else
+    what the process printed (a run that failed at start-up)."""
+    finished = ctx.run(cmd, (minutes or 0) * 60 + startup_s)
+    if finished is None:
+        return None
+    log_file = exp / "log" / "train.log"
+    return finished, training.parse_train_log(log_file.read_text() if log_file.is_file() else finished.output)
+
+
 def run_train(ctx: Context) -> tuple[bool, str]:
     s = ctx.settings["train"]
     runs: dict = {}
@@ -210,14 +223,13 @@ def run_train(ctx: Context) -> tuple[bool, str]:
         cmd = training.train_command(sys.executable, loss, s["experiment"], exp, ctx.bundle["lang_dir"], ctx.data_dir,
                                      minutes, s["max_steps"], s["log_every_n"], trace if s["trace"] else None,
                                      s["overrides"])
-        finished = ctx.run(cmd, (minutes or 0) * 60 + s["startup_s"])
-        if finished is None:
+        run = _train_run(ctx, cmd, exp, minutes, s["startup_s"])
+        if run is None:
             statuses.append(f"{loss} skipped (deadline)")
             ok = False
             continue
-        log_file = exp / "log" / "train.log"
-        log = training.parse_train_log(log_file.read_text() if log_file.is_file() else finished.output)
-        runs[loss] = (finished, log)
+        finished, log = run
+        runs[loss] = run
         summary = training.summarize(log, s["skip_steps"])
         ok &= finished.ok and summary.finite
         statuses.append(f"{loss} {finished.status()}, {summary.steps} steps" + ("" if summary.finite else ", NON-FINITE loss")
@@ -290,14 +302,13 @@ def run_zipformer(ctx: Context) -> tuple[bool, str]:
         cmd = training.train_command(sys.executable, "pruned", s["experiment"], exp, ctx.bundle["lang_dir"],
                                      ctx.data_dir, minutes, s["max_steps"], s["log_every_n"], None,
                                      [*s["overrides"], f"trainer.amp={amp}"])
-        finished = ctx.run(cmd, (minutes or 0) * 60 + s["startup_s"])
-        if finished is None:
+        run = _train_run(ctx, cmd, exp, minutes, s["startup_s"])
+        if run is None:
             statuses.append(f"{amp} skipped (deadline)")
             ok = False
             continue
-        log_file = exp / "log" / "train.log"
-        log = training.parse_train_log(log_file.read_text() if log_file.is_file() else finished.output)
-        runs[amp] = (finished, log)
+        finished, log = run
+        runs[amp] = run
         summary = training.summarize(log, s["skip_steps"])
         ok &= finished.ok and summary.finite
         statuses.append(f"{amp} {finished.status()}, {summary.steps} steps, {fmt(summary.audio_per_s)} audio s/s"
