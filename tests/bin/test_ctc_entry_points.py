@@ -15,6 +15,7 @@ from asr_recipes.decoding.transcribe import load_features
 from asr_recipes.decoding.word_times import word_times
 from asr_recipes.scoring import read_recogs
 from tests.bin.test_decode import decode_args
+from tests.bin.test_transcribe_extras import flacs
 from tests.decoding.entry import run_entry
 from tests.decoding.test_ctc_align import runs
 from tests.decoding.trained_exp import lower_blank_logit, trained_exp
@@ -31,11 +32,6 @@ def add_ctc_head(exp):
             for name in ("weight", "bias"):
                 state[f"ctc_head.linear.{name}"] = state[f"simple_am_proj.{name}"].clone()
         torch.save(ckpt, path)
-
-
-def flacs(corpus, n):
-    recordings = load_manifest(corpus.manifests / "librispeech_recordings_test-clean.jsonl.gz")
-    return [r.sources[0].source for r in list(recordings)[:n]]
 
 
 def test_transcribe_timestamps_come_from_the_ctc_alignment(tiny_corpus, tmp_path_factory, tmp_path, capsys):
