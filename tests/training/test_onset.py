@@ -9,7 +9,7 @@ import torch
 from asr_recipes.models.build import build_transducer
 from asr_recipes.training.objective import ChunkTrainingConfig, LossConfig, TransducerObjective
 from asr_recipes.training.onset import speech_onset_frames, symbol_start_frames
-from tests.training.test_chunk_training import CONFORMER, ZIPFORMER
+from tests.models.causal_configs import CAUSAL_CONFORMER as CONFORMER, CAUSAL_ZIPFORMER as ZIPFORMER
 
 
 def silence_then_speech(onsets, lengths, F=80, floor=-12.0, speech=-6.0, seed=0):
