@@ -17,7 +17,14 @@ OUR_DECODER = {"decoder_conv_group_size": 1, "decoder_learned_blank": False, "de
 
 
 def load(name: str) -> dict:
-    return yaml.safe_load((CONF / f"{name}.yaml").read_text())
+    """conf/model/<name>.yaml with its Hydra defaults list (other model configs, then _self_)
+    merged in order, as Hydra composes the model group."""
+    own = yaml.safe_load((CONF / f"{name}.yaml").read_text())
+    defaults = own.pop("defaults", ["_self_"])
+    cfg = {}
+    for base in defaults + ([] if "_self_" in defaults else ["_self_"]):
+        cfg.update(own if base == "_self_" else load(base))
+    return cfg
 
 
 def expected_parameters(c: dict, vocab: int, mel_bins_after_subsampling: int = 19) -> int:
