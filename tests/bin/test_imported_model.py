@@ -1,6 +1,6 @@
 """An imported icefall model is used like any checkpoint, with no extra flags: transcribe
 (offline, and --streaming for a causal model: chunk by chunk with caches equals the whole file
-with the chunk mask), decode and the prune report on a corpus, and the export's checks."""
+with the chunk mask), decode and the prune report on a corpus, and the export to sherpa-onnx."""
 
 from pathlib import Path
 
@@ -15,7 +15,8 @@ from asr_recipes.checkpoint.icefall_import import import_icefall, write_import
 from asr_recipes.data.features import fbank_extractor
 from asr_recipes.decoding import decode
 from asr_recipes.decoding.settings import resolve
-from asr_recipes.export.compat import ExportError, _check_features, _check_vocabulary, plan_export
+from asr_recipes.export.compat import _check_features, _check_vocabulary, plan_export
+from asr_recipes.export.exporter import export_checkpoint
 from tests.decoding.entry import run_entry
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "icefall"
@@ -75,19 +76,23 @@ def test_transcribe_streaming_equals_the_chunk_masked_whole_file(imported, wav, 
     assert capsys.readouterr().out.splitlines() == [f"{wav}\t{want}"]
 
 
-def test_export_checks_pass_for_imported_models(imported):
-    """sherpa-onnx's features and a vocabulary tokens.txt can hold (<sos/eos> included). Until the
-    Zipformer export lands, plan_export refuses only the encoder family."""
+def test_imported_models_export_to_sherpa_onnx(imported, tmp_path):
+    """sherpa-onnx's features and a vocabulary tokens.txt can hold (<sos/eos> included); the causal
+    model exports in the streaming Zipformer layout with icefall's chunk and left context, the
+    offline one in the offline layout with its CTC graph, each checked by the exporter against
+    PyTorch in onnxruntime and loaded and run by sherpa-onnx."""
+    pytest.importorskip("sherpa_onnx")
     for name, path in imported.items():
         ckpt = load_checkpoint(path)
         _check_features(ckpt, name)
         assert _check_vocabulary(ckpt, name).tokens[:3] == ["<blk>", "<sos/eos>", "<unk>"]
-        try:
-            plan = plan_export(ckpt, name)
-        except ExportError as e:
-            assert "holds a 'zipformer' encoder" in str(e)
-        else:
-            assert plan.streaming == (name == "causal") and (plan.chunk_size, plan.left_context) in ((8, 16), (None, None))
+        plan = plan_export(ckpt, name)
+        assert plan.streaming == (name == "causal") and (plan.ctc or name == "causal")
+        assert (plan.chunk_size, plan.left_context) == ((8, 16) if name == "causal" else (None, None))
+        report = export_checkpoint(ckpt, tmp_path / name, source=name)
+        assert report.sherpa_checked and report.model_type == "zipformer2"
+        assert {"encoder.onnx", "decoder.onnx", "joiner.onnx", "tokens.txt"} <= set(report.file_bytes)
+        assert ("ctc.onnx" in report.file_bytes) == plan.ctc
 
 
 def test_decode_and_prune_report_on_a_corpus(imported, tiny_corpus, tmp_path, capsys):
