@@ -176,17 +176,20 @@ def test_decode_sees_the_experiment_test_parts(experiment):
 def test_mini_with_the_zipformer_replaces_the_model_and_the_optimizer_only():
     """conf/experiment/mini_zipformer_mini.yaml (run.sh --model zipformer_mini): exactly the
     zipformer_mini model (no Conformer key left), ScaledAdam, icefall-style chunk lists the
-    Zipformer takes; data, loss, decoding and the time budget are mini's."""
+    Zipformer takes, its schedules' batch duration; data, loss, decoding and the time budget are mini's."""
     mini = with_required("train", ["experiment=mini"])
     cfg = with_required("train", ["experiment=mini_zipformer_mini"])
     assert cfg["model"] == _group("model", "zipformer_mini")
     assert cfg == with_required("train", ["experiment=mini", "model=zipformer_mini", "optim=scaled_adam",
-                                          "optim.lr=0.045", *[f"trainer.chunk_training.{k}={v}".replace(" ", "")
+                                          "optim.lr=0.045", "trainer.ref_duration=3",
+                                          *[f"trainer.chunk_training.{k}={v}".replace(" ", "")
                                           for k, v in cfg["trainer"]["chunk_training"].items()]])
     for key in ("data", "loss", "decoding"):
         assert cfg[key] == mini[key], key
-    assert {k: v for k, v in cfg["trainer"].items() if k != "chunk_training"} == {
-        k: v for k, v in mini["trainer"].items() if k != "chunk_training"}
+    # the model's own schedules count batches of 3 s: 10 per 30 s batch (mini's), done by step 2000
+    assert (cfg["trainer"]["ref_duration"], mini["data"]["max_duration"]) == (3, 30.0)
+    assert {k: v for k, v in cfg["trainer"].items() if k not in ("chunk_training", "ref_duration")} == {
+        k: v for k, v in mini["trainer"].items() if k not in ("chunk_training", "ref_duration")}
     optim = cfg["optim"]
     assert (optim["name"], optim["lr"], optim["grad_clip"]) == ("scaled_adam", 0.045, None)
     assert optim["scaled_adam"] == _group("optim", "scaled_adam")["scaled_adam"]
